@@ -1,0 +1,229 @@
+/*
+ * sf_proto.h — the sigflow frame protocol on plain buffers (no DPDK).
+ *
+ * One UDP datagram carries one frame: a fixed little-endian header, then 1..N events
+ * (docs/protocol.md is the normative byte layout). A datagram whose first byte is '{' is
+ * the JSON convenience form: one event, named fields. Acknowledgements travel in ACK
+ * datagrams with one status per event.
+ *
+ * Everything here works on caller-provided buffers, allocates nothing and never reads
+ * past the length it is given: every length and offset is checked against the bytes
+ * actually received. Parse functions return SF_OK (0) or a negative enum sf_err; each
+ * error has its own drop counter in the dataplane, so keep them distinct.
+ */
+#ifndef SF_PROTO_H
+#define SF_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SF_PROTO_MAGIC         0x4653u /* bytes 'S' 'F' on the wire (little-endian u16) */
+#define SF_PROTO_VERSION       1u
+#define SF_FRAME_HDR_LEN       32u /* fixed header of version 1 */
+#define SF_EVENT_HDR_LEN       24u /* fixed part of one event */
+#define SF_AUTH_TAG_LEN        32u /* HMAC-SHA256 tag, at the end of the frame when FLAG_AUTH */
+#define SF_TYPE_LEN_MAX        32u
+#define SF_ID_LEN_MAX          64u
+#define SF_SIGNAL_LEN_MAX      32u
+#define SF_FIELDS_LEN_MAX      512u
+#define SF_FRAME_EVENTS_MAX    64u
+#define SF_DATAGRAM_LEN_MAX    9000u /* jumbo frames; ordinary senders stay below 1472 */
+#define SF_ACK_HDR_LEN         24u
+#define SF_ACK_ENTRY_LEN       12u
+#define SF_JSON_FIELDS_MAX     16u /* named fields in one JSON event */
+
+/* Frame header flags. */
+#define SF_FLAG_ACK_REQ        0x01u /* sender wants an ACK datagram once events are durable */
+#define SF_FLAG_AUTH           0x02u /* key id / counter are set and a tag ends the frame */
+#define SF_FLAG_ACK            0x80u /* this datagram is an ACK (node → sender) */
+#define SF_FLAGS_KNOWN         (SF_FLAG_ACK_REQ | SF_FLAG_AUTH | SF_FLAG_ACK)
+
+enum sf_err {
+    SF_OK = 0,
+    SF_ERR_EMPTY = -1,          /* zero-length datagram */
+    SF_ERR_BAD_MAGIC = -2,      /* neither frame magic nor '{' */
+    SF_ERR_BAD_VERSION = -3,    /* unknown protocol version */
+    SF_ERR_TRUNC_HEADER = -4,   /* fewer bytes than the frame header */
+    SF_ERR_BAD_FLAGS = -5,      /* unknown flag bits, or ACK flag on a data frame */
+    SF_ERR_BAD_COUNT = -6,      /* event count 0 or > SF_FRAME_EVENTS_MAX */
+    SF_ERR_TRUNC_EVENT = -7,    /* an event runs past the end of the datagram */
+    SF_ERR_BAD_EVENT_LEN = -8,  /* event length inconsistent with its parts */
+    SF_ERR_BAD_NAME = -9,       /* type/id/signal empty or over its maximum */
+    SF_ERR_BAD_FIELDS = -10,    /* fields are not a well-formed CBOR array of scalars */
+    SF_ERR_TRAILING = -11,      /* bytes left after the last event (and tag) */
+    SF_ERR_BAD_JSON = -12,      /* JSON form malformed */
+    SF_ERR_JSON_MISSING = -13,  /* JSON form without type, id or signal */
+    SF_ERR_TOO_MANY_FIELDS = -14,
+    SF_ERR_NO_SPACE = -15,      /* encoder: output buffer too small */
+    SF_ERR_BAD_ACK = -16,       /* ACK datagram malformed */
+};
+#define SF_ERR_COUNT 17 /* number of codes, SF_OK included; sf_err_name(-i) for i < count */
+
+/** Short stable name for an error ("truncated_event", ...), used as a counter name. */
+const char *sf_err_name(int err);
+
+/** Parsed frame header. */
+struct sf_frame_hdr {
+    uint8_t version;
+    uint8_t flags;
+    uint16_t event_count;
+    uint32_t sender_id;
+    uint64_t frame_seq;
+    uint32_t auth_key_id;   /* reserved for sender authentication; 0 when unused */
+    uint64_t auth_counter;  /* reserved; 0 when unused */
+};
+
+/** Field value types of the compact encoding (a CBOR array of scalars). */
+enum sf_val_type {
+    SF_VAL_NULL = 0,
+    SF_VAL_INT = 1,   /* int64 */
+    SF_VAL_FLOAT = 2, /* double (CBOR half/single/double accepted, widened) */
+    SF_VAL_BOOL = 3,
+    SF_VAL_TEXT = 4,  /* UTF-8, pointer into the buffer, not NUL-terminated */
+};
+
+struct sf_value {
+    enum sf_val_type type;
+    union {
+        int64_t i;
+        double f;
+        bool b;
+        struct {
+            const char *ptr;
+            uint16_t len;
+        } text;
+    };
+};
+
+/**
+ * One event, as views into the datagram (nothing copied, nothing NUL-terminated).
+ * For the binary form `fields` is the raw CBOR array (fields_json false); for the JSON
+ * form it is the raw JSON object text "{...}" (fields_json true) or empty.
+ */
+struct sf_event {
+    const char *type;
+    const char *id;
+    const char *signal;
+    const uint8_t *fields;
+    uint64_t event_id;
+    uint64_t ts_ns;         /* sender's timestamp, informational; 0 when absent */
+    uint16_t fields_len;
+    uint8_t type_len;
+    uint8_t id_len;
+    uint8_t signal_len;
+    bool has_event_id;      /* false for JSON events without "event_id": not deduplicated */
+    bool fields_json;
+    uint16_t offset;        /* offset of the event within the datagram */
+    uint16_t length;        /* bytes of the event within the datagram */
+};
+
+/* ---- frames (binary form) ------------------------------------------------------------ */
+
+/**
+ * Parse and validate the frame header of datagram buf[0..len).
+ * On success fills *hdr and *events_off (offset of the first event) and returns SF_OK.
+ * Errors: SF_ERR_EMPTY, SF_ERR_BAD_MAGIC, SF_ERR_TRUNC_HEADER, SF_ERR_BAD_VERSION,
+ * SF_ERR_BAD_FLAGS, SF_ERR_BAD_COUNT. Events are not examined.
+ */
+int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                          size_t *events_off);
+
+/**
+ * Parse the event at *off. `end` is the offset where events stop (len, or len minus the
+ * auth tag). On success fills *ev, advances *off past the event and returns SF_OK.
+ * Errors: SF_ERR_TRUNC_EVENT, SF_ERR_BAD_EVENT_LEN, SF_ERR_BAD_NAME, SF_ERR_BAD_FIELDS.
+ * Field values are validated (well-formed CBOR array of scalars) but not decoded.
+ */
+int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_event *ev);
+
+/**
+ * Validate a whole datagram: header, every event, no trailing bytes. Fills up to
+ * `events_max` entries of evs and returns the number of events (>= 1), or a negative
+ * sf_err of the first problem found. A datagram starting with '{' is parsed as JSON.
+ */
+int sf_datagram_parse(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                      struct sf_event *evs, unsigned events_max);
+
+/** Encoder: start a frame in out[0..cap). Returns SF_FRAME_HDR_LEN or SF_ERR_NO_SPACE. */
+int sf_frame_begin(uint8_t *out, size_t cap, const struct sf_frame_hdr *hdr);
+
+/**
+ * Encoder: append one event (type/id/signal from ev, fields from ev->fields which must be
+ * a CBOR array) at offset `len` of a frame begun with sf_frame_begin; bumps the header's
+ * event count. Returns the new frame length, or SF_ERR_NO_SPACE / SF_ERR_BAD_NAME.
+ */
+int sf_frame_add_event(uint8_t *out, size_t cap, size_t len, const struct sf_event *ev);
+
+/* ---- field values (CBOR array of scalars) -------------------------------------------- */
+
+/** Encode `n` values as a CBOR array into out[0..cap). Returns bytes written or an error. */
+int sf_fields_encode(uint8_t *out, size_t cap, const struct sf_value *vals, unsigned n);
+
+/**
+ * Decode a CBOR array of scalars into vals[0..max). Returns the number of values, or
+ * SF_ERR_BAD_FIELDS (malformed, nested, or not a scalar) / SF_ERR_TOO_MANY_FIELDS.
+ * Text values point into buf.
+ */
+int sf_fields_decode(const uint8_t *buf, size_t len, struct sf_value *vals, unsigned max);
+
+/* ---- JSON convenience form ----------------------------------------------------------- */
+
+/**
+ * Parse the JSON form {"type":..,"id":..,"signal":..,"event_id":N,"ts_ns":N,"fields":{..}}.
+ * Allocates nothing. Strings must not contain escapes in type/id/signal (they are views).
+ * Returns SF_OK or SF_ERR_BAD_JSON / SF_ERR_JSON_MISSING / SF_ERR_BAD_NAME.
+ */
+int sf_json_parse(const uint8_t *buf, size_t len, struct sf_event *ev);
+
+/** One named field of a JSON event's "fields" object. */
+struct sf_json_field {
+    const char *name;
+    uint16_t name_len;
+    struct sf_value value; /* text values are views (escapes not decoded: raw bytes) */
+};
+
+/**
+ * Decode the "fields" object of a JSON event (ev->fields, ev->fields_len) into
+ * out[0..max). Returns the number of fields, or SF_ERR_BAD_JSON / SF_ERR_TOO_MANY_FIELDS.
+ */
+int sf_json_fields_decode(const uint8_t *obj, size_t len, struct sf_json_field *out,
+                          unsigned max);
+
+/* ---- ACK datagrams ------------------------------------------------------------------- */
+
+enum sf_ack_status {
+    SF_ACK_APPLIED = 0,
+    SF_ACK_DUPLICATE = 1,
+    SF_ACK_STALE = 2,
+    SF_ACK_UNKNOWN = 3,        /* unknown workflow type or signal */
+    SF_ACK_OVERLOADED = 4,     /* refused, nothing applied: resend later */
+    SF_ACK_UNAUTHENTICATED = 5,
+    SF_ACK_MALFORMED = 6,      /* the event could not be parsed (rest of frame still acked) */
+};
+
+const char *sf_ack_status_name(enum sf_ack_status st);
+
+struct sf_ack_entry {
+    uint64_t event_id;
+    uint16_t event_index; /* position of the event in its frame */
+    uint8_t status;       /* enum sf_ack_status */
+};
+
+struct sf_ack_hdr {
+    uint32_t sender_id;
+    uint64_t frame_seq;
+    uint16_t entry_count;
+    uint16_t owner;       /* the owner core that sends this ACK */
+    uint64_t durable_lsn; /* informational: the owner's durable LSN when sent */
+};
+
+/** Encode an ACK datagram. Returns bytes written or SF_ERR_NO_SPACE. */
+int sf_ack_encode(uint8_t *out, size_t cap, const struct sf_ack_hdr *hdr,
+                  const struct sf_ack_entry *entries);
+
+/** Decode an ACK datagram. Returns entry count (<= max) or SF_ERR_BAD_ACK. */
+int sf_ack_decode(const uint8_t *buf, size_t len, struct sf_ack_hdr *hdr,
+                  struct sf_ack_entry *entries, unsigned max);
+
+#endif /* SF_PROTO_H */

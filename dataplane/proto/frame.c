@@ -1,0 +1,337 @@
+/*
+ * frame.c — binary frames: header, events, encoder, error names.
+ *
+ * Layout (version 1, all integers little-endian; docs/protocol.md is normative):
+ *
+ *   frame header, 32 bytes
+ *     0  u16 magic 0x4653 (bytes 'S' 'F')   16 u16 event_count (1..64)
+ *     2  u8  version (1)                     18 u16 header_len (32..256, multiple of 8)
+ *     3  u8  flags (ACK_REQ 0x01, AUTH 0x02) 20 u32 auth_key_id
+ *     4  u32 sender_id                       24 u64 auth_counter
+ *     8  u64 frame_seq
+ *   header_len - 32 bytes of header extensions (ignored by v1 readers)
+ *   event_count events, back to back
+ *   [32-byte auth tag when flags & AUTH]
+ *
+ *   event, 24 bytes + names + fields
+ *     0  u16 event_len (= 24 + type_len + id_len + signal_len + fields_len)
+ *     2  u8  type_len (1..32)     3 u8 id_len (1..64)     4 u8 signal_len (1..32)
+ *     5  u8  reserved (0)         6 u16 fields_len (0..512)
+ *     8  u64 event_id             16 u64 ts_ns
+ *     24 type, id, signal bytes, then fields: a CBOR array of scalars (cbor.c), or nothing.
+ *
+ * Validity: every length is checked against the bytes received before it is used; the
+ * events must exactly fill the space between header_len and the end (or the tag). The
+ * first problem found decides the error code, in the order documented in sf_proto.h.
+ * Parsing never allocates, never calls a function per byte, never reads past `len`.
+ */
+#include "sf_proto.h"
+
+#include <assert.h>
+
+#include "sf_proto_internal.h"
+
+_Static_assert(SF_FRAME_HDR_LEN == 32, "v1 header is 32 bytes");
+_Static_assert(SF_OFF_AUTH_COUNTER + 8 == SF_FRAME_HDR_LEN, "header fields fill the header");
+_Static_assert(SF_EV_OFF_TS_NS + 8 == SF_EVENT_HDR_LEN, "event fields fill the event header");
+_Static_assert(SF_FRAME_HDR_LEN_MAX % 8 == 0, "header_len is a multiple of 8");
+_Static_assert(SF_DATAGRAM_LEN_MAX <= UINT16_MAX, "offsets fit struct sf_event's u16");
+_Static_assert(SF_EVENT_LEN_MAX <= UINT16_MAX, "event_len is a u16");
+_Static_assert(SF_TYPE_LEN_MAX <= UINT8_MAX && SF_ID_LEN_MAX <= UINT8_MAX &&
+                   SF_SIGNAL_LEN_MAX <= UINT8_MAX,
+               "name lengths are u8");
+
+#define C_IDENT SF_CHAR_IDENT | SF_CHAR_ID
+
+/* Which bytes may appear in names: a table lookup per byte, no branches per class. */
+const uint8_t sf_char_class[256] = {
+    [' '] = SF_CHAR_ID,
+    ['!'] = SF_CHAR_ID,
+    ['#' ... ','] = SF_CHAR_ID,
+    ['-' ... '.'] = C_IDENT,
+    ['/'] = SF_CHAR_ID,
+    ['0' ... '9'] = C_IDENT,
+    [':' ... '@'] = SF_CHAR_ID,
+    ['A' ... 'Z'] = C_IDENT,
+    ['['] = SF_CHAR_ID,
+    [']' ... '^'] = SF_CHAR_ID,
+    ['_'] = C_IDENT,
+    ['`'] = SF_CHAR_ID,
+    ['a' ... 'z'] = C_IDENT,
+    ['{' ... '~'] = SF_CHAR_ID,
+    [0x80 ... 0xff] = SF_CHAR_ID,
+};
+
+static const char *const sf_err_names[SF_ERR_COUNT] = {
+    [0] = "ok",
+    [-SF_ERR_EMPTY] = "empty",
+    [-SF_ERR_BAD_MAGIC] = "bad_magic",
+    [-SF_ERR_BAD_VERSION] = "bad_version",
+    [-SF_ERR_TRUNC_HEADER] = "truncated_header",
+    [-SF_ERR_BAD_FLAGS] = "bad_flags",
+    [-SF_ERR_BAD_COUNT] = "bad_count",
+    [-SF_ERR_TRUNC_EVENT] = "truncated_event",
+    [-SF_ERR_BAD_EVENT_LEN] = "bad_event_len",
+    [-SF_ERR_BAD_NAME] = "bad_name",
+    [-SF_ERR_BAD_FIELDS] = "bad_fields",
+    [-SF_ERR_TRAILING] = "trailing_bytes",
+    [-SF_ERR_BAD_JSON] = "bad_json",
+    [-SF_ERR_JSON_MISSING] = "json_missing_key",
+    [-SF_ERR_TOO_MANY_FIELDS] = "too_many_fields",
+    [-SF_ERR_NO_SPACE] = "no_space",
+    [-SF_ERR_BAD_ACK] = "bad_ack",
+    [-SF_ERR_BAD_HEADER_LEN] = "bad_header_len",
+    [-SF_ERR_TOO_LONG] = "too_long",
+};
+
+const char *sf_err_name(int err)
+{
+    if (err > 0 || err <= -SF_ERR_COUNT)
+        return "unknown";
+    assert(sf_err_names[-err] != NULL);
+    return sf_err_names[-err];
+}
+
+static inline bool sf_name_valid(const char *s, size_t len, size_t len_max, uint8_t class)
+{
+    if (len == 0 || len > len_max)
+        return false;
+    uint8_t all = class;
+    for (size_t i = 0; i < len; i++)
+        all &= sf_char_class[(uint8_t)s[i]];
+    return all != 0;
+}
+
+bool sf_name_valid_type(const char *s, size_t len)
+{
+    return sf_name_valid(s, len, SF_TYPE_LEN_MAX, SF_CHAR_IDENT);
+}
+
+bool sf_name_valid_id(const char *s, size_t len)
+{
+    return sf_name_valid(s, len, SF_ID_LEN_MAX, SF_CHAR_ID);
+}
+
+bool sf_name_valid_signal(const char *s, size_t len)
+{
+    return sf_name_valid(s, len, SF_SIGNAL_LEN_MAX, SF_CHAR_IDENT);
+}
+
+int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                          size_t *events_off)
+{
+    assert(hdr != NULL && events_off != NULL);
+    if (len == 0)
+        return SF_ERR_EMPTY;
+    if (len > SF_DATAGRAM_LEN_MAX)
+        return SF_ERR_TOO_LONG;
+    if (len < 2)
+        return buf[0] == 'S' ? SF_ERR_TRUNC_HEADER : SF_ERR_BAD_MAGIC;
+    if (sf_ld_le16(buf + SF_OFF_MAGIC) != SF_PROTO_MAGIC)
+        return SF_ERR_BAD_MAGIC;
+    /* The version decides the rest of the layout, so it is judged before the length. */
+    if (len < 3)
+        return SF_ERR_TRUNC_HEADER;
+    if (buf[SF_OFF_VERSION] != SF_PROTO_VERSION)
+        return SF_ERR_BAD_VERSION;
+    if (len < SF_FRAME_HDR_LEN)
+        return SF_ERR_TRUNC_HEADER;
+
+    uint8_t flags = buf[SF_OFF_FLAGS];
+    uint16_t header_len = sf_ld_le16(buf + SF_OFF_HDR_LEN);
+    uint16_t count = sf_ld_le16(buf + SF_OFF_COUNT);
+    if (header_len < SF_FRAME_HDR_LEN || header_len > SF_FRAME_HDR_LEN_MAX || header_len % 8 != 0)
+        return SF_ERR_BAD_HEADER_LEN;
+    size_t fixed = header_len + ((flags & SF_FLAG_AUTH) ? SF_AUTH_TAG_LEN : 0);
+    if (fixed > len)
+        return SF_ERR_TRUNC_HEADER;
+    if ((flags & ~SF_FLAGS_KNOWN) != 0 || (flags & SF_FLAG_ACK) != 0)
+        return SF_ERR_BAD_FLAGS;
+    if (count == 0 || count > SF_FRAME_EVENTS_MAX)
+        return SF_ERR_BAD_COUNT;
+
+    hdr->version = SF_PROTO_VERSION;
+    hdr->flags = flags;
+    hdr->event_count = count;
+    hdr->sender_id = sf_ld_le32(buf + SF_OFF_SENDER_ID);
+    hdr->frame_seq = sf_ld_le64(buf + SF_OFF_FRAME_SEQ);
+    hdr->auth_key_id = sf_ld_le32(buf + SF_OFF_AUTH_KEY_ID);
+    hdr->auth_counter = sf_ld_le64(buf + SF_OFF_AUTH_COUNTER);
+    *events_off = header_len;
+    assert(*events_off <= len);
+    return SF_OK;
+}
+
+size_t sf_frame_events_end(const struct sf_frame_hdr *hdr, size_t len)
+{
+    size_t tag = (hdr->flags & SF_FLAG_AUTH) ? SF_AUTH_TAG_LEN : 0;
+    assert(len >= SF_FRAME_HDR_LEN + tag);
+    return len - tag;
+}
+
+int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_event *ev)
+{
+    size_t pos = *off;
+    assert(pos <= end && ev != NULL);
+    if (end - pos < SF_EVENT_HDR_LEN)
+        return SF_ERR_TRUNC_EVENT;
+
+    const uint8_t *p = buf + pos;
+    unsigned event_len = sf_ld_le16(p + SF_EV_OFF_LEN);
+    unsigned type_len = p[SF_EV_OFF_TYPE_LEN];
+    unsigned id_len = p[SF_EV_OFF_ID_LEN];
+    unsigned signal_len = p[SF_EV_OFF_SIGNAL_LEN];
+    unsigned fields_len = sf_ld_le16(p + SF_EV_OFF_FIELDS_LEN);
+    if (p[SF_EV_OFF_RESERVED] != 0 ||
+        event_len != SF_EVENT_HDR_LEN + type_len + id_len + signal_len + fields_len)
+        return SF_ERR_BAD_EVENT_LEN;
+    if (event_len > end - pos)
+        return SF_ERR_TRUNC_EVENT;
+
+    const char *type = (const char *)p + SF_EVENT_HDR_LEN;
+    const char *id = type + type_len;
+    const char *signal = id + id_len;
+    const uint8_t *fields = (const uint8_t *)signal + signal_len;
+    if (!sf_name_valid_type(type, type_len) || !sf_name_valid_id(id, id_len) ||
+        !sf_name_valid_signal(signal, signal_len))
+        return SF_ERR_BAD_NAME;
+    if (fields_len > SF_FIELDS_LEN_MAX || sf_fields_validate(fields, fields_len) < 0)
+        return SF_ERR_BAD_FIELDS;
+
+    ev->type = type;
+    ev->id = id;
+    ev->signal = signal;
+    ev->fields = fields;
+    ev->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
+    ev->ts_ns = sf_ld_le64(p + SF_EV_OFF_TS_NS);
+    ev->fields_len = (uint16_t)fields_len;
+    ev->type_len = (uint8_t)type_len;
+    ev->id_len = (uint8_t)id_len;
+    ev->signal_len = (uint8_t)signal_len;
+    ev->has_event_id = true;
+    ev->fields_json = false;
+    ev->offset = (uint16_t)pos;
+    ev->length = (uint16_t)event_len;
+    *off = pos + event_len;
+    assert(*off <= end);
+    return SF_OK;
+}
+
+int sf_datagram_parse(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                      struct sf_event *evs, unsigned events_max)
+{
+    assert(hdr != NULL && (evs != NULL || events_max == 0));
+    if (len > 0 && buf[0] == '{') {
+        struct sf_event json_ev;
+        int rc = sf_json_parse(buf, len, &json_ev);
+        if (rc < 0)
+            return rc;
+        *hdr = (struct sf_frame_hdr){ .version = SF_PROTO_VERSION, .event_count = 1 };
+        if (events_max > 0)
+            evs[0] = json_ev;
+        return 1;
+    }
+
+    size_t off;
+    int rc = sf_frame_parse_header(buf, len, hdr, &off);
+    if (rc < 0)
+        return rc;
+    size_t end = sf_frame_events_end(hdr, len);
+    struct sf_event scratch;
+    for (unsigned i = 0; i < hdr->event_count; i++) {
+        rc = sf_frame_next_event(buf, end, &off, i < events_max ? &evs[i] : &scratch);
+        if (rc < 0)
+            return rc;
+    }
+    if (off != end)
+        return SF_ERR_TRAILING;
+    assert(hdr->event_count >= 1 && hdr->event_count <= SF_FRAME_EVENTS_MAX);
+    return hdr->event_count;
+}
+
+/* ---- encoder ------------------------------------------------------------------------- */
+
+int sf_frame_begin(uint8_t *out, size_t cap, const struct sf_frame_hdr *hdr)
+{
+    assert(out != NULL && hdr != NULL);
+    if (hdr->version != 0 && hdr->version != SF_PROTO_VERSION)
+        return SF_ERR_BAD_VERSION;
+    if ((hdr->flags & ~SF_FLAGS_KNOWN) != 0 || (hdr->flags & SF_FLAG_ACK) != 0)
+        return SF_ERR_BAD_FLAGS;
+    if (cap < SF_FRAME_HDR_LEN)
+        return SF_ERR_NO_SPACE;
+    sf_st_le16(out + SF_OFF_MAGIC, SF_PROTO_MAGIC);
+    out[SF_OFF_VERSION] = SF_PROTO_VERSION;
+    out[SF_OFF_FLAGS] = hdr->flags;
+    sf_st_le32(out + SF_OFF_SENDER_ID, hdr->sender_id);
+    sf_st_le64(out + SF_OFF_FRAME_SEQ, hdr->frame_seq);
+    sf_st_le16(out + SF_OFF_COUNT, 0);
+    sf_st_le16(out + SF_OFF_HDR_LEN, SF_FRAME_HDR_LEN);
+    sf_st_le32(out + SF_OFF_AUTH_KEY_ID, hdr->auth_key_id);
+    sf_st_le64(out + SF_OFF_AUTH_COUNTER, hdr->auth_counter);
+    return SF_FRAME_HDR_LEN;
+}
+
+/* Room an encoder may fill with events: the buffer, the datagram limit, minus the tag. */
+static size_t sf_frame_room(const uint8_t *out, size_t cap)
+{
+    size_t room = cap < SF_DATAGRAM_LEN_MAX ? cap : SF_DATAGRAM_LEN_MAX;
+    size_t tag = (out[SF_OFF_FLAGS] & SF_FLAG_AUTH) ? SF_AUTH_TAG_LEN : 0;
+    return room > tag ? room - tag : 0;
+}
+
+int sf_frame_add_event(uint8_t *out, size_t cap, size_t len, const struct sf_event *ev)
+{
+    assert(out != NULL && ev != NULL);
+    assert(len >= SF_FRAME_HDR_LEN && len <= cap);
+    assert(sf_ld_le16(out + SF_OFF_MAGIC) == SF_PROTO_MAGIC);
+    uint16_t count = sf_ld_le16(out + SF_OFF_COUNT);
+    if (count >= SF_FRAME_EVENTS_MAX)
+        return SF_ERR_BAD_COUNT;
+    if (!sf_name_valid_type(ev->type, ev->type_len) || !sf_name_valid_id(ev->id, ev->id_len) ||
+        !sf_name_valid_signal(ev->signal, ev->signal_len))
+        return SF_ERR_BAD_NAME;
+    if (ev->fields_len > SF_FIELDS_LEN_MAX || ev->fields_json ||
+        sf_fields_validate(ev->fields, ev->fields_len) < 0)
+        return SF_ERR_BAD_FIELDS;
+
+    size_t event_len =
+        SF_EVENT_HDR_LEN + ev->type_len + ev->id_len + ev->signal_len + ev->fields_len;
+    if (event_len > sf_frame_room(out, cap) || len > sf_frame_room(out, cap) - event_len)
+        return SF_ERR_NO_SPACE;
+
+    uint8_t *p = out + len;
+    sf_st_le16(p + SF_EV_OFF_LEN, (uint16_t)event_len);
+    p[SF_EV_OFF_TYPE_LEN] = ev->type_len;
+    p[SF_EV_OFF_ID_LEN] = ev->id_len;
+    p[SF_EV_OFF_SIGNAL_LEN] = ev->signal_len;
+    p[SF_EV_OFF_RESERVED] = 0;
+    sf_st_le16(p + SF_EV_OFF_FIELDS_LEN, ev->fields_len);
+    sf_st_le64(p + SF_EV_OFF_EVENT_ID, ev->event_id);
+    sf_st_le64(p + SF_EV_OFF_TS_NS, ev->ts_ns);
+    p += SF_EVENT_HDR_LEN;
+    memcpy(p, ev->type, ev->type_len);
+    p += ev->type_len;
+    memcpy(p, ev->id, ev->id_len);
+    p += ev->id_len;
+    memcpy(p, ev->signal, ev->signal_len);
+    p += ev->signal_len;
+    if (ev->fields_len > 0)
+        memcpy(p, ev->fields, ev->fields_len);
+    sf_st_le16(out + SF_OFF_COUNT, (uint16_t)(count + 1));
+    assert((size_t)(p + ev->fields_len - out) == len + event_len);
+    return (int)(len + event_len);
+}
+
+int sf_frame_end(uint8_t *out, size_t cap, size_t len)
+{
+    assert(out != NULL && len >= SF_FRAME_HDR_LEN && len <= cap);
+    if (sf_ld_le16(out + SF_OFF_COUNT) == 0)
+        return SF_ERR_BAD_COUNT;
+    if ((out[SF_OFF_FLAGS] & SF_FLAG_AUTH) == 0)
+        return (int)len;
+    if (cap - len < SF_AUTH_TAG_LEN)
+        return SF_ERR_NO_SPACE;
+    memset(out + len, 0, SF_AUTH_TAG_LEN);
+    return (int)(len + SF_AUTH_TAG_LEN);
+}

@@ -1,0 +1,58 @@
+/*
+ * sf_key.h — the identity of a workflow and how it maps to a partition (no DPDK).
+ *
+ * A workflow is named by (type, id). Its identity everywhere on the owner core is the
+ * XXH3 128-bit hash of the byte string
+ *
+ *     u8 type_len | type bytes | id bytes
+ *
+ * The length prefix makes the encoding unambiguous: ("ab","c") and ("a","bc") hash
+ * different strings. The hash is unseeded, so a key is stable across runs, versions and
+ * machines (snapshots and the WAL store keys; changing this encoding is a format change).
+ *
+ * The two 64-bit halves are used for independent purposes, so that the partition choice and
+ * the bucket choice inside a partition's table are not correlated:
+ *   - k.hi, low bits:  the partition (wf_key_partition);
+ *   - k.lo:            the table's primary (high 32 bits) and secondary (low 32 bits) bucket.
+ */
+#ifndef SF_KEY_H
+#define SF_KEY_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest type or id that can be hashed (the length prefix is one byte). */
+#define WF_KEY_PART_LEN_MAX 255u
+
+/** XXH3 128-bit hash of (type, id): the identity of one workflow. */
+struct wf_key {
+    uint64_t lo, hi;
+};
+_Static_assert(sizeof(struct wf_key) == 16, "wf_key is two 64-bit words");
+
+/**
+ * Compute the key of workflow (type, id). Allocates nothing; reads exactly type_len and
+ * id_len bytes. Both lengths must be <= WF_KEY_PART_LEN_MAX (asserted: callers pass
+ * lengths the protocol parser has validated). Can't fail.
+ */
+struct wf_key wf_key_make(const char *type, size_t type_len, const char *id, size_t id_len);
+
+/** True when both keys are the same identity. */
+static inline bool wf_key_equal(struct wf_key a, struct wf_key b)
+{
+    return ((a.lo ^ b.lo) | (a.hi ^ b.hi)) == 0;
+}
+
+/**
+ * The partition of key k among partition_count partitions (a power of two, asserted).
+ * Uses the low bits of k.hi; the table inside a partition uses k.lo. Can't fail.
+ */
+static inline uint32_t wf_key_partition(struct wf_key k, uint32_t partition_count)
+{
+    assert(partition_count != 0 && (partition_count & (partition_count - 1)) == 0);
+    return (uint32_t)(k.hi & (uint64_t)(partition_count - 1));
+}
+
+#endif /* SF_KEY_H */

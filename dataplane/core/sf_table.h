@@ -1,0 +1,176 @@
+/*
+ * sf_table.h — one partition's workflow table: 128-bit key → record index (no DPDK).
+ *
+ * Design (DESIGN §5, §6): the owner core looks up every event's workflow here; at 100 M
+ * workflows the table is far larger than any cache, so the cost of an event is the number
+ * of DRAM lines a lookup touches. The table is therefore laid out in cache lines:
+ *
+ *   struct wf_table            64-byte header (capacity, bucket count, count, stats)
+ *   struct wf_bucket[nb]       one 64-byte cache line each:
+ *       key[3]   3 x 16 B      the 128-bit identities (wf_key), 16-byte aligned
+ *       rec[3]   3 x 4 B       record index of each slot (WF_REC_NONE when empty)
+ *       used     1 B           slots 0..used-1 are filled, the rest empty
+ *       spare    1 B
+ *       overflow 2 B           keys whose PRIMARY bucket is this one but that live in their
+ *                              secondary bucket (saturating at UINT16_MAX: then exact
+ *                              knowledge is lost and lookups always look at the secondary)
+ *
+ * Placement: bucketized cuckoo hashing with two choices. A key's primary bucket comes from
+ * the high 32 bits of k.lo, its secondary from the low 32 bits (multiply-shift range
+ * reduction, so the bucket count need not be a power of two and sizing is exact). Insert
+ * puts a key in its primary when there is room, else its secondary, else it moves keys to
+ * their other bucket along the shortest path found by a breadth-first search of at most
+ * WF_TABLE_BFS_NODES_MAX buckets. Lookup reads the primary line; only when the key is not
+ * there and the primary's overflow count is non-zero does it read the secondary line. So
+ * a lookup touches one line in the common case and never more than two: no probe
+ * sequence, no tail. Nothing is ever deleted (completed workflows stay, as tombstones).
+ *
+ * Sizing: nb = ceil(capacity / (3 * WF_TABLE_LOAD_PCT%)), i.e. the table is at most 90 %
+ * full, costing 64 / (3 * 0.9) = 23.7 bytes per workflow when full. Full condition:
+ * wf_table_insert returns -ENOSPC once count == capacity, or (not observed below 93 % load
+ * in 16 M simulated inserts) when the bounded search finds no free slot.
+ *
+ * Trade-off, measured (tests/core, perf/table): with 3 slots per line, at 90 % load about
+ * 71 % of keys sit in their primary line (the Poisson overflow bound for 3-slot buckets at
+ * 90 % load is 81 %), so ~29 % of hits at full load read a second line; tables sized with
+ * slack (wf_part_capacity_for) run below full load and do better. A separate tag array
+ * (1-byte tags + 20-byte slots, ~23 B/workflow) would make every hit touch two lines (tag
+ * line, then slot line); linear probing over the same buckets keeps ~75 % in the home line
+ * but has an unbounded tail (probe lengths of 300+ buckets at 90 % load). 4 slots per line
+ * would need a 12-byte identity, weaker than the 128-bit identity DESIGN §5 asks for.
+ *
+ * Iteration (wf_table_next) walks slots in bucket order; a cursor stays valid across calls
+ * as long as no insert happens in between (an insert may move keys between buckets).
+ * Single writer: the owner core. Not thread safe.
+ */
+#ifndef SF_TABLE_H
+#define SF_TABLE_H
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sf_key.h"
+
+#define WF_REC_NONE            UINT32_MAX
+#define WF_TABLE_BUCKET_SLOTS  3u
+#define WF_TABLE_LOAD_PCT      90u  /* fill limit at capacity, percent of slots */
+#define WF_TABLE_BFS_NODES_MAX 256u /* buckets examined by one insert's eviction search */
+#define WF_TABLE_CAPACITY_MAX  (1u << 31)
+#define WF_TABLE_LINE_BYTES    64u
+#define WF_TABLE_MAGIC         0x57465442u /* "WFTB" */
+
+struct wf_bucket {
+    struct wf_key key[WF_TABLE_BUCKET_SLOTS];
+    uint32_t rec[WF_TABLE_BUCKET_SLOTS];
+    uint8_t used;
+    uint8_t spare;
+    uint16_t overflow;
+} __attribute__((aligned(WF_TABLE_LINE_BYTES)));
+_Static_assert(sizeof(struct wf_bucket) == WF_TABLE_LINE_BYTES, "a bucket is one cache line");
+_Static_assert(offsetof(struct wf_bucket, rec) == 48, "keys first, 16-byte aligned");
+_Static_assert(offsetof(struct wf_bucket, overflow) == 62, "header in the last 4 bytes");
+
+/* Fields are private to sf_table.c; they are here so the lookup can be inlined. */
+struct wf_table {
+    uint32_t magic;
+    uint32_t capacity;     /* max keys (insert refuses beyond) */
+    uint32_t bucket_count; /* >= 2 */
+    uint32_t count;        /* keys stored */
+    uint32_t in_secondary; /* keys stored in their secondary bucket */
+    uint32_t spare;
+    uint64_t evictions; /* inserts that had to move other keys */
+    uint64_t mem_bytes; /* bytes given to init */
+    uint8_t pad[24];
+    struct wf_bucket bucket[];
+} __attribute__((aligned(WF_TABLE_LINE_BYTES)));
+_Static_assert(sizeof(struct wf_table) == WF_TABLE_LINE_BYTES, "header is one cache line");
+
+/** Bytes of memory a table of capacity (1..WF_TABLE_CAPACITY_MAX) needs; 0 when capacity
+ *  is out of range. Can't fail. */
+size_t wf_table_mem_size(uint32_t capacity);
+
+/**
+ * Initialise an empty table of capacity in the mem_bytes at t (64-byte aligned, zeroed or
+ * not). Returns 0, or -EINVAL when capacity is out of range, t is misaligned or mem_bytes
+ * < wf_table_mem_size(capacity).
+ */
+int wf_table_init(struct wf_table *t, size_t mem_bytes, uint32_t capacity);
+
+static inline uint32_t wf_table_reduce(uint32_t h, uint32_t n)
+{
+    return (uint32_t)(((uint64_t)h * n) >> 32);
+}
+
+static inline uint32_t wf_table_primary(const struct wf_table *t, struct wf_key k)
+{
+    return wf_table_reduce((uint32_t)(k.lo >> 32), t->bucket_count);
+}
+
+static inline uint32_t wf_table_secondary(const struct wf_table *t, struct wf_key k)
+{
+    uint32_t p = wf_table_primary(t, k);
+    uint32_t s = wf_table_reduce((uint32_t)k.lo, t->bucket_count);
+    if (s == p)
+        s = p + 1 == t->bucket_count ? 0 : p + 1;
+    return s;
+}
+
+/** Prefetch the primary line of k (the first line a lookup reads). Can't fail. */
+static inline void wf_table_prefetch(const struct wf_table *t, struct wf_key k)
+{
+    __builtin_prefetch(&t->bucket[wf_table_primary(t, k)], 0, 3);
+}
+
+/** Prefetch both lines of k (for callers that prefer bandwidth to a second miss). */
+static inline void wf_table_prefetch_both(const struct wf_table *t, struct wf_key k)
+{
+    __builtin_prefetch(&t->bucket[wf_table_primary(t, k)], 0, 3);
+    __builtin_prefetch(&t->bucket[wf_table_secondary(t, k)], 0, 3);
+}
+
+static inline uint32_t wf_table_bucket_find(const struct wf_bucket *b, struct wf_key k)
+{
+    for (uint32_t i = 0; i < b->used; i++)
+        if (wf_key_equal(b->key[i], k))
+            return b->rec[i];
+    return WF_REC_NONE;
+}
+
+/** Record index of key k, or WF_REC_NONE when absent. Reads one line, or two when k is not
+ *  in its primary and that bucket has overflowed. Can't fail. */
+static inline uint32_t wf_table_find(const struct wf_table *t, struct wf_key k)
+{
+    assert(t->magic == WF_TABLE_MAGIC);
+    const struct wf_bucket *b = &t->bucket[wf_table_primary(t, k)];
+    uint32_t rec = wf_table_bucket_find(b, k);
+    if (rec != WF_REC_NONE || b->overflow == 0)
+        return rec;
+    return wf_table_bucket_find(&t->bucket[wf_table_secondary(t, k)], k);
+}
+
+/**
+ * Insert k → rec (rec != WF_REC_NONE). Returns 0; -EEXIST when k is present (nothing
+ * changes); -ENOSPC when the table holds capacity keys or the bounded eviction search
+ * found no room (nothing changes). May move other keys between their two buckets.
+ */
+int wf_table_insert(struct wf_table *t, struct wf_key k, uint32_t rec);
+
+/** Keys stored. Can't fail. */
+uint32_t wf_table_count(const struct wf_table *t);
+
+/** Maximum keys (the capacity given to init). Can't fail. */
+uint32_t wf_table_capacity(const struct wf_table *t);
+
+/** Keys stored outside their primary line (whose hits read two lines). Can't fail. */
+uint32_t wf_table_in_secondary(const struct wf_table *t);
+
+/**
+ * Iterate in slot order: start with *cursor = 0; each call that returns true stores the
+ * next key and its record index and advances *cursor; returns false at the end. Visits
+ * each key exactly once when no insert happens during the walk. Can't fail.
+ */
+bool wf_table_next(const struct wf_table *t, uint64_t *cursor, struct wf_key *k, uint32_t *rec);
+
+#endif /* SF_TABLE_H */

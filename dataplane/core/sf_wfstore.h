@@ -1,0 +1,164 @@
+/*
+ * sf_wfstore.h — one partition's workflows: table + record arena + key store (no DPDK).
+ *
+ * Layout of the one region given to wf_part_init (offsets from its start; the region holds
+ * no pointers, so it can be copied or mapped elsewhere as bytes):
+ *
+ *   struct wf_part        header: sizes, counters, type table (64-byte aligned)
+ *   struct wf_table       the workflow table, key → record index (sf_table.h)
+ *   wf_count_rec[cap]     the record arena, indexed by record index; record i is the
+ *                         i-th workflow created in this partition (append-only)
+ *   key store             append-only byte arena of the (type, id) strings:
+ *                           type name:  raw bytes, referenced from the type table
+ *                           workflow:   u8 type_index | u8 id_len | id bytes
+ *                         a record's key_ref is the offset of its workflow entry, so a
+ *                         workflow costs 2 + id_len bytes here (type strings are stored
+ *                         once per partition, at most WF_TYPES_MAX of them).
+ *
+ * Validity: table count == record count; every record r < count has flags & WF_REC_F_LIVE
+ * and a key_ref < keystore used bytes whose entry re-hashes to the key that maps to r.
+ * Nothing is ever removed. Until the workflow VM lands, a record only counts signals.
+ * Single writer: the owner core. Not thread safe.
+ */
+#ifndef SF_WFSTORE_H
+#define SF_WFSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sf_key.h"
+#include "sf_table.h"
+
+#define WF_TYPES_MAX     64u                  /* distinct workflow types per partition */
+#define WF_KEYSTORE_MAX  ((size_t)UINT32_MAX) /* key_ref is a u32 offset */
+#define WF_KEY_ENTRY_HDR 2u                   /* u8 type index + u8 id length */
+#define WF_PART_MAGIC    0x57465054u          /* "WFPT" */
+#define WF_REC_F_LIVE    0x1u
+
+/** The per-workflow counting record (until the VM's typed records replace it). */
+struct wf_count_rec {
+    uint64_t signals;       /* signals applied */
+    uint64_t last_event_id; /* event id of the last signal applied */
+    uint64_t last_ts_ns;    /* receive time of the last signal applied */
+    uint32_t key_ref;       /* offset of its (type, id) entry in the key store */
+    uint32_t flags;         /* WF_REC_F_* */
+};
+_Static_assert(sizeof(struct wf_count_rec) == 32, "two records per cache line");
+
+/** Per-partition counters (the reader sums them; only the owner core writes). */
+struct wf_part_stats {
+    uint64_t applied;       /* signals applied (including the creating one) */
+    uint64_t created;       /* workflows created */
+    uint64_t full_table;    /* refused: table at capacity or no room found */
+    uint64_t full_keystore; /* refused: key store has no room for the id */
+    uint64_t full_types;    /* refused: partition already has WF_TYPES_MAX types */
+    uint64_t invalid;       /* refused: empty type name */
+};
+
+struct wf_part_type {
+    uint32_t off; /* offset of the name in the key store */
+    uint32_t len;
+};
+
+/* Fields are private to sf_wfstore.c; they are here so lookups can be inlined. */
+struct wf_part {
+    uint32_t magic;
+    uint32_t capacity;
+    uint32_t type_count;
+    uint32_t spare;
+    uint64_t mem_bytes;
+    uint64_t table_off, recs_off, keys_off; /* from the start of this struct */
+    uint64_t keys_bytes, keys_used;
+    struct wf_part_stats stats;
+    struct wf_part_type types[WF_TYPES_MAX];
+} __attribute__((aligned(64)));
+
+enum wf_apply_result {
+    WF_APPLIED = 0,  /* applied to an existing workflow */
+    WF_CREATED = 1,  /* first signal: workflow created, then applied */
+    WF_FULL = -1,    /* table, key store or type table full: refused, counted */
+    WF_INVALID = -2, /* empty type name: refused, counted */
+};
+
+/** Bytes a partition of capacity workflows (1..WF_TABLE_CAPACITY_MAX) with keystore_bytes
+ *  (1..WF_KEYSTORE_MAX) of key store needs; 0 when an argument is out of range. */
+size_t wf_part_mem_size(uint32_t capacity, size_t keystore_bytes);
+
+/**
+ * Initialise an empty partition in the mem_bytes at p (64-byte aligned; normally a slice
+ * of an sf_mem_alloc region). Returns 0, or -EINVAL when an argument is out of range, p is
+ * misaligned or mem_bytes < wf_part_mem_size(capacity, keystore_bytes).
+ */
+int wf_part_init(struct wf_part *p, size_t mem_bytes, uint32_t capacity, size_t keystore_bytes);
+
+/**
+ * Find-or-create workflow k = wf_key_make(type, id) and apply one signal to it:
+ * signals++, last_event_id = event_id, last_ts_ns = ts_ns. Returns WF_APPLIED,
+ * WF_CREATED, or (nothing changed, the matching counter incremented) WF_FULL / WF_INVALID.
+ * The strings are read only when the workflow is created.
+ */
+int wf_part_apply(struct wf_part *p, struct wf_key k, const char *type, uint8_t type_len,
+                  const char *id, uint8_t id_len, uint64_t event_id, uint64_t ts_ns);
+
+/**
+ * Burst form, stage 3: same as wf_part_apply with rec = wf_part_find(p, k) computed
+ * earlier in the burst (the find may be stale only by being WF_REC_NONE for a workflow an
+ * earlier event of the same burst created; that case is handled). Same returns.
+ */
+int wf_part_apply_found(struct wf_part *p, uint32_t rec, struct wf_key k, const char *type,
+                        uint8_t type_len, const char *id, uint8_t id_len, uint64_t event_id,
+                        uint64_t ts_ns);
+
+/** Burst form, stage 1: prefetch the table line of k. Can't fail. */
+void wf_part_prefetch(const struct wf_part *p, struct wf_key k);
+
+/** Burst form, stage 2: record index of k (WF_REC_NONE if absent), and prefetch that
+ *  record. Can't fail. */
+uint32_t wf_part_find_prefetch(const struct wf_part *p, struct wf_key k);
+
+/** Record index of k, or WF_REC_NONE. Can't fail. */
+uint32_t wf_part_find(const struct wf_part *p, struct wf_key k);
+
+/** The record of k, or NULL when absent. Valid until the region is freed. */
+const struct wf_count_rec *wf_part_get(const struct wf_part *p, struct wf_key k);
+
+/** The record at index rec (< wf_part_count, asserted). Can't fail. */
+const struct wf_count_rec *wf_part_rec(const struct wf_part *p, uint32_t rec);
+
+/**
+ * Read back the strings of the key store entry at key_ref (a record's key_ref). Pointers
+ * stay valid until the region is freed; strings are not NUL-terminated. Returns 0, or
+ * -EINVAL when key_ref does not lie inside a stored entry.
+ */
+int wf_part_key(const struct wf_part *p, uint32_t key_ref, const char **type, uint8_t *type_len,
+                const char **id, uint8_t *id_len);
+
+/** Workflows in the partition. Can't fail. */
+uint32_t wf_part_count(const struct wf_part *p);
+
+/** Key store bytes used (type names + workflow entries). Can't fail. */
+size_t wf_part_keystore_used(const struct wf_part *p);
+
+/** The partition's table (for statistics such as wf_table_in_secondary). Can't fail. */
+const struct wf_table *wf_part_table(const struct wf_part *p);
+
+/** Copy the partition's counters to *out. Can't fail. */
+void wf_part_stats_get(const struct wf_part *p, struct wf_part_stats *out);
+
+/**
+ * Iterate the partition's workflows in table slot order (see wf_table_next): start with
+ * *cursor = 0; returns false at the end. Can't fail.
+ */
+bool wf_part_next(const struct wf_part *p, uint64_t *cursor, struct wf_key *k,
+                  const struct wf_count_rec **rec);
+
+/**
+ * Per-partition capacity so that workflows_total workflows spread by hash over
+ * partition_count partitions fit with overwhelming probability: the mean plus 6 standard
+ * deviations of the binomial count, plus 16. 0 when partition_count is 0 or the result
+ * exceeds WF_TABLE_CAPACITY_MAX. Can't fail.
+ */
+uint32_t wf_part_capacity_for(uint64_t workflows_total, uint32_t partition_count);
+
+#endif /* SF_WFSTORE_H */

@@ -1,0 +1,251 @@
+/*
+ * dp.h — sigflowd's shared definitions: the event record that crosses the per-core rings,
+ * the per-lcore state, the node, and the counters.
+ *
+ * Concurrency contract (share-nothing, DESIGN §2):
+ *   - struct dp_lcore is written only by its own lcore. Other threads (the control thread)
+ *     read its counters with relaxed loads; an aligned u64 never tears on x86-64.
+ *   - A partition's workflow table (node.parts[p]) is touched only by its owner lcore.
+ *     The control thread asks the owner through the owner's mailbox ring and waits.
+ *   - Events cross from an rx lcore to an owner lcore through one single-producer /
+ *     single-consumer ring per (rx lcore, owner lcore) pair, in bursts.
+ *   - An event record holds one reference on the mbuf it points into; the rx lcore sets
+ *     the mbuf's refcount to the number of events it routes, each owner frees its own.
+ */
+#ifndef DP_H
+#define DP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "dp_config.h"
+#include "sf_key.h"
+#include "sf_partmap.h"
+#include "sf_pkt.h"
+#include "sf_proto.h"
+#include "sf_wfstore.h"
+
+#define DP_RXQ_PER_LCORE_MAX  (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
+#define DP_STAGE_EVENTS       64   /* events staged per owner before a ring enqueue */
+#define DP_OWNER_BURST_MAX    256  /* events dequeued from one ring at a time */
+#define DP_MAILBOX_SIZE       64
+#define DP_TX_BURST_MAX       32
+#define DP_MBUF_DATA_ROOM     (RTE_PKTMBUF_HEADROOM + 2048)
+#define DP_LIST_LIMIT_MAX     1000
+
+/* flags of struct dp_event */
+#define DP_EV_HAS_EVENT_ID    0x01
+#define DP_EV_FIELDS_JSON     0x02
+#define DP_EV_ACK_REQ         0x04
+
+/**
+ * One routed event: a compact view into the mbuf that carried it, one cache line.
+ * Offsets are from rte_pktmbuf_mtod(m), i.e. from the start of the received bytes.
+ */
+struct dp_event {
+    struct rte_mbuf *m;
+    struct wf_key key;
+    uint64_t event_id;
+    uint64_t rx_ns;        /* node receive time (realtime ns): the time handlers see */
+    uint16_t type_off, id_off, signal_off, fields_off;
+    uint16_t fields_len;
+    uint16_t partition;
+    uint8_t type_len, id_len, signal_len;
+    uint8_t ev_index;      /* position in its frame, for the ACK */
+    uint8_t flags;
+    uint8_t src_lcore;     /* rx lcore index that received it (ACKs go back through it) */
+    uint8_t port, queue;
+    uint8_t pad[4];
+};
+_Static_assert(sizeof(struct dp_event) == 64, "dp_event is one cache line");
+
+/* Per-lcore counters. Names (dp_counter_name) are the JSON keys of `stats`. */
+enum dp_counter {
+    DP_C_RX_PACKETS,
+    DP_C_RX_BYTES,
+    DP_C_FRAMES,
+    DP_C_JSON_EVENTS,
+    DP_C_EVENTS_ROUTED,
+    DP_C_EVENTS_APPLIED,
+    DP_C_WORKFLOWS,          /* created on this owner */
+    DP_C_TX_PACKETS,
+    DP_C_ARP_REPLIES,
+    DP_C_ICMP_REPLIES,
+    DP_C_ICMP6_REPLIES,
+    DP_C_NDP_REPLIES,
+    DP_C_IGNORED,            /* ARP/NDP chatter not for us: not an error */
+    DP_C_IDLE_SLEEPS,
+    DP_C_POLLS,
+    DP_C_BUSY_POLLS,
+    DP_C_COUNT
+};
+
+/* Drops outside the packet and frame parsers, each its own counter. */
+enum dp_drop {
+    DP_DROP_RING_FULL,       /* owner's ring full: event dropped, never blocks */
+    DP_DROP_TABLE_FULL,      /* partition table or key store full: new workflow refused */
+    DP_DROP_TX_FULL,         /* reply not sent: tx queue full */
+    DP_DROP_ICMP_RATE,       /* echo answer suppressed by the rate limit */
+    DP_DROP_MBUF_ALLOC,      /* no mbuf for a reply */
+    DP_DROP_SOCKET_ERRORS,   /* recvmmsg errors (socket source) */
+    DP_DROP_COUNT
+};
+
+struct dp_rxq {
+    uint16_t port;
+    uint16_t queue;
+    uint64_t packets;        /* written by the owning lcore only */
+};
+
+struct dp_lcore {
+    /* identity, set before launch */
+    unsigned lcore_id;
+    unsigned index;           /* dense index among worker lcores */
+    bool rx;
+    bool owner;
+    unsigned owner_index;     /* dense index among owners (valid when owner) */
+    struct dp_rxq rxq[DP_RXQ_PER_LCORE_MAX];
+    unsigned rxq_count;
+    int sock_fd;              /* socket source: this lcore's SO_REUSEPORT socket, or -1 */
+    struct rte_ring *out[DP_LCORES_MAX]; /* rx side: ring to owner o (by owner index) */
+    struct rte_ring *in[DP_LCORES_MAX];  /* owner side: ring from rx lcore r (by rx index) */
+    unsigned in_count;
+    struct rte_ring *mailbox; /* control requests for this owner */
+
+    /* rx staging: events waiting for a ring enqueue, per owner */
+    struct dp_event stage[DP_LCORES_MAX][DP_STAGE_EVENTS] __rte_cache_aligned;
+    unsigned stage_count[DP_LCORES_MAX];
+
+    struct pkt_token_bucket icmp_tb;
+    unsigned idle_polls;
+    unsigned idle_sleep_us;
+
+    uint64_t counters[DP_C_COUNT] __rte_cache_aligned;
+    uint64_t drop[DP_DROP_COUNT];
+    uint64_t drop_pkt[PKT_VERDICT_COUNT];
+    uint64_t drop_proto[SF_ERR_COUNT];
+} __rte_cache_aligned;
+
+struct dp_port {
+    uint16_t port_id;
+    char name[DP_PORT_NAME_MAX];
+    struct pkt_node_cfg addr; /* mac of this port + the node's addresses */
+    unsigned rx_queues;
+};
+
+struct dp_node {
+    struct dp_config cfg;
+    struct dp_port ports[DP_PORTS_MAX];
+    unsigned port_count;
+    struct dp_lcore *lcores[DP_LCORES_MAX]; /* by dense index */
+    unsigned lcore_count;
+    unsigned rx_count, owner_count;
+    struct dp_lcore *rx_by_index[DP_LCORES_MAX];
+    struct dp_lcore *owner_by_index[DP_LCORES_MAX];
+    struct wf_partmap *partmap;
+    struct wf_part **parts;   /* by partition; each written only by its owner */
+    uint32_t part_capacity;   /* workflows per partition */
+    struct rte_mempool *pool;
+    uint64_t tsc_hz;
+    uint64_t base_tsc;
+    uint64_t base_realtime_ns;
+    uint64_t start_realtime_ns;
+    volatile bool force_quit;
+};
+
+extern struct dp_node dp_node;
+
+/* ---- control requests (mailbox) ---------------------------------------------------- */
+
+enum dp_req_kind {
+    DP_REQ_DESCRIBE,
+    DP_REQ_LIST,
+};
+
+struct dp_list_entry {
+    uint32_t partition;
+    uint64_t cursor_after;    /* resume point inside the partition */
+    char type[SF_TYPE_LEN_MAX + 1];
+    char id[SF_ID_LEN_MAX + 1];
+    uint64_t signals;
+    uint64_t last_event_id;
+    uint64_t last_ts_ns;
+};
+
+struct dp_req {
+    enum dp_req_kind kind;
+    /* describe */
+    struct wf_key key;
+    uint32_t partition;
+    bool found;
+    struct dp_list_entry one;
+    /* list */
+    uint32_t start_partition;
+    uint64_t start_cursor;
+    unsigned limit;
+    char type_filter[SF_TYPE_LEN_MAX + 1];
+    struct dp_list_entry *entries;
+    unsigned entry_count;
+    bool more;                /* the owner stopped at limit with partitions left */
+    atomic_int done;          /* set last by the owner, with release ordering */
+};
+
+/* ---- functions across files ------------------------------------------------------- */
+
+const char *dp_counter_name(enum dp_counter c);
+const char *dp_drop_name(enum dp_drop d);
+
+/** Current node time in realtime nanoseconds, from the TSC. Can't fail. */
+uint64_t dp_now_ns(void);
+
+/** CLOCK_REALTIME in nanoseconds (a syscall-free vDSO read). Can't fail. */
+uint64_t dp_realtime_ns(void);
+
+/**
+ * Build the node from node->cfg: lcores and roles, partitions and their tables (2 MB
+ * pages), the mempool, the rings, then the rx source (ports or sockets). node->tsc_hz,
+ * base_tsc and base_realtime_ns must be set. Returns 0 or -errno (reason on stderr).
+ */
+int dp_node_setup(struct dp_node *node);
+
+/** Free what dp_node_setup allocated for tables. */
+void dp_node_free(struct dp_node *node);
+
+/** The loop every lcore runs until node.force_quit: rx, owner, idle back-off. */
+int dp_lcore_main(void *arg);
+
+/** Set up every configured port (queues, RSS, start). Returns 0 or -errno (logged). */
+int dp_ports_init(struct dp_node *node);
+void dp_ports_close(struct dp_node *node);
+
+/** Open the socket source's per-lcore sockets. Returns 0 or -errno. */
+int dp_socket_source_init(struct dp_node *node);
+
+/** One rx pass over this lcore's queues or socket; returns the number of packets. */
+unsigned dp_rx_poll(struct dp_lcore *lc);
+
+/** Route one received UDP payload (a frame or JSON event) already in mbuf m, at data
+ * offset `off` with `len` bytes. Takes ownership of m. Used by both rx sources and by
+ * the pipeline benchmark. */
+void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, uint16_t len,
+                         uint8_t port, uint8_t queue, uint64_t rx_ns);
+
+/** Push every staged event to its owner's ring (drops, counted, when a ring is full). */
+void dp_rx_flush(struct dp_lcore *lc);
+
+/** One owner pass: mailbox, then drain every inbound ring. Returns events applied. */
+unsigned dp_owner_poll(struct dp_lcore *lc);
+
+/** Apply a burst of events (prefetch pass, then apply pass) and free their mbufs. */
+void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n);
+
+/** Start / stop the control socket thread (unix socket at path). Returns 0 or -errno. */
+int dp_ctl_start(struct dp_node *node, const char *path);
+void dp_ctl_stop(void);
+
+#endif /* DP_H */

@@ -1,0 +1,421 @@
+/*
+ * dp_ctl.c — the control socket: a unix stream socket (0600, in the 0700 runtime dir)
+ * served by one thread, off the data path. Protocol: one JSON object per line in, one
+ * JSON object per line out: {"cmd":"stats"} → {"ok":true,...}; errors are
+ * {"ok":false,"error":"..."}. Commands: stats, describe {type,id}, list {type?,limit?,after?}.
+ *
+ * Reading counters: each lcore writes only its own; this thread sums them (relaxed).
+ * Reading workflows: the owner lcore answers through its mailbox ring; this thread waits
+ * for the answer with a timeout and never touches a table itself.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <rte_ethdev.h>
+
+#include "dp.h"
+
+#define DP_CTL_LINE_MAX        8192
+#define DP_CTL_REQ_TIMEOUT_MS  2000
+#define DP_CTL_XSTATS_MAX      512
+
+static pthread_t dp_ctl_thread;
+static int dp_ctl_fd = -1;
+static volatile bool dp_ctl_quit;
+static char dp_ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static json_t *dp_ctl_error(const char *msg)
+{
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *dp_ctl_drops(const struct dp_lcore *lc)
+{
+    json_t *d = json_object();
+    for (unsigned i = 0; i < DP_DROP_COUNT; i++)
+        json_object_set_new(d, dp_drop_name(i), json_integer((json_int_t)lc->drop[i]));
+    for (unsigned v = 0; v < PKT_VERDICT_COUNT; v++)
+        if (pkt_verdict_is_drop(v))
+            json_object_set_new(d, pkt_verdict_name(v), json_integer((json_int_t)lc->drop_pkt[v]));
+    for (unsigned e = 1; e < SF_ERR_COUNT; e++) {
+        if (-(int)e == SF_ERR_NO_SPACE)
+            continue; /* encoder-only code */
+        json_object_set_new(d, sf_err_name(-(int)e), json_integer((json_int_t)lc->drop_proto[e]));
+    }
+    return d;
+}
+
+/* Add every integer member of src into dst (creating members as needed). */
+static void dp_ctl_sum_into(json_t *dst, json_t *src)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(src, k, v)
+    {
+        if (!json_is_integer(v))
+            continue;
+        json_t *cur = json_object_get(dst, k);
+        json_int_t base = cur ? json_integer_value(cur) : 0;
+        json_object_set_new(dst, k, json_integer(base + json_integer_value(v)));
+    }
+}
+
+static json_t *dp_ctl_core(const struct dp_lcore *lc)
+{
+    json_t *c = json_pack("{s:i, s:b, s:b}", "lcore", (int)lc->lcore_id, "rx", lc->rx, "owner",
+                          lc->owner);
+    for (unsigned i = 0; i < DP_C_COUNT; i++)
+        json_object_set_new(c, dp_counter_name(i), json_integer((json_int_t)lc->counters[i]));
+    json_t *qs = json_array();
+    for (unsigned q = 0; q < lc->rxq_count; q++)
+        json_array_append_new(qs, json_pack("{s:i, s:i, s:I}", "port", lc->rxq[q].port, "queue",
+                                            lc->rxq[q].queue, "packets",
+                                            (json_int_t)lc->rxq[q].packets));
+    json_object_set_new(c, "rx_queues", qs);
+    json_object_set_new(c, "drops", dp_ctl_drops(lc));
+    return c;
+}
+
+static json_t *dp_ctl_port(const struct dp_port *p)
+{
+    struct rte_eth_stats st;
+    memset(&st, 0, sizeof(st));
+    rte_eth_stats_get(p->port_id, &st);
+    char mac[18];
+    snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", p->addr.mac[0], p->addr.mac[1],
+             p->addr.mac[2], p->addr.mac[3], p->addr.mac[4], p->addr.mac[5]);
+    json_t *j = json_pack("{s:i, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "port",
+                          p->port_id, "name", p->name, "mac", mac, "rx_queues", p->rx_queues,
+                          "ipackets", (json_int_t)st.ipackets, "opackets", (json_int_t)st.opackets,
+                          "imissed", (json_int_t)st.imissed, "ierrors", (json_int_t)st.ierrors,
+                          "oerrors", (json_int_t)st.oerrors, "rx_nombuf", (json_int_t)st.rx_nombuf);
+    static struct rte_eth_xstat_name names[DP_CTL_XSTATS_MAX];
+    static struct rte_eth_xstat vals[DP_CTL_XSTATS_MAX];
+    int n = rte_eth_xstats_get_names(p->port_id, names, DP_CTL_XSTATS_MAX);
+    int m = n > 0 && n <= DP_CTL_XSTATS_MAX ? rte_eth_xstats_get(p->port_id, vals, (unsigned)n) : 0;
+    json_t *x = json_object();
+    for (int i = 0; i < m && i < n; i++)
+        json_object_set_new(x, names[vals[i].id].name, json_integer((json_int_t)vals[i].value));
+    json_object_set_new(j, "xstats", x);
+    return j;
+}
+
+static json_t *dp_ctl_stats(void)
+{
+    json_t *total = json_object();
+    json_t *drops = json_object();
+    json_t *cores = json_array();
+    for (unsigned i = 0; i < dp_node.lcore_count; i++) {
+        json_t *c = dp_ctl_core(dp_node.lcores[i]);
+        dp_ctl_sum_into(total, c);
+        dp_ctl_sum_into(drops, json_object_get(c, "drops"));
+        json_array_append_new(cores, c);
+    }
+    json_object_del(total, "lcore");
+    json_int_t drop_sum = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(drops, k, v) drop_sum += json_integer_value(v);
+    json_object_set_new(total, "drops", drops);
+    json_object_set_new(total, "drops_total", json_integer(drop_sum));
+    json_t *ports = json_array();
+    for (unsigned p = 0; p < dp_node.port_count; p++)
+        json_array_append_new(ports, dp_ctl_port(&dp_node.ports[p]));
+    double uptime = (double)(dp_now_ns() - dp_node.start_realtime_ns) / 1e9;
+    json_t *node = json_pack(
+        "{s:f, s:i, s:i, s:i, s:i, s:I, s:s, s:i}", "uptime_s", uptime, "lcores",
+        (int)dp_node.lcore_count, "rx_lcores", (int)dp_node.rx_count, "owner_lcores",
+        (int)dp_node.owner_count, "partitions", (int)dp_node.cfg.partitions, "table_capacity",
+        (json_int_t)dp_node.cfg.table_capacity, "source",
+        dp_node.cfg.source == DP_SOURCE_SOCKET ? "socket" : "ethdev", "udp_port",
+        dp_node.cfg.udp_port);
+    return json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1, "node", node, "total", total, "cores",
+                     cores, "ports", ports);
+}
+
+/* Post a request to an owner's mailbox and wait for the answer. 0 or -ETIMEDOUT/-EAGAIN. */
+static int dp_ctl_ask(unsigned owner, struct dp_req *req)
+{
+    atomic_store(&req->done, 0);
+    if (rte_ring_mp_enqueue(dp_node.owner_by_index[owner]->mailbox, req) != 0)
+        return -EAGAIN;
+    struct timespec pause = { 0, 50000 };
+    for (int waited_us = 0; waited_us < DP_CTL_REQ_TIMEOUT_MS * 1000; waited_us += 50) {
+        if (atomic_load_explicit(&req->done, memory_order_acquire))
+            return 0;
+        nanosleep(&pause, NULL);
+    }
+    return -ETIMEDOUT;
+}
+
+static json_t *dp_ctl_entry_json(const struct dp_list_entry *e)
+{
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:i}", "type", e->type, "id", e->id, "signals",
+                     (json_int_t)e->signals, "last_event_id", (json_int_t)e->last_event_id,
+                     "last_signal_ns", (json_int_t)e->last_ts_ns, "partition", (int)e->partition);
+}
+
+static bool dp_ctl_name(json_t *req, const char *key, size_t max, const char **out, size_t *len)
+{
+    json_t *v = json_object_get(req, key);
+    if (!json_is_string(v))
+        return false;
+    *out = json_string_value(v);
+    *len = json_string_length(v);
+    return *len > 0 && *len <= max;
+}
+
+static json_t *dp_ctl_describe(json_t *jreq)
+{
+    const char *type, *id;
+    size_t type_len, id_len;
+    if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
+        !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len))
+        return dp_ctl_error("describe needs \"type\" (1..32 bytes) and \"id\" (1..64 bytes)");
+    struct dp_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return dp_ctl_error("out of memory");
+    req->kind = DP_REQ_DESCRIBE;
+    req->key = wf_key_make(type, type_len, id, id_len);
+    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
+    unsigned owner = wf_partmap_owner(dp_node.partmap, req->partition);
+    int rc = dp_ctl_ask(owner, req);
+    if (rc == -ETIMEDOUT)
+        return dp_ctl_error("owner core did not answer in time"); /* req stays with the owner */
+    json_t *out;
+    if (rc != 0)
+        out = dp_ctl_error("owner mailbox full, retry");
+    else if (!req->found)
+        out = json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error", "workflow not found", "type",
+                        type, "id", id);
+    else {
+        out = dp_ctl_entry_json(&req->one);
+        json_object_set_new(out, "ok", json_true());
+        json_object_set_new(out, "owner_lcore",
+                            json_integer(dp_node.owner_by_index[owner]->lcore_id));
+    }
+    free(req);
+    return out;
+}
+
+/* Cursor "P:C": partition P, position C inside it; empty = from the start. */
+static bool dp_ctl_parse_cursor(const char *s, uint32_t *p, uint64_t *c)
+{
+    unsigned long long pp, cc;
+    int used = 0;
+    if (sscanf(s, "%llu:%llu%n", &pp, &cc, &used) != 2 || s[used] != '\0' ||
+        pp >= dp_node.partmap->count)
+        return false;
+    *p = (uint32_t)pp;
+    *c = cc;
+    return true;
+}
+
+static int dp_ctl_entry_cmp(const void *a, const void *b)
+{
+    const struct dp_list_entry *x = a, *y = b;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->cursor_after < y->cursor_after ? -1 : x->cursor_after > y->cursor_after;
+}
+
+static json_t *dp_ctl_list(json_t *jreq)
+{
+    json_int_t limit = 100;
+    json_t *jl = json_object_get(jreq, "limit");
+    if (jl && (!json_is_integer(jl) || (limit = json_integer_value(jl)) < 1 ||
+               limit > DP_LIST_LIMIT_MAX))
+        return dp_ctl_error("limit must be an integer in 1..1000");
+    uint32_t start_p = 0;
+    uint64_t start_c = 0;
+    json_t *ja = json_object_get(jreq, "after");
+    if (ja && (!json_is_string(ja) || !dp_ctl_parse_cursor(json_string_value(ja), &start_p,
+                                                           &start_c)))
+        return dp_ctl_error("after must be a cursor \"P:C\" from a previous page");
+    json_t *jt = json_object_get(jreq, "type");
+    if (jt && (!json_is_string(jt) || json_string_length(jt) > SF_TYPE_LEN_MAX))
+        return dp_ctl_error("type must be a string of at most 32 bytes");
+
+    unsigned owners = dp_node.owner_count;
+    struct dp_list_entry *all = calloc((size_t)limit * owners, sizeof(*all));
+    struct dp_req *reqs = calloc(owners, sizeof(*reqs));
+    if (!all || !reqs) {
+        free(all);
+        free(reqs);
+        return dp_ctl_error("out of memory");
+    }
+    unsigned total = 0;
+    for (unsigned o = 0; o < owners; o++) {
+        struct dp_req *r = &reqs[o];
+        r->kind = DP_REQ_LIST;
+        r->start_partition = start_p;
+        r->start_cursor = start_c;
+        r->limit = (unsigned)limit;
+        r->entries = all + (size_t)o * (size_t)limit;
+        if (jt)
+            snprintf(r->type_filter, sizeof(r->type_filter), "%s", json_string_value(jt));
+        if (dp_ctl_ask(o, r) != 0)
+            return dp_ctl_error("owner core did not answer in time"); /* leaks on purpose */
+        memmove(all + total, r->entries, r->entry_count * sizeof(*all));
+        total += r->entry_count;
+    }
+    bool more = false;
+    for (unsigned o = 0; o < owners; o++)
+        more = more || reqs[o].more;
+    qsort(all, total, sizeof(*all), dp_ctl_entry_cmp);
+    if (total > (unsigned)limit) {
+        total = (unsigned)limit;
+        more = true;
+    }
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < total; i++)
+        json_array_append_new(arr, dp_ctl_entry_json(&all[i]));
+    json_t *out = json_pack("{s:b, s:o, s:i}", "ok", 1, "workflows", arr, "count", (int)total);
+    if (more && total > 0) {
+        char cur[48];
+        snprintf(cur, sizeof(cur), "%u:%" PRIu64, all[total - 1].partition,
+                 all[total - 1].cursor_after);
+        json_object_set_new(out, "next", json_string(cur));
+    }
+    free(all);
+    free(reqs);
+    return out;
+}
+
+static json_t *dp_ctl_dispatch(const char *line)
+{
+    json_error_t jerr;
+    json_t *req = json_loads(line, 0, &jerr);
+    if (!req || !json_is_object(req)) {
+        json_decref(req);
+        return dp_ctl_error("request is not a JSON object");
+    }
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    json_t *out;
+    if (!cmd)
+        out = dp_ctl_error("missing \"cmd\"");
+    else if (strcmp(cmd, "stats") == 0)
+        out = dp_ctl_stats();
+    else if (strcmp(cmd, "describe") == 0)
+        out = dp_ctl_describe(req);
+    else if (strcmp(cmd, "list") == 0)
+        out = dp_ctl_list(req);
+    else if (strcmp(cmd, "ping") == 0)
+        out = json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
+    else
+        out = dp_ctl_error("unknown command");
+    json_decref(req);
+    return out;
+}
+
+static void dp_ctl_reply(int fd, json_t *out)
+{
+    char *text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    if (!text)
+        return;
+    size_t len = strlen(text), off = 0;
+    text[len] = '\0';
+    while (off < len) {
+        ssize_t w = send(fd, text + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    send(fd, "\n", 1, MSG_NOSIGNAL);
+    free(text);
+}
+
+static void dp_ctl_serve(int fd)
+{
+    static char buf[DP_CTL_LINE_MAX];
+    size_t have = 0;
+    while (!dp_ctl_quit) {
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        ssize_t r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+        if (r <= 0)
+            return;
+        have += (size_t)r;
+        buf[have] = '\0';
+        char *nl;
+        while ((nl = memchr(buf, '\n', have)) != NULL) {
+            *nl = '\0';
+            dp_ctl_reply(fd, dp_ctl_dispatch(buf));
+            size_t used = (size_t)(nl - buf) + 1;
+            memmove(buf, nl + 1, have - used);
+            have -= used;
+        }
+        if (have == sizeof(buf) - 1) {
+            dp_ctl_reply(fd, dp_ctl_error("request line too long"));
+            return;
+        }
+    }
+}
+
+static void *dp_ctl_main(void *arg)
+{
+    (void)arg;
+    while (!dp_ctl_quit) {
+        struct pollfd pfd = { .fd = dp_ctl_fd, .events = POLLIN };
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        int c = accept4(dp_ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        dp_ctl_serve(c);
+        close(c);
+    }
+    return NULL;
+}
+
+int dp_ctl_start(struct dp_node *node, const char *path)
+{
+    (void)node;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    strcpy(dp_ctl_path, path);
+    dp_ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (dp_ctl_fd < 0)
+        return -errno;
+    unlink(path);
+    mode_t old = umask(0177);
+    int rc = bind(dp_ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc != 0 || chmod(path, 0600) != 0 || listen(dp_ctl_fd, 16) != 0) {
+        rc = -errno;
+        close(dp_ctl_fd);
+        dp_ctl_fd = -1;
+        return rc;
+    }
+    rc = pthread_create(&dp_ctl_thread, NULL, dp_ctl_main, NULL);
+    if (rc != 0)
+        return -rc;
+    pthread_setname_np(dp_ctl_thread, "sigflow-ctl");
+    return 0;
+}
+
+void dp_ctl_stop(void)
+{
+    if (dp_ctl_fd < 0)
+        return;
+    dp_ctl_quit = true;
+    pthread_join(dp_ctl_thread, NULL);
+    close(dp_ctl_fd);
+    unlink(dp_ctl_path);
+    dp_ctl_fd = -1;
+}

@@ -1,0 +1,280 @@
+/*
+ * dp_node.c — the node's start-up (lcores, partitions in 2 MB pages, mempool, rings,
+ * rx sources) and the per-lcore loop with its idle back-off. main() lives in main.c so
+ * that benchmarks and tests can build a node around the same code.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include "dp.h"
+#include "sf_mem.h"
+
+#define DP_MBUF_PRIV_SIZE 32 /* socket source: the sender's sockaddr_in6 */
+#define DP_MEMPOOL_CACHE  256
+
+struct dp_node dp_node;
+static struct dp_lcore *dp_lcore_of[RTE_MAX_LCORE];
+static void *dp_part_mem[DP_LCORES_MAX];
+static size_t dp_part_mem_bytes[DP_LCORES_MAX];
+
+static const char *const dp_counter_names[DP_C_COUNT] = {
+    [DP_C_RX_PACKETS] = "rx_packets",       [DP_C_RX_BYTES] = "rx_bytes",
+    [DP_C_FRAMES] = "frames",               [DP_C_JSON_EVENTS] = "json_events",
+    [DP_C_EVENTS_ROUTED] = "events_routed", [DP_C_EVENTS_APPLIED] = "events_applied",
+    [DP_C_WORKFLOWS] = "workflows",         [DP_C_TX_PACKETS] = "tx_packets",
+    [DP_C_ARP_REPLIES] = "arp_replies",     [DP_C_ICMP_REPLIES] = "icmp_replies",
+    [DP_C_ICMP6_REPLIES] = "icmp6_replies", [DP_C_NDP_REPLIES] = "ndp_replies",
+    [DP_C_IGNORED] = "ignored",             [DP_C_IDLE_SLEEPS] = "idle_sleeps",
+    [DP_C_POLLS] = "polls",                 [DP_C_BUSY_POLLS] = "busy_polls",
+};
+
+static const char *const dp_drop_names[DP_DROP_COUNT] = {
+    [DP_DROP_RING_FULL] = "ring_full",     [DP_DROP_TABLE_FULL] = "table_full",
+    [DP_DROP_TX_FULL] = "tx_full",         [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
+    [DP_DROP_MBUF_ALLOC] = "mbuf_alloc",   [DP_DROP_SOCKET_ERRORS] = "socket_errors",
+};
+
+const char *dp_counter_name(enum dp_counter c)
+{
+    return c < DP_C_COUNT ? dp_counter_names[c] : "?";
+}
+
+const char *dp_drop_name(enum dp_drop d)
+{
+    return d < DP_DROP_COUNT ? dp_drop_names[d] : "?";
+}
+
+uint64_t dp_now_ns(void)
+{
+    uint64_t dt = rte_rdtsc() - dp_node.base_tsc;
+    return dp_node.base_realtime_ns +
+           (uint64_t)(((unsigned __int128)dt * 1000000000u) / dp_node.tsc_hz);
+}
+
+uint64_t dp_realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Idle back-off (as l3fwd-power): pause for a while, then sleep, doubling up to the max. */
+static void dp_idle(struct dp_lcore *lc)
+{
+    if (lc->idle_polls < dp_node.cfg.idle_pause_polls) {
+        lc->idle_polls++;
+        rte_pause();
+        return;
+    }
+    if (dp_node.cfg.idle_sleep_max_us == 0)
+        return;
+    lc->idle_sleep_us = lc->idle_sleep_us ? lc->idle_sleep_us * 2 : 1;
+    if (lc->idle_sleep_us > dp_node.cfg.idle_sleep_max_us)
+        lc->idle_sleep_us = dp_node.cfg.idle_sleep_max_us;
+    lc->counters[DP_C_IDLE_SLEEPS]++;
+    rte_delay_us_sleep(lc->idle_sleep_us);
+}
+
+int dp_lcore_main(void *arg)
+{
+    (void)arg;
+    struct dp_lcore *lc = dp_lcore_of[rte_lcore_id()];
+    if (!lc)
+        return 0;
+    while (!dp_node.force_quit) {
+        unsigned work = 0;
+        if (lc->rx)
+            work += dp_rx_poll(lc);
+        if (lc->owner)
+            work += dp_owner_poll(lc);
+        lc->counters[DP_C_POLLS]++;
+        if (work) {
+            lc->counters[DP_C_BUSY_POLLS]++;
+            lc->idle_polls = 0;
+            lc->idle_sleep_us = 0;
+            continue;
+        }
+        dp_idle(lc);
+    }
+    return 0;
+}
+
+static bool dp_in_list(const char *spec, unsigned lcore_id)
+{
+    unsigned ids[DP_LCORES_MAX];
+    int n = dp_config_lcore_list(spec, ids, DP_LCORES_MAX);
+    if (n == 0)
+        return true; /* "all" */
+    for (int i = 0; i < n; i++)
+        if (ids[i] == lcore_id)
+            return true;
+    return false;
+}
+
+static int dp_lcores_init(struct dp_node *node)
+{
+    unsigned lcore_id;
+    RTE_LCORE_FOREACH(lcore_id)
+    {
+        if (node->lcore_count == DP_LCORES_MAX)
+            break;
+        bool rx = dp_in_list(node->cfg.rx_lcores, lcore_id);
+        bool owner = dp_in_list(node->cfg.owner_lcores, lcore_id);
+        if (!rx && !owner)
+            continue;
+        struct dp_lcore *lc = rte_zmalloc_socket("dp_lcore", sizeof(*lc), RTE_CACHE_LINE_SIZE,
+                                                 (int)rte_lcore_to_socket_id(lcore_id));
+        if (!lc)
+            return -ENOMEM;
+        lc->lcore_id = lcore_id;
+        lc->index = node->lcore_count;
+        lc->rx = rx;
+        lc->owner = owner;
+        lc->sock_fd = -1;
+        pkt_tb_init(&lc->icmp_tb, node->cfg.icmp_rate, node->cfg.icmp_rate / 10 + 1);
+        if (rx)
+            node->rx_by_index[node->rx_count++] = lc;
+        if (owner) {
+            lc->owner_index = node->owner_count;
+            node->owner_by_index[node->owner_count++] = lc;
+        }
+        node->lcores[node->lcore_count++] = lc;
+        dp_lcore_of[lcore_id] = lc;
+    }
+    if (node->rx_count == 0 || node->owner_count == 0) {
+        fprintf(stderr, "sigflowd: need at least one rx and one owner lcore (EAL -l, config "
+                        "rx_lcores/owner_lcores)\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int dp_rings_init(struct dp_node *node)
+{
+    char name[RTE_RING_NAMESIZE];
+    for (unsigned r = 0; r < node->rx_count; r++) {
+        for (unsigned o = 0; o < node->owner_count; o++) {
+            struct dp_lcore *owner = node->owner_by_index[o];
+            snprintf(name, sizeof(name), "ev_%u_%u", r, o);
+            struct rte_ring *ring = rte_ring_create_elem(
+                name, sizeof(struct dp_event), node->cfg.ring_size,
+                (int)rte_lcore_to_socket_id(owner->lcore_id), RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (!ring)
+                return -rte_errno;
+            node->rx_by_index[r]->out[o] = ring;
+            owner->in[owner->in_count++] = ring;
+        }
+    }
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        snprintf(name, sizeof(name), "mailbox_%u", o);
+        node->owner_by_index[o]->mailbox =
+            rte_ring_create(name, DP_MAILBOX_SIZE, SOCKET_ID_ANY, RING_F_SC_DEQ);
+        if (!node->owner_by_index[o]->mailbox)
+            return -rte_errno;
+    }
+    return 0;
+}
+
+/* Per-partition capacity: the mean plus six standard deviations of a uniform hash. */
+static uint32_t dp_part_capacity(const struct dp_config *cfg)
+{
+    double mean = (double)cfg->table_capacity / cfg->partitions;
+    return (uint32_t)(mean + 6.0 * sqrt(mean) + 16.0);
+}
+
+static int dp_partitions_init(struct dp_node *node)
+{
+    const struct dp_config *cfg = &node->cfg;
+    node->partmap = calloc(1, sizeof(*node->partmap));
+    node->parts = calloc(cfg->partitions, sizeof(node->parts[0]));
+    if (!node->partmap || !node->parts)
+        return -ENOMEM;
+    int rc = wf_partmap_init(node->partmap, cfg->partitions, node->owner_count);
+    if (rc != 0)
+        return rc;
+    node->part_capacity = dp_part_capacity(cfg);
+    size_t ks = cfg->keystore_bytes / cfg->partitions;
+    size_t one = RTE_ALIGN_CEIL(wf_part_mem_size(node->part_capacity, ks), 64);
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        unsigned owned = 0;
+        for (uint32_t p = 0; p < cfg->partitions; p++)
+            owned += wf_partmap_owner(node->partmap, p) == o;
+        bool huge;
+        size_t bytes = one * owned;
+        char *mem = sf_mem_alloc(bytes, &huge);
+        if (!mem) {
+            fprintf(stderr, "sigflowd: cannot allocate %zu MB for owner %u's tables\n",
+                    bytes >> 20, o);
+            return -ENOMEM;
+        }
+        dp_part_mem[o] = mem;
+        dp_part_mem_bytes[o] = bytes;
+        for (uint32_t p = 0; p < cfg->partitions; p++) {
+            if (wf_partmap_owner(node->partmap, p) != o)
+                continue;
+            node->parts[p] = (struct wf_part *)mem;
+            rc = wf_part_init(node->parts[p], one, node->part_capacity, ks);
+            if (rc != 0)
+                return rc;
+            mem += one;
+        }
+        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB of tables (%s pages)\n", o,
+                owned, bytes >> 20, huge ? "2 MB" : "4 kB");
+    }
+    return 0;
+}
+
+static void dp_assign_queues(struct dp_node *node)
+{
+    unsigned next = 0;
+    for (unsigned p = 0; p < node->port_count; p++) {
+        for (unsigned q = 0; q < node->ports[p].rx_queues; q++) {
+            struct dp_lcore *lc = node->rx_by_index[next++ % node->rx_count];
+            lc->rxq[lc->rxq_count++] = (struct dp_rxq){ .port = (uint16_t)p, .queue = (uint16_t)q };
+        }
+    }
+}
+
+void dp_node_free(struct dp_node *node)
+{
+    for (unsigned o = 0; o < node->owner_count; o++)
+        sf_mem_free(dp_part_mem[o], dp_part_mem_bytes[o]);
+}
+
+int dp_node_setup(struct dp_node *node)
+{
+    int rc = dp_lcores_init(node);
+    if (rc == 0)
+        rc = dp_partitions_init(node);
+    if (rc != 0)
+        return rc;
+    node->pool = rte_pktmbuf_pool_create("sf_mbufs", node->cfg.mempool_size, DP_MEMPOOL_CACHE,
+                                         DP_MBUF_PRIV_SIZE, DP_MBUF_DATA_ROOM, (int)rte_socket_id());
+    if (!node->pool) {
+        fprintf(stderr, "sigflowd: mempool of %u mbufs: %s\n", node->cfg.mempool_size,
+                rte_strerror(rte_errno));
+        return -ENOMEM;
+    }
+    rc = dp_rings_init(node);
+    if (rc != 0) {
+        fprintf(stderr, "sigflowd: rings: %s\n", rte_strerror(-rc));
+        return rc;
+    }
+    if (node->cfg.source == DP_SOURCE_SOCKET)
+        return dp_socket_source_init(node);
+    rc = dp_ports_init(node);
+    if (rc == 0)
+        dp_assign_queues(node);
+    return rc;
+}

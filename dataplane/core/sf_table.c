@@ -9,6 +9,13 @@ static uint32_t wf_table_bucket_count(uint32_t capacity)
     /* ceil(capacity / (slots * load)), at least 2 so the two choices differ. */
     uint64_t denom = (uint64_t)WF_TABLE_BUCKET_SLOTS * WF_TABLE_LOAD_PCT;
     uint64_t nb = ((uint64_t)capacity * 100 + denom - 1) / denom;
+    /* Small tables fill unevenly: add ceil(sqrt(nb)) + 2 buckets of slack (0.5 % at 37 K
+     * buckets, 20 % at 45). Without it ~0.3 % of random fills of 7..100 keys failed before
+     * reaching capacity; with it at most 1 in 10^5 did (3 * 10^5 fills per size). */
+    uint64_t root = 1;
+    while (root * root < nb)
+        root++;
+    nb += root + 2;
     if (nb < 2)
         nb = 2;
     assert(nb * WF_TABLE_BUCKET_SLOTS * WF_TABLE_LOAD_PCT >= (uint64_t)capacity * 100);

@@ -1,0 +1,139 @@
+/* test_key: workflow key hashing (encoding, stability, spread) and the partition map. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <errno.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "sf_key.h"
+#include "sf_partmap.h"
+
+static struct wf_key key_of(const char *type, const char *id)
+{
+    return wf_key_make(type, strlen(type), id, strlen(id));
+}
+
+/* The length prefix keeps the (type, id) boundary: same concatenation, different keys. */
+static void test_key_boundary_distinct(void **state)
+{
+    (void)state;
+    assert_false(wf_key_equal(key_of("ab", "c"), key_of("a", "bc")));
+    assert_false(wf_key_equal(key_of("", "abc"), key_of("abc", "")));
+    assert_false(wf_key_equal(key_of("device", "1"), key_of("device1", "")));
+    assert_false(wf_key_equal(key_of("device", "s-1"), key_of("device", "s-2")));
+    assert_true(wf_key_equal(key_of("device", "s-1"), key_of("device", "s-1")));
+}
+
+/* Keys are stored in snapshots and the WAL: their values must never change. */
+static void test_key_stable_values(void **state)
+{
+    (void)state;
+    struct wf_key k = key_of("device", "sensor-00042");
+    assert_int_equal(k.lo, 0x93d3bcf655bbfddbull);
+    assert_int_equal(k.hi, 0x8059619859fe9c8eull);
+    k = wf_key_make("", 0, "", 0);
+    assert_int_equal(k.lo, 0xc44bdff4074eecdbull);
+    assert_int_equal(k.hi, 0xa6cd5e9392000f6aull);
+}
+
+/* Same value as the library's XXH3_128bits over the documented encoding. */
+static void test_key_matches_encoding(void **state)
+{
+    (void)state;
+    char type[WF_KEY_PART_LEN_MAX], id[WF_KEY_PART_LEN_MAX];
+    memset(type, 't', sizeof(type));
+    memset(id, 'i', sizeof(id));
+    const size_t lens[][2] = { { 6, 12 }, { 0, 0 }, { 1, 64 }, { 255, 255 }, { 32, 200 } };
+    for (size_t c = 0; c < sizeof(lens) / sizeof(lens[0]); c++) {
+        size_t tl = lens[c][0], il = lens[c][1];
+        unsigned char buf[1 + 2 * WF_KEY_PART_LEN_MAX];
+        buf[0] = (unsigned char)tl;
+        memcpy(buf + 1, type, tl);
+        memcpy(buf + 1 + tl, id, il);
+        XXH128_hash_t h = XXH3_128bits(buf, 1 + tl + il);
+        struct wf_key k = wf_key_make(type, tl, id, il);
+        assert_int_equal(k.lo, h.low64);
+        assert_int_equal(k.hi, h.high64);
+    }
+}
+
+/* 1 M keys over 4096 partitions: chi-square within 6 standard deviations of its mean. */
+static void test_key_partition_spread(void **state)
+{
+    (void)state;
+    enum { PARTS = 4096, KEYS = 1000000 };
+    static uint32_t hits[PARTS];
+    memset(hits, 0, sizeof(hits));
+    char id[32];
+    for (uint32_t i = 0; i < KEYS; i++) {
+        int n = snprintf(id, sizeof(id), "sensor-%08u", i);
+        struct wf_key k = wf_key_make("device", 6, id, (size_t)n);
+        uint32_t p = wf_key_partition(k, PARTS);
+        assert_true(p < PARTS);
+        hits[p]++;
+    }
+    double expect = (double)KEYS / PARTS, chi2 = 0;
+    uint32_t min = UINT32_MAX, max = 0;
+    for (uint32_t p = 0; p < PARTS; p++) {
+        double d = hits[p] - expect;
+        chi2 += d * d / expect;
+        min = hits[p] < min ? hits[p] : min;
+        max = hits[p] > max ? hits[p] : max;
+    }
+    /* dof = 4095: mean 4095, standard deviation sqrt(2 * 4095) = 90.5. */
+    assert_true(chi2 < 4095 + 6 * 90.5);
+    assert_true(chi2 > 4095 - 6 * 90.5);
+    assert_true(min > 150 && max < 350);
+}
+
+static void test_partmap_validation(void **state)
+{
+    (void)state;
+    static struct wf_partmap m;
+    assert_int_equal(wf_partmap_init(&m, 0, 1), -EINVAL);
+    assert_int_equal(wf_partmap_init(&m, 3, 1), -EINVAL);
+    assert_int_equal(wf_partmap_init(&m, 4096, 0), -EINVAL);
+    assert_int_equal(wf_partmap_init(&m, 4, 5), -EINVAL);
+    assert_int_equal(wf_partmap_init(&m, 2 * WF_PARTITIONS_MAX, 2), -EINVAL);
+    assert_int_equal(wf_partmap_init(&m, 1, 1), 0);
+    assert_int_equal(wf_partmap_owner(&m, 0), 0);
+    assert_int_equal(wf_partmap_init(&m, WF_PARTITIONS_MAX, 7), 0);
+    assert_int_equal(m.count, WF_PARTITIONS_MAX);
+}
+
+/* Owners get partition counts that differ by at most one; every owner < owner_count. */
+static void test_partmap_even(void **state)
+{
+    (void)state;
+    static struct wf_partmap m;
+    const uint32_t owners[] = { 1, 2, 3, 5, 64, 4096 };
+    for (size_t c = 0; c < sizeof(owners) / sizeof(owners[0]); c++) {
+        assert_int_equal(wf_partmap_init(&m, 4096, owners[c]), 0);
+        uint32_t lo = UINT32_MAX, hi = 0, total = 0;
+        for (uint32_t o = 0; o < owners[c]; o++) {
+            uint32_t n = wf_partmap_owned(&m, (uint16_t)o);
+            lo = n < lo ? n : lo;
+            hi = n > hi ? n : hi;
+            total += n;
+        }
+        assert_int_equal(total, 4096);
+        assert_true(hi - lo <= 1);
+        for (uint32_t p = 0; p < 4096; p++)
+            assert_true(wf_partmap_owner(&m, p) < owners[c]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_boundary_distinct), cmocka_unit_test(test_key_stable_values),
+        cmocka_unit_test(test_key_matches_encoding),  cmocka_unit_test(test_key_partition_spread),
+        cmocka_unit_test(test_partmap_validation),    cmocka_unit_test(test_partmap_even),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

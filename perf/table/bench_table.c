@@ -1,0 +1,246 @@
+/*
+ * bench_table — the owner core's workflow state at 1 M / 10 M workflows (perf/bench.h).
+ *
+ * Workflows are spread over WF_BENCH_PARTITIONS partitions by wf_key_partition, as the
+ * daemon does; one core owns them all here (all partitions carved from one sf_mem_alloc
+ * region). Each event is handled like the owner loop handles a ring burst of
+ * WF_BENCH_BURST: hash (type, id) → key, partition, then
+ *   insert:          prefetch the table line of every event, then wf_part_apply (creates)
+ *   apply_pipelined: prefetch table lines; find + prefetch records; apply
+ *   apply_prefetch:  prefetch table lines; wf_part_apply
+ *   apply_plain:     wf_part_apply per event, no prefetch
+ * Events are random (uniform) over existing workflows; their ids are pre-formatted in a
+ * sequential buffer, standing in for packets in an rx burst.
+ * Usage: bench_table [--quick] [--n WORKFLOWS]   (one run of the given size)
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "sf_key.h"
+#include "sf_mem.h"
+#include "sf_wfstore.h"
+
+#define WF_BENCH_PARTITIONS 4096u
+#define WF_BENCH_BURST      32u
+#define WF_BENCH_ID_LEN     15u /* "sensor-" + 8 digits */
+#define WF_BENCH_TYPE       "device"
+#define WF_BENCH_TYPE_LEN   6u
+
+struct bench_event {
+    char id[WF_BENCH_ID_LEN + 1];
+    uint64_t event_id;
+};
+
+struct bench_store {
+    struct wf_part *part[WF_BENCH_PARTITIONS];
+    void *region;
+    size_t region_bytes;
+    bool huge;
+    uint32_t capacity;     /* per partition */
+    size_t keystore_bytes; /* per partition */
+    size_t part_bytes;     /* per partition, 64-byte aligned */
+};
+
+enum bench_mode { BENCH_INSERT, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
+static const char *const bench_mode_name[] = { "insert", "apply_pipelined", "apply_prefetch",
+                                               "apply_plain" };
+
+static uint64_t bench_rng = 0x2545F4914F6CDD1Dull;
+
+static uint64_t bench_rand(void)
+{
+    bench_rng ^= bench_rng << 13;
+    bench_rng ^= bench_rng >> 7;
+    bench_rng ^= bench_rng << 17;
+    return bench_rng;
+}
+
+static void bench_format_id(char *out, uint32_t n)
+{
+    memcpy(out, "sensor-", 7);
+    for (int d = 7; d >= 0; d--) {
+        out[7 + d] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    out[WF_BENCH_ID_LEN] = 0;
+}
+
+static int bench_store_init(struct bench_store *s, uint64_t workflows)
+{
+    s->capacity = wf_part_capacity_for(workflows, WF_BENCH_PARTITIONS);
+    s->keystore_bytes = (size_t)s->capacity * (WF_KEY_ENTRY_HDR + WF_BENCH_ID_LEN) + 64;
+    s->part_bytes = (wf_part_mem_size(s->capacity, s->keystore_bytes) + 63) & ~(size_t)63;
+    s->region_bytes = s->part_bytes * WF_BENCH_PARTITIONS;
+    s->region = sf_mem_alloc_flags(s->region_bytes, SF_MEM_PREFAULT, &s->huge);
+    if (s->region == NULL)
+        return -1;
+    for (uint32_t p = 0; p < WF_BENCH_PARTITIONS; p++) {
+        s->part[p] = (struct wf_part *)((char *)s->region + (size_t)p * s->part_bytes);
+        int rc = wf_part_init(s->part[p], s->part_bytes, s->capacity, s->keystore_bytes);
+        assert(rc == 0);
+        (void)rc;
+    }
+    return 0;
+}
+
+/* One burst of events, handled as the owner loop will. Returns events refused. */
+static uint32_t bench_burst(struct bench_store *s, const struct bench_event *ev, uint32_t n,
+                            enum bench_mode mode, uint64_t ts)
+{
+    struct wf_key k[WF_BENCH_BURST];
+    struct wf_part *part[WF_BENCH_BURST];
+    uint32_t rec[WF_BENCH_BURST];
+    uint32_t refused = 0;
+    assert(n <= WF_BENCH_BURST);
+
+    for (uint32_t i = 0; i < n; i++) {
+        k[i] = wf_key_make(WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN);
+        part[i] = s->part[wf_key_partition(k[i], WF_BENCH_PARTITIONS)];
+        if (mode != BENCH_PLAIN)
+            wf_part_prefetch(part[i], k[i]);
+    }
+    if (mode == BENCH_PIPELINED) {
+        for (uint32_t i = 0; i < n; i++)
+            rec[i] = wf_part_find_prefetch(part[i], k[i]);
+        for (uint32_t i = 0; i < n; i++)
+            refused += wf_part_apply_found(part[i], rec[i], k[i], WF_BENCH_TYPE, WF_BENCH_TYPE_LEN,
+                                           ev[i].id, WF_BENCH_ID_LEN, ev[i].event_id, ts) < 0;
+        return refused;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        refused += wf_part_apply(part[i], k[i], WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id,
+                                 WF_BENCH_ID_LEN, ev[i].event_id, ts) < 0;
+    return refused;
+}
+
+struct bench_sums {
+    uint64_t workflows, signals, table_bytes, rec_bytes, keystore_used, in_secondary;
+};
+
+static struct bench_sums bench_store_sums(const struct bench_store *s)
+{
+    struct bench_sums t = { 0 };
+    for (uint32_t p = 0; p < WF_BENCH_PARTITIONS; p++) {
+        const struct wf_part *part = s->part[p];
+        struct wf_part_stats st;
+        wf_part_stats_get(part, &st);
+        t.workflows += wf_part_count(part);
+        t.signals += st.applied;
+        t.table_bytes += wf_table_mem_size(s->capacity);
+        t.rec_bytes += (uint64_t)s->capacity * sizeof(struct wf_count_rec);
+        t.keystore_used += wf_part_keystore_used(part);
+        t.in_secondary += wf_table_in_secondary(wf_part_table(part));
+    }
+    return t;
+}
+
+static void bench_run(struct bench_store *s, const struct bench_event *ev, uint64_t events,
+                      enum bench_mode mode, uint64_t workflows)
+{
+    uint64_t refused = 0;
+    double hz = bench_tsc_hz();
+    bench_region_begin();
+    uint64_t t0 = bench_tsc();
+    for (uint64_t base = 0; base < events; base += WF_BENCH_BURST) {
+        uint32_t n = events - base < WF_BENCH_BURST ? (uint32_t)(events - base) : WF_BENCH_BURST;
+        refused += bench_burst(s, ev + base, n, mode, t0);
+    }
+    uint64_t t1 = bench_tsc();
+    bench_region_end();
+    if (refused != 0) {
+        fprintf(stderr, "bench_table: %" PRIu64 " events refused\n", refused);
+        exit(1);
+    }
+
+    struct bench_sums sum = bench_store_sums(s);
+    double n = (double)workflows;
+    char name[64], extra[512];
+    snprintf(name, sizeof(name), "table_%s_%" PRIu64 "k", bench_mode_name[mode], workflows / 1000);
+    snprintf(extra, sizeof(extra),
+             "\"partitions\":%u,\"burst\":%u,\"hugetlb\":%s,\"keystore_bytes_per_workflow\":%.2f,"
+             "\"table_bytes_per_workflow\":%.2f,\"record_bytes_per_workflow\":%.2f,"
+             "\"region_bytes_per_workflow\":%.2f,\"in_secondary_frac\":%.4f,"
+             "\"capacity_per_partition\":%u",
+             WF_BENCH_PARTITIONS, WF_BENCH_BURST, s->huge ? "true" : "false",
+             (double)sum.keystore_used / n, (double)sum.table_bytes / n, (double)sum.rec_bytes / n,
+             (double)s->region_bytes / n, (double)sum.in_secondary / n, s->capacity);
+    struct bench_result r = BENCH_RESULT_INIT(name);
+    r.events = events;
+    r.events_per_s = (double)events * hz / (double)(t1 - t0);
+    r.cycles_per_event = (double)(t1 - t0) / (double)events;
+    r.events_per_frame = WF_BENCH_BURST;
+    r.workflows = (double)sum.workflows;
+    r.bytes_per_workflow = (double)(sum.table_bytes + sum.rec_bytes) / n;
+    r.extra_json = extra;
+    if (sum.workflows != workflows) {
+        fprintf(stderr, "bench_table: %" PRIu64 " workflows, expected %" PRIu64 "\n", sum.workflows,
+                workflows);
+        exit(1);
+    }
+    bench_emit(&r);
+}
+
+static void bench_size(uint64_t workflows, uint64_t events)
+{
+    static struct bench_store s;
+    if (bench_store_init(&s, workflows) != 0) {
+        fprintf(stderr, "bench_table: cannot allocate %zu bytes\n", s.region_bytes);
+        exit(1);
+    }
+    uint64_t slots = workflows > events ? workflows : events;
+    struct bench_event *ev = sf_mem_alloc(slots * sizeof(*ev), NULL);
+    if (ev == NULL) {
+        fprintf(stderr, "bench_table: cannot allocate the event buffer\n");
+        exit(1);
+    }
+    for (uint64_t i = 0; i < workflows; i++) {
+        bench_format_id(ev[i].id, (uint32_t)i);
+        ev[i].event_id = i + 1;
+    }
+    bench_run(&s, ev, workflows, BENCH_INSERT, workflows);
+
+    for (uint64_t i = 0; i < events; i++) {
+        bench_format_id(ev[i].id, (uint32_t)(bench_rand() % workflows));
+        ev[i].event_id = workflows + i + 1;
+    }
+    uint64_t applied = workflows;
+    const enum bench_mode modes[] = { BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        bench_run(&s, ev, events, modes[m], workflows);
+        applied += events;
+    }
+    struct bench_sums sum = bench_store_sums(&s);
+    if (sum.signals != applied) { /* every signal counted exactly once */
+        fprintf(stderr, "bench_table: %" PRIu64 " signals counted, %" PRIu64 " applied\n",
+                sum.signals, applied);
+        exit(1);
+    }
+    sf_mem_free(ev, slots * sizeof(*ev));
+    sf_mem_free(s.region, s.region_bytes);
+}
+
+int main(int argc, char **argv)
+{
+    bool quick = bench_has_flag(argc, argv, "--quick");
+    uint64_t only = 0;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--n") == 0)
+            only = strtoull(argv[i + 1], NULL, 10);
+    if (only > 99999999ull) { /* ids have 8 digits */
+        fprintf(stderr, "bench_table: --n at most 99999999\n");
+        return 2;
+    }
+    if (only) {
+        bench_size(only, quick ? 1000000 : 10000000);
+    } else if (quick) {
+        bench_size(1000000, 1000000);
+    } else {
+        bench_size(1000000, 10000000);
+        bench_size(10000000, 10000000);
+    }
+    return 0;
+}

@@ -105,18 +105,52 @@ static inline uint32_t wf_table_reduce(uint32_t h, uint32_t n)
     return (uint32_t)(((uint64_t)h * n) >> 32);
 }
 
+/** Primary bucket of k among bucket_count buckets (high 32 bits of k.lo). */
+static inline uint32_t wf_buckets_primary(uint32_t bucket_count, struct wf_key k)
+{
+    return wf_table_reduce((uint32_t)(k.lo >> 32), bucket_count);
+}
+
+/** Secondary bucket of k (low 32 bits of k.lo), never equal to the primary. */
+static inline uint32_t wf_buckets_secondary(uint32_t bucket_count, struct wf_key k)
+{
+    uint32_t p = wf_buckets_primary(bucket_count, k);
+    uint32_t s = wf_table_reduce((uint32_t)k.lo, bucket_count);
+    if (s == p)
+        s = p + 1 == bucket_count ? 0 : p + 1;
+    return s;
+}
+
+static inline uint32_t wf_table_bucket_find(const struct wf_bucket *b, struct wf_key k)
+{
+    assert(b->used <= WF_TABLE_BUCKET_SLOTS);
+    for (uint32_t i = 0; i < b->used; i++)
+        if (wf_key_equal(b->key[i], k))
+            return b->rec[i];
+    return WF_REC_NONE;
+}
+
+/** Lookup on a bucket array (the table's, or one a caller keeps the address of): record
+ *  index of k or WF_REC_NONE. Reads the primary line, and the secondary only when k is
+ *  not in the primary and the primary has overflowed. Can't fail. */
+static inline uint32_t wf_buckets_find(const struct wf_bucket *bk, uint32_t bucket_count,
+                                       struct wf_key k)
+{
+    const struct wf_bucket *b = &bk[wf_buckets_primary(bucket_count, k)];
+    uint32_t rec = wf_table_bucket_find(b, k);
+    if (rec != WF_REC_NONE || b->overflow == 0)
+        return rec;
+    return wf_table_bucket_find(&bk[wf_buckets_secondary(bucket_count, k)], k);
+}
+
 static inline uint32_t wf_table_primary(const struct wf_table *t, struct wf_key k)
 {
-    return wf_table_reduce((uint32_t)(k.lo >> 32), t->bucket_count);
+    return wf_buckets_primary(t->bucket_count, k);
 }
 
 static inline uint32_t wf_table_secondary(const struct wf_table *t, struct wf_key k)
 {
-    uint32_t p = wf_table_primary(t, k);
-    uint32_t s = wf_table_reduce((uint32_t)k.lo, t->bucket_count);
-    if (s == p)
-        s = p + 1 == t->bucket_count ? 0 : p + 1;
-    return s;
+    return wf_buckets_secondary(t->bucket_count, k);
 }
 
 /** Prefetch the primary line of k (the first line a lookup reads). Can't fail. */
@@ -132,24 +166,12 @@ static inline void wf_table_prefetch_both(const struct wf_table *t, struct wf_ke
     __builtin_prefetch(&t->bucket[wf_table_secondary(t, k)], 0, 3);
 }
 
-static inline uint32_t wf_table_bucket_find(const struct wf_bucket *b, struct wf_key k)
-{
-    for (uint32_t i = 0; i < b->used; i++)
-        if (wf_key_equal(b->key[i], k))
-            return b->rec[i];
-    return WF_REC_NONE;
-}
-
 /** Record index of key k, or WF_REC_NONE when absent. Reads one line, or two when k is not
  *  in its primary and that bucket has overflowed. Can't fail. */
 static inline uint32_t wf_table_find(const struct wf_table *t, struct wf_key k)
 {
     assert(t->magic == WF_TABLE_MAGIC);
-    const struct wf_bucket *b = &t->bucket[wf_table_primary(t, k)];
-    uint32_t rec = wf_table_bucket_find(b, k);
-    if (rec != WF_REC_NONE || b->overflow == 0)
-        return rec;
-    return wf_table_bucket_find(&t->bucket[wf_table_secondary(t, k)], k);
+    return wf_buckets_find(t->bucket, t->bucket_count, k);
 }
 
 /**

@@ -46,6 +46,7 @@ int wf_part_init(struct wf_part *p, size_t mem_bytes, uint32_t capacity, size_t 
     p->capacity = capacity;
     p->mem_bytes = mem_bytes;
     p->table_off = wf_part_align(sizeof(struct wf_part));
+    p->buckets_off = p->table_off + sizeof(struct wf_table);
     p->recs_off = p->table_off + wf_part_align(wf_table_mem_size(capacity));
     p->keys_off = p->recs_off + wf_part_align((size_t)capacity * sizeof(struct wf_count_rec));
     p->keys_bytes = keystore_bytes;
@@ -54,6 +55,8 @@ int wf_part_init(struct wf_part *p, size_t mem_bytes, uint32_t capacity, size_t 
     int rc = wf_table_init(wf_part_tab(p), wf_table_mem_size(capacity), capacity);
     assert(rc == 0); /* sizes and alignment were checked above */
     (void)rc;
+    p->bucket_count = wf_part_tab(p)->bucket_count;
+    assert((const void *)wf_part_buckets(p) == (const void *)wf_part_tab(p)->bucket);
     p->magic = WF_PART_MAGIC;
     return 0;
 }
@@ -90,7 +93,8 @@ static uint32_t wf_part_create(struct wf_part *p, struct wf_key k, const char *t
 {
     assert(wf_key_equal(k, wf_key_make(type, type_len, id, id_len)));
     struct wf_table *t = wf_part_tab(p);
-    uint32_t rec = wf_table_count(t);
+    uint32_t rec = p->rec_count;
+    assert(rec == wf_table_count(t));
     if (rec == p->capacity) {
         p->stats.full_table++;
         return WF_REC_NONE;
@@ -116,7 +120,9 @@ static uint32_t wf_part_create(struct wf_part *p, struct wf_key k, const char *t
     *r = (struct wf_count_rec){ .key_ref = (uint32_t)p->keys_used, .flags = WF_REC_F_LIVE };
     p->keys_used += entry;
     p->stats.created++;
+    p->rec_count++;
     assert(p->keys_used <= p->keys_bytes && wf_table_count(t) == rec + 1);
+    assert(p->rec_count == rec + 1);
     return rec;
 }
 
@@ -155,27 +161,6 @@ int wf_part_apply(struct wf_part *p, struct wf_key k, const char *type, uint8_t 
     assert(p->magic == WF_PART_MAGIC);
     uint32_t rec = wf_table_find(wf_part_tab(p), k);
     return wf_part_apply_found(p, rec, k, type, type_len, id, id_len, event_id, ts_ns);
-}
-
-void wf_part_prefetch(const struct wf_part *p, struct wf_key k)
-{
-    assert(p->magic == WF_PART_MAGIC);
-    wf_table_prefetch(wf_part_tab(p), k);
-}
-
-uint32_t wf_part_find(const struct wf_part *p, struct wf_key k)
-{
-    assert(p->magic == WF_PART_MAGIC);
-    return wf_table_find(wf_part_tab(p), k);
-}
-
-uint32_t wf_part_find_prefetch(const struct wf_part *p, struct wf_key k)
-{
-    assert(p->magic == WF_PART_MAGIC);
-    uint32_t rec = wf_table_find(wf_part_tab(p), k);
-    if (rec != WF_REC_NONE)
-        __builtin_prefetch(&wf_part_recs(p)[rec], 1, 3);
-    return rec;
 }
 
 const struct wf_count_rec *wf_part_rec(const struct wf_part *p, uint32_t rec)

@@ -44,7 +44,7 @@ struct wf_count_rec {
     uint32_t key_ref;       /* offset of its (type, id) entry in the key store */
     uint32_t flags;         /* WF_REC_F_* */
 };
-_Static_assert(sizeof(struct wf_count_rec) == 32, "two records per cache line");
+_Static_assert(sizeof(struct wf_count_rec) == 32, "two records per cache line (find_prefetch)");
 
 /** Per-partition counters (the reader sums them; only the owner core writes). */
 struct wf_part_stats {
@@ -61,18 +61,25 @@ struct wf_part_type {
     uint32_t len;
 };
 
-/* Fields are private to sf_wfstore.c; they are here so lookups can be inlined. */
+/* Fields are private to sf_wfstore.c; they are here so the per-event lookups inline. The
+ * first cache line holds everything the per-event path reads (bucket count and offsets),
+ * so a lookup touches this line, one table line and the record line. */
 struct wf_part {
     uint32_t magic;
     uint32_t capacity;
+    uint32_t bucket_count; /* copy of the table's, so lookups skip the table header */
+    uint32_t rec_count;    /* records created == table count (next record index) */
+    uint64_t buckets_off, recs_off, keys_off; /* from the start of this struct */
+    uint64_t keys_bytes, keys_used;
+    uint64_t table_off;
+    /* second line onwards: cold */
+    uint64_t mem_bytes;
     uint32_t type_count;
     uint32_t spare;
-    uint64_t mem_bytes;
-    uint64_t table_off, recs_off, keys_off; /* from the start of this struct */
-    uint64_t keys_bytes, keys_used;
     struct wf_part_stats stats;
     struct wf_part_type types[WF_TYPES_MAX];
 } __attribute__((aligned(64)));
+_Static_assert(offsetof(struct wf_part, mem_bytes) == 64, "hot fields fill the first line");
 
 enum wf_apply_result {
     WF_APPLIED = 0,  /* applied to an existing workflow */
@@ -110,15 +117,48 @@ int wf_part_apply_found(struct wf_part *p, uint32_t rec, struct wf_key k, const 
                         uint8_t type_len, const char *id, uint8_t id_len, uint64_t event_id,
                         uint64_t ts_ns);
 
-/** Burst form, stage 1: prefetch the table line of k. Can't fail. */
-void wf_part_prefetch(const struct wf_part *p, struct wf_key k);
+static inline const struct wf_bucket *wf_part_buckets(const struct wf_part *p)
+{
+    return (const struct wf_bucket *)((const char *)p + p->buckets_off);
+}
 
-/** Burst form, stage 2: record index of k (WF_REC_NONE if absent), and prefetch that
- *  record. Can't fail. */
-uint32_t wf_part_find_prefetch(const struct wf_part *p, struct wf_key k);
+/** Burst form, stage 0 (optional, for owners of many partitions): prefetch the
+ *  partition's first line, which stage 1 reads. Can't fail. */
+static inline void wf_part_prefetch_header(const struct wf_part *p)
+{
+    __builtin_prefetch(p, 0, 3);
+}
+
+/** Burst form, stage 1: prefetch the table line of k. Can't fail. */
+static inline void wf_part_prefetch(const struct wf_part *p, struct wf_key k)
+{
+    assert(p->magic == WF_PART_MAGIC);
+    __builtin_prefetch(&wf_part_buckets(p)[wf_buckets_primary(p->bucket_count, k)], 0, 3);
+}
 
 /** Record index of k, or WF_REC_NONE. Can't fail. */
-uint32_t wf_part_find(const struct wf_part *p, struct wf_key k);
+static inline uint32_t wf_part_find(const struct wf_part *p, struct wf_key k)
+{
+    assert(p->magic == WF_PART_MAGIC);
+    return wf_buckets_find(wf_part_buckets(p), p->bucket_count, k);
+}
+
+/** Burst form, stage 2: record index of k (WF_REC_NONE if absent), and prefetch that
+ *  record for writing; when absent, prefetch what creating it writes instead (the next
+ *  record, the key store tail, k's secondary bucket). Can't fail. */
+static inline uint32_t wf_part_find_prefetch(const struct wf_part *p, struct wf_key k)
+{
+    uint32_t rec = wf_part_find(p, k);
+    const char *base = (const char *)p;
+    if (rec != WF_REC_NONE) {
+        __builtin_prefetch(base + p->recs_off + (size_t)rec * 32u, 1, 3);
+    } else if (p->rec_count < p->capacity) {
+        __builtin_prefetch(base + p->recs_off + (size_t)p->rec_count * 32u, 1, 3);
+        __builtin_prefetch(base + p->keys_off + p->keys_used, 1, 3);
+        __builtin_prefetch(&wf_part_buckets(p)[wf_buckets_secondary(p->bucket_count, k)], 1, 3);
+    }
+    return rec;
+}
 
 /** The record of k, or NULL when absent. Valid until the region is freed. */
 const struct wf_count_rec *wf_part_get(const struct wf_part *p, struct wf_key k);

@@ -19,6 +19,7 @@
 enum dp_source_kind {
     DP_SOURCE_ETHDEV = 0, /* DPDK ports (PCI or vdev) */
     DP_SOURCE_SOCKET = 1, /* kernel UDP sockets (recvmmsg), the baseline */
+    DP_SOURCE_NONE = 2,   /* no receive source: benchmarks feed dp_rx_route_payload */
 };
 
 struct dp_config {

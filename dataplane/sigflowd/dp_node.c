@@ -229,8 +229,8 @@ static int dp_partitions_init(struct dp_node *node)
                 return rc;
             mem += one;
         }
-        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB of tables (%s pages)\n", o,
-                owned, bytes >> 20, huge ? "2 MB" : "4 kB");
+        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB of tables (%s)\n", o, owned,
+                bytes >> 20, huge ? "hugetlbfs 2 MB pages" : "transparent huge pages advised");
     }
     return 0;
 }
@@ -271,6 +271,8 @@ int dp_node_setup(struct dp_node *node)
         fprintf(stderr, "sigflowd: rings: %s\n", rte_strerror(-rc));
         return rc;
     }
+    if (node->cfg.source == DP_SOURCE_NONE)
+        return 0;
     if (node->cfg.source == DP_SOURCE_SOCKET)
         return dp_socket_source_init(node);
     rc = dp_ports_init(node);

@@ -1,0 +1,461 @@
+/*
+ * test_node — a real node on net_tap, driven by kernel UDP clients in a network namespace
+ * of the test's own: ≥ 100,000 events over ≥ 10,000 workflows from several senders, every
+ * workflow's count and last event id exact; every RX queue used; malformed datagrams and
+ * malformed packets each on their own counter; ARP, ping and IPv6 ping answered.
+ *
+ * Needs root (namespaces, TAP). Exits 77 (skipped) without it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#define IT_SENDERS        4
+#define IT_FLEET          2500      /* workflows per sender: 10,000 in all */
+#define IT_ROUNDS         10        /* events per workflow: 100,000 in all */
+#define IT_RATE           20000     /* events/s per sender */
+#define IT_EVENTS         (IT_SENDERS * IT_FLEET * IT_ROUNDS)
+#define IT_WAIT_S         90
+
+static char it_ns[64];
+static char it_dir[128];
+static const char *it_top;
+static const char *it_build;
+
+static int it_sh(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* One request on the node's control socket. */
+static json_t *it_ctl(json_t *req)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sigflowd.sock", it_dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    size_t len = strlen(text);
+    assert_int_equal(send(fd, text, len, 0), (ssize_t)len);
+    assert_int_equal(send(fd, "\n", 1, 0), 1);
+    free(text);
+    static char buf[4 << 20];
+    size_t have = 0;
+    while (have < sizeof(buf) - 1) {
+        ssize_t r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        if (buf[have - 1] == '\n')
+            break;
+    }
+    close(fd);
+    buf[have] = '\0';
+    json_error_t err;
+    json_t *out = json_loads(buf, JSON_DISABLE_EOF_CHECK, &err);
+    assert_non_null(out);
+    return out;
+}
+
+static json_t *it_stats(void)
+{
+    json_t *st = it_ctl(json_pack("{s:s}", "cmd", "stats"));
+    assert_true(json_is_true(json_object_get(st, "ok")));
+    return st;
+}
+
+static long long it_total(json_t *st, const char *key)
+{
+    return json_integer_value(json_object_get(json_object_get(st, "total"), key));
+}
+
+static long long it_drop(json_t *st, const char *reason)
+{
+    json_t *drops = json_object_get(json_object_get(st, "total"), "drops");
+    json_t *v = json_object_get(drops, reason);
+    if (!v)
+        fail_msg("no drop counter named '%s'", reason);
+    return json_integer_value(v);
+}
+
+static int it_setup(void **state)
+{
+    (void)state;
+    snprintf(it_ns, sizeof(it_ns), "sfit%d", (int)getpid());
+    snprintf(it_dir, sizeof(it_dir), "/tmp/sigflow-it-%d", (int)getpid());
+    int rc = it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node start --netns %s "
+                   "--dir %s --rx-queues 2 --capacity 200000",
+                   it_build, it_top, it_ns, it_dir);
+    if (rc != 0)
+        it_sh("cat %s/sigflowd.log >&2", it_dir);
+    return rc == 0 ? 0 : -1;
+}
+
+static int it_teardown(void **state)
+{
+    (void)state;
+    it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node stop --dir %s", it_build, it_top,
+          it_dir);
+    it_sh("rm -rf %s", it_dir);
+    return 0;
+}
+
+/* Wait until events_applied reaches `want` (or stops moving for 10 s). */
+static long long it_wait_applied(long long want)
+{
+    long long last = -1, now = 0;
+    int still = 0;
+    for (int i = 0; i < IT_WAIT_S * 10; i++) {
+        json_t *st = it_stats();
+        now = it_total(st, "events_applied");
+        json_decref(st);
+        if (now >= want)
+            return now;
+        still = now == last ? still + 1 : 0;
+        if (still > 100)
+            break;
+        last = now;
+        usleep(100000);
+    }
+    return now;
+}
+
+static void test_fleet_exact(void **state)
+{
+    (void)state;
+    json_t *st0 = it_stats();
+    long long applied0 = it_total(st0, "events_applied");
+    json_decref(st0);
+    /* Several kernel UDP senders, each with its own socket (5-tuple) and workflows. */
+    char cmd[4096];
+    int off = snprintf(cmd, sizeof(cmd), "ip netns exec %s sh -c '", it_ns);
+    for (int s = 0; s < IT_SENDERS; s++)
+        off += snprintf(cmd + off, sizeof(cmd) - (size_t)off,
+                        "%s/control/send/sigflow-send --host 198.18.0.2 --port 7700 --fleet %d "
+                        "--first %d --rounds %d --batch 8 --rate %d --sender-id %d "
+                        "--type device --signal telemetry --prefix sensor- & ",
+                        it_build, IT_FLEET, s * IT_FLEET, IT_ROUNDS, IT_RATE, s + 1);
+    snprintf(cmd + off, sizeof(cmd) - (size_t)off, "wait'");
+    assert_int_equal(it_sh("%s", cmd), 0);
+    long long applied = it_wait_applied(applied0 + IT_EVENTS) - applied0;
+    json_t *st = it_stats();
+    if (applied != IT_EVENTS) {
+        char *dump = json_dumps(json_object_get(st, "total"), JSON_INDENT(1));
+        fprintf(stderr, "applied %lld of %d; totals: %s\n", applied, IT_EVENTS, dump);
+        free(dump);
+    }
+    assert_int_equal(applied, IT_EVENTS);
+    assert_int_equal(it_drop(st, "ring_full"), 0);
+    assert_int_equal(it_drop(st, "table_full"), 0);
+    assert_true(it_total(st, "workflows") >= IT_SENDERS * IT_FLEET);
+    /* With two RX queues, both received packets. */
+    size_t i, j;
+    json_t *core, *q;
+    int queues = 0;
+    json_array_foreach(json_object_get(st, "cores"), i, core)
+    {
+        json_array_foreach(json_object_get(core, "rx_queues"), j, q)
+        {
+            queues++;
+            long long p = json_integer_value(json_object_get(q, "packets"));
+            fprintf(stderr, "lcore %lld queue %lld: %lld packets\n",
+                    (long long)json_integer_value(json_object_get(core, "lcore")),
+                    (long long)json_integer_value(json_object_get(q, "queue")), p);
+            assert_true(p > 0);
+        }
+    }
+    assert_int_equal(queues, 2);
+    json_decref(st);
+
+    /* Every workflow: exact count and last event id (sigflow-send --fleet numbering:
+     * event_id = r * fleet + (i - first) + 1 for round r). */
+    static unsigned char seen[IT_SENDERS * IT_FLEET];
+    memset(seen, 0, sizeof(seen));
+    char cursor[64] = "";
+    int total = 0;
+    for (;;) {
+        json_t *req = json_pack("{s:s, s:i, s:s}", "cmd", "list", "limit", 1000, "type", "device");
+        if (cursor[0])
+            json_object_set_new(req, "after", json_string(cursor));
+        json_t *page = it_ctl(req);
+        assert_true(json_is_true(json_object_get(page, "ok")));
+        json_t *w;
+        json_array_foreach(json_object_get(page, "workflows"), i, w)
+        {
+            const char *id = json_string_value(json_object_get(w, "id"));
+            int n = -1;
+            assert_int_equal(sscanf(id, "sensor-%d", &n), 1);
+            assert_true(n >= 0 && n < IT_SENDERS * IT_FLEET);
+            assert_int_equal(seen[n], 0);
+            seen[n] = 1;
+            long long want_last = (long long)(IT_ROUNDS - 1) * IT_FLEET + (n % IT_FLEET) + 1;
+            assert_int_equal(json_integer_value(json_object_get(w, "signals")), IT_ROUNDS);
+            assert_int_equal(json_integer_value(json_object_get(w, "last_event_id")), want_last);
+            total++;
+        }
+        json_t *next = json_object_get(page, "next");
+        if (!next) {
+            json_decref(page);
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        json_decref(page);
+    }
+    assert_int_equal(total, IT_SENDERS * IT_FLEET);
+
+    /* describe agrees with list for a sample */
+    json_t *d = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "device", "id",
+                                 "sensor-007777"));
+    assert_true(json_is_true(json_object_get(d, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(d, "signals")), IT_ROUNDS);
+    json_decref(d);
+}
+
+/* Each malformed datagram kind moves its own counter by exactly one. */
+static void test_malformed_datagrams(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *kind, *counter;
+    } cases[] = {
+        { "empty", "empty" },
+        { "bad_magic", "bad_magic" },
+        { "bad_version", "bad_version" },
+        { "trunc_header", "truncated_header" },
+        { "bad_flags", "bad_flags" },
+        { "bad_count", "bad_count" },
+        { "trunc_event", "truncated_event" },
+        { "bad_event_len", "bad_event_len" },
+        { "bad_name", "bad_name" },
+        { "bad_fields", "bad_fields" },
+        { "trailing", "trailing_bytes" },
+        { "bad_json", "bad_json" },
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        json_t *before = it_stats();
+        assert_int_equal(it_sh("ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
+                               "--port 7700 --malformed %s",
+                               it_ns, it_build, cases[c].kind),
+                         0);
+        json_t *after = NULL;
+        long long delta = 0;
+        for (int i = 0; i < 50 && delta == 0; i++) {
+            usleep(20000);
+            json_decref(after);
+            after = it_stats();
+            delta = it_drop(after, cases[c].counter) - it_drop(before, cases[c].counter);
+        }
+        if (delta != 1)
+            fail_msg("malformed %s: counter %s moved by %lld", cases[c].kind, cases[c].counter,
+                     delta);
+        assert_int_equal(it_total(after, "drops_total") - it_total(before, "drops_total"), 1);
+        json_decref(before);
+        json_decref(after);
+    }
+}
+
+/* ---- raw frames from inside the namespace (AF_PACKET) --------------------------------- */
+
+static uint16_t it_csum(const uint8_t *p, size_t len, uint32_t sum)
+{
+    for (size_t i = 0; i + 1 < len; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        sum += (uint32_t)(p[len - 1] << 8);
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static void it_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+enum it_break { IT_OK, IT_IP_CSUM, IT_FRAGMENT, IT_UDP_CSUM, IT_UDP_LEN, IT_PORT, IT_ETHERTYPE };
+
+/* An Ethernet/IPv4/UDP frame to the node carrying a valid JSON event, broken as asked. */
+static size_t it_frame(uint8_t *f, const uint8_t dst_mac[6], enum it_break brk)
+{
+    static const char payload[] =
+        "{\"type\":\"rawtest\",\"id\":\"r1\",\"signal\":\"s\",\"event_id\":1}";
+    size_t plen = sizeof(payload) - 1, ip_len = 20 + 8 + plen;
+    memset(f, 0, 14 + ip_len);
+    memcpy(f, dst_mac, 6);
+    memcpy(f + 6, "\x02\x00\x00\x00\x00\x01", 6);
+    it_put16(f + 12, brk == IT_ETHERTYPE ? 0x88b5 : 0x0800);
+    uint8_t *ip = f + 14, *udp = ip + 20;
+    ip[0] = 0x45;
+    it_put16(ip + 2, (uint16_t)ip_len);
+    if (brk == IT_FRAGMENT)
+        it_put16(ip + 6, 0x2000); /* more fragments */
+    ip[8] = 64;
+    ip[9] = 17;
+    memcpy(ip + 12, "\xc6\x12\x00\x01", 4); /* 198.18.0.1 */
+    memcpy(ip + 16, "\xc6\x12\x00\x02", 4); /* 198.18.0.2 */
+    it_put16(ip + 10, it_csum(ip, 20, 0));
+    if (brk == IT_IP_CSUM)
+        ip[10] ^= 0x55;
+    it_put16(udp, 40000);
+    it_put16(udp + 2, brk == IT_PORT ? 7701 : 7700);
+    it_put16(udp + 4, (uint16_t)(brk == IT_UDP_LEN ? 8 + plen + 40 : 8 + plen));
+    memcpy(udp + 8, payload, plen);
+    uint8_t pseudo[12];
+    memcpy(pseudo, ip + 12, 8);
+    pseudo[8] = 0;
+    pseudo[9] = 17;
+    it_put16(pseudo + 10, (uint16_t)(8 + plen));
+    uint32_t sum = 0;
+    for (int i = 0; i < 12; i += 2)
+        sum += (uint32_t)(pseudo[i] << 8 | pseudo[i + 1]);
+    uint16_t c = it_csum(udp, 8 + plen, sum);
+    it_put16(udp + 6, c == 0 ? 0xffff : c);
+    if (brk == IT_UDP_CSUM)
+        udp[6] ^= 0x0f;
+    return 14 + ip_len;
+}
+
+/* Send one frame from inside the namespace on its only non-loopback interface. */
+static int it_inject(const uint8_t *frame, size_t len)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char path[128];
+        snprintf(path, sizeof(path), "/var/run/netns/%s", it_ns);
+        int nsfd = open(path, O_RDONLY);
+        if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) != 0)
+            _exit(2);
+        struct if_nameindex *ifs = if_nameindex(), *it;
+        unsigned ifindex = 0;
+        for (it = ifs; it && it->if_index; it++)
+            if (strcmp(it->if_name, "lo") != 0)
+                ifindex = it->if_index;
+        int fd = socket(AF_PACKET, SOCK_RAW, 0);
+        struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_ifindex = (int)ifindex,
+                                   .sll_halen = 6 };
+        memcpy(sll.sll_addr, frame, 6);
+        ssize_t w = sendto(fd, frame, len, 0, (struct sockaddr *)&sll, sizeof(sll));
+        _exit(fd >= 0 && ifindex && w == (ssize_t)len ? 0 : 3);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void it_parse_mac(const char *s, uint8_t mac[6])
+{
+    unsigned v[6];
+    assert_int_equal(sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]), 6);
+    for (int i = 0; i < 6; i++)
+        mac[i] = (uint8_t)v[i];
+}
+
+static void test_malformed_packets(void **state)
+{
+    (void)state;
+    json_t *st = it_stats();
+    uint8_t mac[6];
+    it_parse_mac(json_string_value(
+                     json_object_get(json_array_get(json_object_get(st, "ports"), 0), "mac")),
+                 mac);
+    json_decref(st);
+    static const struct {
+        enum it_break brk;
+        const char *counter;
+    } cases[] = {
+        { IT_IP_CSUM, "drop_ip4_csum" }, { IT_FRAGMENT, "drop_fragment" },
+        { IT_UDP_CSUM, "drop_udp_csum" }, { IT_UDP_LEN, "drop_udp_len" },
+        { IT_PORT, "drop_udp_port" },     { IT_ETHERTYPE, "drop_ethertype" },
+    };
+    uint8_t frame[256];
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        json_t *before = it_stats();
+        size_t len = it_frame(frame, mac, cases[c].brk);
+        assert_int_equal(it_inject(frame, len), 0);
+        long long delta = 0;
+        json_t *after = NULL;
+        for (int i = 0; i < 50 && delta == 0; i++) {
+            usleep(20000);
+            json_decref(after);
+            after = it_stats();
+            delta = it_drop(after, cases[c].counter) - it_drop(before, cases[c].counter);
+        }
+        if (delta != 1)
+            fail_msg("case %zu: counter %s moved by %lld", c, cases[c].counter, delta);
+        json_decref(before);
+        json_decref(after);
+    }
+    /* and the same frame unbroken is applied */
+    json_t *before = it_stats();
+    size_t len = it_frame(frame, mac, IT_OK);
+    assert_int_equal(it_inject(frame, len), 0);
+    assert_true(it_wait_applied(it_total(before, "events_applied") + 1) ==
+                it_total(before, "events_applied") + 1);
+    json_decref(before);
+}
+
+static void test_arp_ping(void **state)
+{
+    (void)state;
+    json_t *before = it_stats();
+    it_sh("ip netns exec %s ip neigh flush all", it_ns);
+    assert_int_equal(it_sh("ip netns exec %s ping -q -c 3 -i 0.2 -W 2 198.18.0.2 >/dev/null", it_ns), 0);
+    assert_int_equal(it_sh("ip netns exec %s ping -6 -q -c 3 -i 0.2 -W 2 2001:2::2 >/dev/null", it_ns), 0);
+    json_t *after = it_stats();
+    assert_true(it_total(after, "arp_replies") > it_total(before, "arp_replies"));
+    assert_true(it_total(after, "icmp_replies") >= it_total(before, "icmp_replies") + 3);
+    assert_true(it_total(after, "icmp6_replies") >= it_total(before, "icmp6_replies") + 3);
+    assert_true(it_total(after, "ndp_replies") >= 1);
+    json_decref(before);
+    json_decref(after);
+}
+
+int main(void)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_node: needs root (network namespaces, TAP): skipped\n");
+        return 77;
+    }
+    it_top = getenv("SIGFLOW_TOP");
+    it_build = getenv("SIGFLOW_BUILD");
+    if (!it_top || !it_build) {
+        fprintf(stderr, "test_node: SIGFLOW_TOP and SIGFLOW_BUILD must be set (meson does)\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arp_ping),
+        cmocka_unit_test(test_fleet_exact),
+        cmocka_unit_test(test_malformed_datagrams),
+        cmocka_unit_test(test_malformed_packets),
+    };
+    return cmocka_run_group_tests_name("node on net_tap", tests, it_setup, it_teardown);
+}

@@ -147,7 +147,10 @@ int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *h
 /**
  * Parse the event at *off. `end` is the offset where events stop (len, or len minus the
  * auth tag). On success fills *ev, advances *off past the event and returns SF_OK.
- * Errors: SF_ERR_TRUNC_EVENT, SF_ERR_BAD_EVENT_LEN, SF_ERR_BAD_NAME, SF_ERR_BAD_FIELDS.
+ * Checks, in this order: SF_ERR_TRUNC_EVENT (fewer than 24 bytes left),
+ * SF_ERR_BAD_EVENT_LEN (event_len != 24 + the four lengths, or reserved byte non-zero),
+ * SF_ERR_TRUNC_EVENT (event_len past end), SF_ERR_BAD_NAME (sf_name_valid_*),
+ * SF_ERR_BAD_FIELDS (fields_len > SF_FIELDS_LEN_MAX, or not sf_fields_validate).
  * Field values are validated (well-formed CBOR array of scalars) but not decoded.
  */
 int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_event *ev);

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Live view of a sigflow node for `./sigflow demo`: once a second, what the node does —
+event and packet rates, workflows, drops by reason, per-core work — from the control
+socket (`stats` and, when the runtime reports them, workflows by type and state).
+
+usage: demo_view.py SOCKET DURATION_S   (DURATION_S 0 = until interrupted)"""
+import json
+import socket
+import sys
+import time
+
+
+def ask(path, req):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    s.sendall((json.dumps(req) + "\n").encode())
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return json.loads(buf)
+
+
+def line(prev, cur, dt):
+    t, p = cur["total"], prev["total"]
+    rate = lambda k: (t.get(k, 0) - p.get(k, 0)) / dt
+    drops = {k: v - p["drops"].get(k, 0) for k, v in t["drops"].items() if v - p["drops"].get(k, 0)}
+    cores = " ".join("lcore%d:%d%%busy" % (c["lcore"], 100 * (c["busy_polls"] - q["busy_polls"]) //
+                                           max(1, c["polls"] - q["polls"]))
+                     for c, q in zip(cur["cores"], prev["cores"]))
+    return ("%8.0f events/s %8.0f pkts/s  workflows %-8d applied %-10d drops/s %s  %s"
+            % (rate("events_applied"), rate("rx_packets"), t["workflows"], t["events_applied"],
+               json.dumps(drops) if drops else "0", cores))
+
+
+def main():
+    path, duration = sys.argv[1], float(sys.argv[2])
+    start = time.time()
+    prev = ask(path, {"cmd": "stats"})
+    last = time.time()
+    try:
+        while duration == 0 or time.time() - start < duration:
+            time.sleep(1)
+            cur = ask(path, {"cmd": "stats"})
+            now = time.time()
+            print(time.strftime("%H:%M:%S"), line(prev, cur, now - last), flush=True)
+            prev, last = cur, now
+    except KeyboardInterrupt:
+        pass
+    t = prev["total"]
+    print("\nsummary: %d events applied to %d workflows in %.0f s (%.0f events/s), "
+          "%d packets received, %d dropped %s"
+          % (t["events_applied"], t["workflows"], time.time() - start,
+             t["events_applied"] / max(1e-9, time.time() - start), t["rx_packets"],
+             t["drops_total"], json.dumps({k: v for k, v in t["drops"].items() if v})))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+/* sigflow-flowc — standalone `definition check`: compile .flow files (see flow_check.c). */
+#include "sf_flow.h"
+
+int main(int argc, char **argv)
+{
+    return flow_check_main(argc, argv);
+}

@@ -1,0 +1,813 @@
+/*
+ * vm.c — the register VM that runs compiled handlers on instance records.
+ *
+ * Instance record (layout chosen by the compiler, sizes in the def):
+ *   [0, 16)            struct vm_rec_header: state, flags (started, completed), last
+ *                      activity sequence number, creation time
+ *   [timers_off, +8n)  due time (ns) of each timer slot, 0 = disarmed
+ *   [acts_off, +8a)    struct vm_act_slot per activity: seq of the latest run, attempts,
+ *                      pending flag
+ *   [data_off, size)   variables (int/float 8 bytes, bool 1, text(N) 1 + N: length byte
+ *                      then bytes), then queues: u8 head, u8 count, then a ring of
+ *                      cap + 1 items, so that a text popped in a handler is not overwritten
+ *                      by a push later in the same handler (count never exceeds cap).
+ * Records must be 8-byte aligned. The VM trusts a record that passed vm_record_check()
+ * or was made by vm_record_init(); every offset and index in the code was validated when
+ * the def was loaded, so the interpreter checks nothing per instruction.
+ *
+ * Bounded time: all jumps go forward, so a handler executes at most its code length; the
+ * verifier computed the exact longest path (flow_def_handler().bound).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "flow_internal.h"
+
+union vm_reg {
+    int64_t i;
+    uint64_t u;
+    double f;
+    struct {
+        const char *p;
+        uint32_t n;
+    } t;
+};
+
+struct vm_ctx {
+    const struct flow_def *d;
+    uint8_t *rec;
+    struct vm_rec_header *hdr;
+    uint64_t *due;
+    struct vm_act_slot *acts;
+    const char *id;
+    uint32_t id_len;
+    uint64_t now;
+    struct vm_cmd *cmd; /* next free command */
+    bool moved;         /* a goto happened */
+};
+
+enum vm_end { END_HALT, END_NOMATCH, END_DONE };
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
+static void emit_timer(struct vm_ctx *c, uint8_t kind, unsigned slot, uint64_t due)
+{
+    struct vm_cmd *m = c->cmd++;
+    m->kind = kind;
+    m->nargs = 0;
+    m->index = (uint16_t)slot;
+    m->seq = 0;
+    m->due_ns = due;
+}
+
+static void timer_arm(struct vm_ctx *c, const struct fb_timer *t, uint64_t due)
+{
+    c->due[t->slot] = due;
+    emit_timer(c, VM_CMD_TIMER_ARM, t->slot, due);
+}
+
+static void timer_cancel(struct vm_ctx *c, unsigned slot)
+{
+    if (c->due[slot] == 0)
+        return;
+    c->due[slot] = 0;
+    emit_timer(c, VM_CMD_TIMER_CANCEL, slot, 0);
+}
+
+static void row_arm(struct vm_ctx *c, unsigned row)
+{
+    const struct flow_def *d = c->d;
+    for (unsigned i = 0; i < d->tcount[row]; i++) {
+        const struct fb_timer *t = &d->timers[d->tfirst[row] + i];
+        timer_arm(c, t, add_sat(c->now, t->period_ns));
+    }
+}
+
+static void act_cancel(struct vm_ctx *c, unsigned a)
+{
+    struct vm_act_slot *s = &c->acts[a];
+    if (!s->pending)
+        return;
+    s->pending = 0;
+    struct vm_cmd *m = c->cmd++;
+    m->kind = VM_CMD_ACTIVITY_CANCEL;
+    m->nargs = 0;
+    m->index = (uint16_t)a;
+    m->seq = s->seq;
+    m->due_ns = 0;
+}
+
+static void act_run(struct vm_ctx *c, unsigned a, const union vm_reg *args)
+{
+    const struct flow_def *d = c->d;
+    const struct fb_act *fa = &d->acts[a];
+    act_cancel(c, a); /* a new run replaces a pending one */
+    uint32_t seq = c->hdr->next_seq + 1;
+    if (seq == 0)
+        seq = 1;
+    c->hdr->next_seq = seq;
+    struct vm_act_slot *s = &c->acts[a];
+    s->seq = seq;
+    s->pending = 1;
+    s->attempts = 0;
+    struct vm_cmd *m = c->cmd++;
+    m->kind = VM_CMD_ACTIVITY_RUN;
+    m->nargs = (uint8_t)fa->nparams;
+    m->index = (uint16_t)a;
+    m->seq = seq;
+    m->due_ns = 0;
+    size_t text_used = 0;
+    for (unsigned i = 0; i < fa->nparams; i++) {
+        struct sf_value *v = &m->args[i];
+        switch (d->params[fa->first_param + i].type) {
+        case FLOW_T_INT:
+            v->type = SF_VAL_INT;
+            v->i = args[i].i;
+            break;
+        case FLOW_T_FLOAT:
+            v->type = SF_VAL_FLOAT;
+            v->f = args[i].f;
+            break;
+        case FLOW_T_BOOL:
+            v->type = SF_VAL_BOOL;
+            v->b = args[i].i != 0;
+            break;
+        default: {
+            const char *p = args[i].t.p;
+            uint32_t n = args[i].t.n > UINT16_MAX ? UINT16_MAX : args[i].t.n;
+            v->type = SF_VAL_TEXT;
+            if ((const uint8_t *)p >= c->rec && (const uint8_t *)p < c->rec + d->hdr->record_size) {
+                /* record text (<= FLOW_TEXT_CAP_MAX): snapshot it, the handler may change it */
+                assert(n <= FLOW_TEXT_CAP_MAX && text_used + n <= VM_CMD_TEXT_MAX);
+                memcpy(m->text + text_used, p, n);
+                p = m->text + text_used;
+                text_used += n;
+            }
+            v->text.ptr = p;
+            v->text.len = (uint16_t)n;
+        }
+        }
+    }
+}
+
+static void complete(struct vm_ctx *c)
+{
+    const struct flow_def *d = c->d;
+    for (unsigned s = 0; s < d->nslots; s++)
+        timer_cancel(c, s);
+    for (unsigned a = 0; a < d->nacts; a++)
+        act_cancel(c, a);
+    c->hdr->flags |= VM_REC_COMPLETED;
+    struct vm_cmd *m = c->cmd++;
+    memset(m, 0, offsetof(struct vm_cmd, args));
+    m->kind = VM_CMD_COMPLETE;
+}
+
+/* ---- queues -------------------------------------------------------------------------- */
+
+static void queue_read(const struct fb_queue *q, const uint8_t *item, union vm_reg *r)
+{
+    if (q->type == FLOW_T_TEXT) {
+        unsigned n = item[0] > q->text_cap ? q->text_cap : item[0];
+        r->t.p = (const char *)item + 1;
+        r->t.n = n;
+    } else if (q->type == FLOW_T_BOOL) {
+        r->i = item[0] != 0;
+    } else {
+        memcpy(&r->u, item, 8);
+    }
+}
+
+static void queue_zero(const struct fb_queue *q, union vm_reg *r)
+{
+    if (q->type == FLOW_T_TEXT) {
+        r->t.p = "";
+        r->t.n = 0;
+    } else {
+        r->u = 0;
+    }
+}
+
+/* Text stored into a text(cap) slot: truncated to cap bytes, not inside a UTF-8 sequence. */
+static void text_store(uint8_t *slot, unsigned cap, const char *p, uint32_t n)
+{
+    uint32_t k = n > cap ? cap : n;
+    if (k < n)
+        while (k > 0 && ((uint8_t)p[k] & 0xC0) == 0x80)
+            k--;
+    memmove(slot + 1, p, k);
+    slot[0] = (uint8_t)k;
+}
+
+static void queue_op(struct vm_ctx *c, const struct vm_insn *in, union vm_reg *regs)
+{
+    const struct fb_queue *q = &c->d->queues[in->imm];
+    uint8_t *base = c->rec + q->offset;
+    uint8_t *items = base + 2;
+    unsigned ring = q->cap + 1u, head = base[0] % ring, count = base[1];
+    if (count > q->cap)
+        count = q->cap;
+    switch (in->op) {
+    case OP_QPUSH: {
+        if (count == q->cap)
+            return; /* full: the item is dropped (check q.full first) */
+        uint8_t *it = items + ((head + count) % ring) * q->elem_size;
+        const union vm_reg *r = &regs[in->a];
+        if (q->type == FLOW_T_TEXT)
+            text_store(it, q->text_cap, r->t.p, r->t.n);
+        else if (q->type == FLOW_T_BOOL)
+            it[0] = r->i != 0;
+        else
+            memcpy(it, &r->u, 8);
+        base[1] = (uint8_t)(count + 1);
+        return;
+    }
+    case OP_QPOP:
+    case OP_QFRONT:
+        if (count == 0) {
+            queue_zero(q, &regs[in->a]);
+            return;
+        }
+        queue_read(q, items + head * q->elem_size, &regs[in->a]);
+        if (in->op == OP_QPOP) {
+            base[0] = (uint8_t)((head + 1) % ring);
+            base[1] = (uint8_t)(count - 1);
+        }
+        return;
+    case OP_QLEN:
+        regs[in->a].i = count;
+        return;
+    default: /* OP_QCLEAR */
+        base[0] = 0;
+        base[1] = 0;
+        return;
+    }
+}
+
+/* ---- interpreter --------------------------------------------------------------------- */
+
+static int64_t f2i(double f)
+{
+    if (isnan(f))
+        return 0;
+    if (f >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (f <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)f;
+}
+
+static enum vm_end exec(struct vm_ctx *c, int hi, union vm_reg *r);
+
+static void transition(struct vm_ctx *c, unsigned target, union vm_reg *regs)
+{
+    const struct flow_def *d = c->d;
+    unsigned from = c->hdr->state;
+    for (unsigned i = 0; i < d->tcount[from]; i++)
+        timer_cancel(c, d->timers[d->tfirst[from] + i].slot);
+    c->hdr->state = (uint16_t)target;
+    c->moved = true;
+    row_arm(c, target);
+    if (d->states[target].enter >= 0)
+        exec(c, d->states[target].enter, regs);
+}
+
+static enum vm_end exec(struct vm_ctx *c, int hi, union vm_reg *r)
+{
+    const struct flow_def *d = c->d;
+    const struct vm_insn *pc = d->code + d->handlers[hi].code_start;
+    uint8_t *rec = c->rec;
+    for (;;) {
+        const struct vm_insn *in = pc++;
+        switch (in->op) {
+        case OP_HALT:
+            return END_HALT;
+        case OP_NOMATCH:
+            return END_NOMATCH;
+        case OP_LDI:
+            r[in->a].i = in->imm;
+            break;
+        case OP_LDK:
+            r[in->a].u = d->consts[in->imm];
+            break;
+        case OP_LDT:
+            r[in->a].t.p = d->strings + d->tconsts[in->imm].off;
+            r[in->a].t.n = d->tconsts[in->imm].len;
+            break;
+        case OP_LD64:
+            memcpy(&r[in->a].u, rec + in->imm, 8);
+            break;
+        case OP_LD8:
+            r[in->a].i = rec[in->imm] != 0;
+            break;
+        case OP_LDTX: {
+            unsigned n = rec[in->imm];
+            r[in->a].t.p = (const char *)rec + in->imm + 1;
+            r[in->a].t.n = n > in->b ? in->b : n;
+            break;
+        }
+        case OP_ST64:
+            memcpy(rec + in->imm, &r[in->a].u, 8);
+            break;
+        case OP_ST8:
+            rec[in->imm] = r[in->a].i != 0;
+            break;
+        case OP_STTX:
+            text_store(rec + in->imm, in->b, r[in->a].t.p, r[in->a].t.n);
+            break;
+        case OP_ID:
+            r[in->a].t.p = c->id;
+            r[in->a].t.n = c->id_len;
+            break;
+        case OP_NOW:
+            r[in->a].u = c->now;
+            break;
+        case OP_MOV:
+            r[in->a] = r[in->b];
+            break;
+        case OP_ADD:
+            r[in->a].u = r[in->b].u + r[in->c].u;
+            break;
+        case OP_SUB:
+            r[in->a].u = r[in->b].u - r[in->c].u;
+            break;
+        case OP_MUL:
+            r[in->a].u = r[in->b].u * r[in->c].u;
+            break;
+        case OP_DIV: {
+            int64_t x = r[in->b].i, y = r[in->c].i;
+            r[in->a].i = y == 0 ? 0 : (y == -1 ? (int64_t)(0 - (uint64_t)x) : x / y);
+            break;
+        }
+        case OP_MOD: {
+            int64_t x = r[in->b].i, y = r[in->c].i;
+            r[in->a].i = (y == 0 || y == -1) ? 0 : x % y;
+            break;
+        }
+        case OP_ADDI:
+            r[in->a].u = r[in->b].u + (uint64_t)(int64_t)in->imm;
+            break;
+        case OP_NEG:
+            r[in->a].u = 0 - r[in->b].u;
+            break;
+        case OP_ABS:
+            r[in->a].u = r[in->b].i < 0 ? 0 - r[in->b].u : r[in->b].u;
+            break;
+        case OP_MIN:
+            r[in->a].i = r[in->b].i < r[in->c].i ? r[in->b].i : r[in->c].i;
+            break;
+        case OP_MAX:
+            r[in->a].i = r[in->b].i > r[in->c].i ? r[in->b].i : r[in->c].i;
+            break;
+        case OP_FADD:
+            r[in->a].f = r[in->b].f + r[in->c].f;
+            break;
+        case OP_FSUB:
+            r[in->a].f = r[in->b].f - r[in->c].f;
+            break;
+        case OP_FMUL:
+            r[in->a].f = r[in->b].f * r[in->c].f;
+            break;
+        case OP_FDIV:
+            r[in->a].f = r[in->b].f / r[in->c].f;
+            break;
+        case OP_FNEG:
+            r[in->a].f = -r[in->b].f;
+            break;
+        case OP_FABS:
+            r[in->a].f = fabs(r[in->b].f);
+            break;
+        case OP_FMIN:
+            r[in->a].f = r[in->b].f < r[in->c].f ? r[in->b].f : r[in->c].f;
+            break;
+        case OP_FMAX:
+            r[in->a].f = r[in->b].f > r[in->c].f ? r[in->b].f : r[in->c].f;
+            break;
+        case OP_I2F:
+            r[in->a].f = (double)r[in->b].i;
+            break;
+        case OP_F2I:
+            r[in->a].i = f2i(r[in->b].f);
+            break;
+        case OP_EQ:
+            r[in->a].i = r[in->b].i == r[in->c].i;
+            break;
+        case OP_NE:
+            r[in->a].i = r[in->b].i != r[in->c].i;
+            break;
+        case OP_LT:
+            r[in->a].i = r[in->b].i < r[in->c].i;
+            break;
+        case OP_LE:
+            r[in->a].i = r[in->b].i <= r[in->c].i;
+            break;
+        case OP_FEQ:
+            r[in->a].i = r[in->b].f == r[in->c].f;
+            break;
+        case OP_FNE:
+            r[in->a].i = r[in->b].f != r[in->c].f;
+            break;
+        case OP_FLT:
+            r[in->a].i = r[in->b].f < r[in->c].f;
+            break;
+        case OP_FLE:
+            r[in->a].i = r[in->b].f <= r[in->c].f;
+            break;
+        case OP_TEQ:
+        case OP_TNE: {
+            bool eq = r[in->b].t.n == r[in->c].t.n &&
+                      memcmp(r[in->b].t.p, r[in->c].t.p, r[in->b].t.n) == 0;
+            r[in->a].i = (in->op == OP_TEQ) == eq;
+            break;
+        }
+        case OP_NOT:
+            r[in->a].i = r[in->b].i == 0;
+            break;
+        case OP_JMP:
+            pc += in->imm;
+            break;
+        case OP_JZ:
+            if (r[in->a].i == 0)
+                pc += in->imm;
+            break;
+        case OP_JNZ:
+            if (r[in->a].i != 0)
+                pc += in->imm;
+            break;
+        case OP_JLT:
+            if (!(r[in->a].i < r[in->b].i))
+                pc += in->imm;
+            break;
+        case OP_JLE:
+            if (!(r[in->a].i <= r[in->b].i))
+                pc += in->imm;
+            break;
+        case OP_JEQ:
+            if (r[in->a].i != r[in->b].i)
+                pc += in->imm;
+            break;
+        case OP_JNE:
+            if (r[in->a].i == r[in->b].i)
+                pc += in->imm;
+            break;
+        case OP_QPUSH:
+        case OP_QPOP:
+        case OP_QFRONT:
+        case OP_QLEN:
+        case OP_QCLEAR:
+            queue_op(c, in, r);
+            break;
+        case OP_APEND:
+            r[in->a].i = c->acts[in->imm].pending != 0;
+            break;
+        case OP_RUN:
+            act_run(c, (unsigned)in->imm, &r[in->b]);
+            break;
+        case OP_ACANCEL:
+            act_cancel(c, (unsigned)in->imm);
+            break;
+        case OP_TCANCEL:
+            timer_cancel(c, (unsigned)in->imm);
+            break;
+        case OP_GOTO:
+            transition(c, (unsigned)in->imm, r);
+            return END_DONE;
+        case OP_COMPLETE:
+            complete(c);
+            return END_DONE;
+        default:
+            assert(!"opcode rejected by the verifier");
+            return END_HALT;
+        }
+    }
+}
+
+/* Run the state's handler block for `trig`, falling back to the `any:` one. */
+static void run_trigger(struct vm_ctx *c, unsigned trig, union vm_reg *regs)
+{
+    const struct flow_def *d = c->d;
+    int hi = d->entries[c->hdr->state * d->ntriggers + trig];
+    if (hi >= 0 && exec(c, hi, regs) != END_NOMATCH)
+        return;
+    hi = d->entries[d->nstates * d->ntriggers + trig];
+    if (hi >= 0)
+        exec(c, hi, regs);
+}
+
+/* Common entry checks; on success fills the context. */
+static int enter_vm(struct vm_ctx *c, const struct flow_def *d, void *record, const char *id,
+                    size_t id_len, uint64_t now, struct vm_cmd *cmds, unsigned cmds_max)
+{
+    assert(((uintptr_t)record & 7) == 0);
+    uint8_t *rec = record;
+    c->d = d;
+    c->rec = rec;
+    c->hdr = (struct vm_rec_header *)record;
+    if (c->hdr->flags & VM_REC_COMPLETED)
+        return VM_ERR_COMPLETED;
+    if (cmds_max < d->hdr->cmds_max)
+        return VM_ERR_NO_SPACE;
+    c->due = (uint64_t *)(rec + d->hdr->timers_off);
+    c->acts = (struct vm_act_slot *)(rec + d->hdr->acts_off);
+    c->id = id ? id : "";
+    c->id_len = id_len > UINT16_MAX ? UINT16_MAX : (uint32_t)id_len;
+    c->now = now;
+    c->cmd = cmds;
+    c->moved = false;
+    return 0;
+}
+
+static int leave_vm(const struct vm_ctx *c, const struct vm_cmd *cmds)
+{
+    int n = (int)(c->cmd - cmds);
+    assert(n >= 0 && (unsigned)n <= c->d->hdr->cmds_max);
+    return n;
+}
+
+void vm_record_init(const struct flow_def *def, void *record, const char *id, size_t id_len,
+                    uint64_t now_ns)
+{
+    assert(((uintptr_t)record & 7) == 0);
+    assert(id || id_len == 0);
+    (void)id;
+    (void)id_len;
+    memcpy(record, def->init_record, def->hdr->record_size);
+    ((struct vm_rec_header *)record)->created_ns = now_ns;
+}
+
+/* Convert fields into registers per the signal's declared types. */
+static int load_fields(const struct flow_def *d, const struct fb_signal *s,
+                       const struct sf_value *fields, unsigned nfields, union vm_reg *regs)
+{
+    for (unsigned i = 0; i < s->nfields; i++) {
+        uint8_t want = d->fields[s->first_field + i].type;
+        const struct sf_value *v = i < nfields ? &fields[i] : NULL;
+        enum sf_val_type got = v ? v->type : SF_VAL_NULL;
+        union vm_reg *r = &regs[i];
+        if (want == FLOW_T_TEXT) {
+            r->t.p = got == SF_VAL_TEXT ? v->text.ptr : "";
+            r->t.n = got == SF_VAL_TEXT ? v->text.len : 0;
+            if (got == SF_VAL_TEXT && !v->text.ptr && v->text.len)
+                return VM_ERR_FIELD_TYPE;
+        } else if (got == SF_VAL_NULL) {
+            r->u = 0;
+            continue;
+        } else if (want == FLOW_T_INT && got == SF_VAL_INT) {
+            r->i = v->i;
+        } else if (want == FLOW_T_FLOAT && got == SF_VAL_FLOAT) {
+            r->f = v->f;
+        } else if (want == FLOW_T_FLOAT && got == SF_VAL_INT) {
+            r->f = (double)v->i;
+        } else if (want == FLOW_T_BOOL && got == SF_VAL_BOOL) {
+            r->i = v->b;
+        } else {
+            return VM_ERR_FIELD_TYPE;
+        }
+        if (want == FLOW_T_TEXT && got != SF_VAL_TEXT && got != SF_VAL_NULL)
+            return VM_ERR_FIELD_TYPE;
+    }
+    return 0;
+}
+
+int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
+                  const struct sf_value *fields, unsigned nfields, const char *id, size_t id_len,
+                  uint64_t now_ns, struct vm_cmd *cmds, unsigned cmds_max)
+{
+    struct vm_ctx c;
+    union vm_reg regs[VM_REGS_MAX];
+    int rc = enter_vm(&c, def, record, id, id_len, now_ns, cmds, cmds_max);
+    if (rc < 0)
+        return rc;
+    if (sig >= def->nsignals)
+        return VM_ERR_BAD_INDEX;
+    if ((rc = load_fields(def, &def->signals[sig], fields, nfields, regs)) < 0)
+        return rc;
+    if (!(c.hdr->flags & VM_REC_STARTED)) {
+        c.hdr->flags |= VM_REC_STARTED;
+        row_arm(&c, def->nstates);
+        row_arm(&c, c.hdr->state);
+        int32_t e = def->states[c.hdr->state].enter;
+        if (e >= 0) {
+            union vm_reg scratch[VM_REGS_MAX];
+            exec(&c, e, scratch);
+        }
+    }
+    run_trigger(&c, sig, regs);
+    if (!(c.hdr->flags & VM_REC_COMPLETED)) {
+        /* every signal resets the silence timers (a new state armed its own already) */
+        int16_t t = def->silence[def->nstates];
+        if (t >= 0)
+            timer_arm(&c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
+        t = def->silence[c.hdr->state];
+        if (t >= 0 && !c.moved)
+            timer_arm(&c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
+    }
+    return leave_vm(&c, cmds);
+}
+
+int vm_run_timer(const struct flow_def *def, void *record, unsigned slot, uint64_t due_ns,
+                 const char *id, size_t id_len, struct vm_cmd *cmds, unsigned cmds_max)
+{
+    struct vm_ctx c;
+    union vm_reg regs[VM_REGS_MAX];
+    int rc = enter_vm(&c, def, record, id, id_len, due_ns, cmds, cmds_max);
+    if (rc < 0)
+        return rc;
+    if (slot >= def->nslots)
+        return VM_ERR_BAD_INDEX;
+    if (due_ns == 0 || c.due[slot] != due_ns)
+        return 0; /* stale: cancelled or re-armed since */
+    int t = def->slot_timer[c.hdr->state * def->nslots + slot];
+    if (t < 0)
+        t = def->slot_timer[def->nstates * def->nslots + slot];
+    c.due[slot] = 0;
+    if (t < 0)
+        return 0;
+    const struct fb_timer *ft = &def->timers[t];
+    if (ft->kind == FB_EVERY)
+        timer_arm(&c, ft, add_sat(due_ns, ft->period_ns));
+    run_trigger(&c, def->nsignals + 2 * def->nacts + slot, regs);
+    return leave_vm(&c, cmds);
+}
+
+static int run_result(const struct flow_def *def, void *record, unsigned act, uint32_t seq,
+                      bool failed, int64_t result, const char *id, size_t id_len, uint64_t now_ns,
+                      struct vm_cmd *cmds, unsigned cmds_max)
+{
+    struct vm_ctx c;
+    union vm_reg regs[VM_REGS_MAX];
+    int rc = enter_vm(&c, def, record, id, id_len, now_ns, cmds, cmds_max);
+    if (rc < 0)
+        return rc;
+    if (act >= def->nacts)
+        return VM_ERR_BAD_INDEX;
+    struct vm_act_slot *s = &c.acts[act];
+    if (!s->pending || s->seq != seq)
+        return 0; /* stale: cancelled or replaced */
+    s->pending = 0;
+    regs[0].i = result;
+    run_trigger(&c, def->nsignals + 2 * act + failed, regs);
+    return leave_vm(&c, cmds);
+}
+
+int vm_run_activity_done(const struct flow_def *def, void *record, unsigned act, uint32_t seq,
+                         int64_t result, const char *id, size_t id_len, uint64_t now_ns,
+                         struct vm_cmd *cmds, unsigned cmds_max)
+{
+    return run_result(def, record, act, seq, false, result, id, id_len, now_ns, cmds, cmds_max);
+}
+
+int vm_run_activity_failed(const struct flow_def *def, void *record, unsigned act, uint32_t seq,
+                           const char *id, size_t id_len, uint64_t now_ns, struct vm_cmd *cmds,
+                           unsigned cmds_max)
+{
+    return run_result(def, record, act, seq, true, 0, id, id_len, now_ns, cmds, cmds_max);
+}
+
+int vm_note_attempt(const struct flow_def *def, void *record, unsigned act, uint32_t seq)
+{
+    if (act >= def->nacts)
+        return VM_ERR_BAD_INDEX;
+    struct vm_act_slot *s = (struct vm_act_slot *)((uint8_t *)record + def->hdr->acts_off) + act;
+    if (!s->pending || s->seq != seq)
+        return 0;
+    if (s->attempts < UINT16_MAX)
+        s->attempts++;
+    return 1;
+}
+
+/* ---- inspection ---------------------------------------------------------------------- */
+
+int vm_record_check(const struct flow_def *def, const void *record)
+{
+    const uint8_t *rec = record;
+    const struct vm_rec_header *h = record;
+    if (((uintptr_t)record & 7) || h->state >= def->nstates ||
+        (h->flags & ~(VM_REC_STARTED | VM_REC_COMPLETED)))
+        return VM_ERR_BAD_RECORD;
+    const struct vm_act_slot *acts = (const void *)(rec + def->hdr->acts_off);
+    for (unsigned a = 0; a < def->nacts; a++)
+        if (acts[a].pending > 1)
+            return VM_ERR_BAD_RECORD;
+    for (unsigned i = 0; i < def->nvars; i++) {
+        const struct fb_var *v = &def->vars[i];
+        if ((v->type == FLOW_T_TEXT && rec[v->offset] > v->text_cap) ||
+            (v->type == FLOW_T_BOOL && rec[v->offset] > 1))
+            return VM_ERR_BAD_RECORD;
+    }
+    for (unsigned i = 0; i < def->nqueues; i++) {
+        const struct fb_queue *q = &def->queues[i];
+        const uint8_t *b = rec + q->offset;
+        if (b[0] > q->cap || b[1] > q->cap)
+            return VM_ERR_BAD_RECORD;
+        for (unsigned k = 0; q->type == FLOW_T_TEXT && k <= q->cap; k++)
+            if (b[2 + k * q->elem_size] > q->text_cap)
+                return VM_ERR_BAD_RECORD;
+    }
+    return 0;
+}
+
+unsigned vm_record_state(const struct flow_def *def, const void *record)
+{
+    (void)def;
+    return ((const struct vm_rec_header *)record)->state;
+}
+
+bool vm_record_completed(const struct flow_def *def, const void *record)
+{
+    (void)def;
+    return ((const struct vm_rec_header *)record)->flags & VM_REC_COMPLETED;
+}
+
+bool vm_record_started(const struct flow_def *def, const void *record)
+{
+    (void)def;
+    return ((const struct vm_rec_header *)record)->flags & VM_REC_STARTED;
+}
+
+uint64_t vm_record_created_ns(const struct flow_def *def, const void *record)
+{
+    (void)def;
+    return ((const struct vm_rec_header *)record)->created_ns;
+}
+
+uint64_t vm_record_timer_due(const struct flow_def *def, const void *record, unsigned slot)
+{
+    if (slot >= def->nslots)
+        return 0;
+    uint64_t due;
+    memcpy(&due, (const uint8_t *)record + def->hdr->timers_off + 8 * slot, 8);
+    return due;
+}
+
+bool vm_record_activity(const struct flow_def *def, const void *record, unsigned act, uint32_t *seq,
+                        uint32_t *attempts)
+{
+    if (act >= def->nacts)
+        return false;
+    struct vm_act_slot s;
+    memcpy(&s, (const uint8_t *)record + def->hdr->acts_off + 8 * act, sizeof(s));
+    if (seq)
+        *seq = s.seq;
+    if (attempts)
+        *attempts = s.attempts;
+    return s.pending != 0;
+}
+
+static void value_of(uint8_t type, unsigned cap, const uint8_t *p, struct sf_value *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (type) {
+    case FLOW_T_INT:
+        out->type = SF_VAL_INT;
+        memcpy(&out->i, p, 8);
+        break;
+    case FLOW_T_FLOAT:
+        out->type = SF_VAL_FLOAT;
+        memcpy(&out->f, p, 8);
+        break;
+    case FLOW_T_BOOL:
+        out->type = SF_VAL_BOOL;
+        out->b = p[0] != 0;
+        break;
+    default:
+        out->type = SF_VAL_TEXT;
+        out->text.ptr = (const char *)p + 1;
+        out->text.len = p[0] > cap ? (uint16_t)cap : p[0];
+    }
+}
+
+int vm_record_var(const struct flow_def *def, const void *record, unsigned i, struct sf_value *out)
+{
+    if (i >= def->nvars)
+        return -EINVAL;
+    const struct fb_var *v = &def->vars[i];
+    value_of(v->type, v->text_cap, (const uint8_t *)record + v->offset, out);
+    return 0;
+}
+
+unsigned vm_record_queue_len(const struct flow_def *def, const void *record, unsigned q)
+{
+    if (q >= def->nqueues)
+        return 0;
+    unsigned n = ((const uint8_t *)record)[def->queues[q].offset + 1];
+    return n > def->queues[q].cap ? def->queues[q].cap : n;
+}
+
+int vm_record_queue_item(const struct flow_def *def, const void *record, unsigned q, unsigned i,
+                         struct sf_value *out)
+{
+    if (q >= def->nqueues || i >= vm_record_queue_len(def, record, q))
+        return -EINVAL;
+    const struct fb_queue *fq = &def->queues[q];
+    const uint8_t *base = (const uint8_t *)record + fq->offset;
+    unsigned ring = fq->cap + 1u;
+    unsigned at = (base[0] % ring + i) % ring;
+    value_of(fq->type, fq->text_cap, base + 2 + at * fq->elem_size, out);
+    return 0;
+}

@@ -244,15 +244,23 @@ static int wal_segment_recycle(struct wal *w, uint64_t old_id, uint64_t id, stru
     return 0;
 }
 
+/* A released segment joins the recycle pool; when the pool is full (or with no_recycle),
+ * the OLDEST file is deleted, so the files left on disk stay consecutive. */
 static void wal_helper_release(struct wal *w, uint64_t id)
 {
     struct wal_helper *h = &w->helper;
-    if (h->pool_count < WAL_RECYCLE_POOL_MAX && !w->opt.keep_segments) {
-        h->pool[h->pool_count++] = id;
-        return;
+    uint64_t victim = id;
+    if (!w->opt.no_recycle) {
+        if (h->pool_count < WAL_RECYCLE_POOL_MAX) {
+            h->pool[h->pool_count++] = id;
+            return;
+        }
+        victim = h->pool[0];
+        memmove(h->pool, h->pool + 1, (h->pool_count - 1) * sizeof(h->pool[0]));
+        h->pool[h->pool_count - 1] = id;
     }
     char path[PATH_MAX];
-    if (wal_segment_path(w->opt.dir, w->opt.core, id, path, sizeof(path)) == 0 &&
+    if (wal_segment_path(w->opt.dir, w->opt.core, victim, path, sizeof(path)) == 0 &&
         sf_io_unlink(path) == 0)
         sf_io_fsync_dir(w->log_dir);
 }
@@ -264,7 +272,8 @@ static void *wal_helper_main(void *arg)
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
         if (h->release_count > 0) {
-            uint64_t id = h->release[--h->release_count];
+            uint64_t id = h->release[0]; /* oldest first */
+            memmove(h->release, h->release + 1, --h->release_count * sizeof(h->release[0]));
             pthread_mutex_unlock(&h->mu);
             wal_helper_release(w, id); /* pool is touched by this thread only */
             pthread_mutex_lock(&h->mu);

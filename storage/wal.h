@@ -47,7 +47,7 @@ struct wal_options {
     uint32_t inflight_max;      /**< batches written/synced at once, 2..16 (4) */
     uint32_t iowq_workers_max;  /**< io-wq worker cap per kind (2) */
     bool direct_io;             /**< O_DIRECT segments (default false: see wal.c) */
-    bool keep_segments;         /**< never recycle (default: recycle released segments) */
+    bool no_recycle;            /**< delete released segments instead of recycling them */
 };
 
 /** One record handed to the replay callback (pointers valid during the call only). */
@@ -175,7 +175,8 @@ int wal_set_inflight_max(struct wal *w, uint32_t n);
 /**
  * Declare that records below @lsn are no longer needed (a snapshot covers them): segments
  * holding only such records are recycled as future segments (renamed, generation bumped,
- * never re-zeroed) unless keep_segments. Returns the number of segments released.
+ * never re-zeroed; beyond a pool of 4 the oldest are deleted; with no_recycle all are deleted).
+ * Returns the number of segments released.
  */
 int wal_release_before(struct wal *w, uint64_t lsn);
 

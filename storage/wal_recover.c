@@ -279,7 +279,7 @@ static int wal_zero_rest(struct wal *w, const struct wal_segment_image *s, const
     return rc;
 }
 
-static struct wal *wal_alloc(const struct wal_options *opts, int *err)
+static struct wal *wal_alloc(const struct wal_options *opts, bool writable, int *err)
 {
     struct wal *w = calloc(1, sizeof(*w));
     if (!w) {
@@ -291,13 +291,15 @@ static struct wal *wal_alloc(const struct wal_options *opts, int *err)
     *err = wal_options_normalize(opts, &w->opt);
     if (*err == 0)
         *err = wal_log_dir(w->opt.dir, w->opt.core, w->log_dir, sizeof(w->log_dir));
-    if (*err == 0 && posix_memalign(&w->helper.zero_buf, WAL_BLOCK_BYTES, WAL_ZERO_CHUNK_BYTES))
+    if (*err == 0 && writable &&
+        posix_memalign(&w->helper.zero_buf, WAL_BLOCK_BYTES, WAL_ZERO_CHUNK_BYTES))
         *err = -ENOMEM;
     if (*err) {
         wal_free(w);
         return NULL;
     }
-    memset(w->helper.zero_buf, 0, WAL_ZERO_CHUNK_BYTES);
+    if (writable)
+        memset(w->helper.zero_buf, 0, WAL_ZERO_CHUNK_BYTES);
     return w;
 }
 
@@ -451,7 +453,7 @@ int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, uns
     if (out)
         *out = NULL;
     int rc;
-    struct wal *w = wal_alloc(opts, &rc);
+    struct wal *w = wal_alloc(opts, !(flags & WAL_RECOVER_READ_ONLY), &rc);
     if (!w)
         return rc;
     struct wal_segment_image *segs = NULL;

@@ -27,7 +27,7 @@ static uint64_t wt_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static char *wt_mkdtemp(void)
+static inline char *wt_mkdtemp(void)
 {
     char *t = strdup("/tmp/sf-wal-test-XXXXXX");
     if (!t || !mkdtemp(t)) {
@@ -43,7 +43,7 @@ static int wt_rm_one(const char *path, const struct stat *st, int flag, struct F
     return remove(path);
 }
 
-static void wt_rmtree(char *dir)
+static inline void wt_rmtree(char *dir)
 {
     nftw(dir, wt_rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(dir);
@@ -70,7 +70,7 @@ static struct wal_key wt_key(uint64_t lsn)
 }
 
 /* Append the record for the next LSN (payload up to @max bytes). Returns wal_reserve's rc. */
-static int wt_append_next(struct wal *w, uint32_t max)
+static inline int wt_append_next(struct wal *w, uint32_t max)
 {
     uint8_t buf[4096];
     uint64_t lsn = wal_next_lsn(w);
@@ -87,7 +87,7 @@ static int wt_append_next(struct wal *w, uint32_t max)
 }
 
 /* Poll until everything appended is durable, or an error / timeout. */
-static int wt_drain(struct wal *w)
+static inline int wt_drain(struct wal *w)
 {
     uint64_t t0 = wt_now_ns();
     while (wal_durable_lsn(w) + 1 < wal_next_lsn(w)) {
@@ -109,7 +109,7 @@ struct wt_check {
     uint64_t bad; /* mismatches */
 };
 
-static int wt_check_cb(void *ctx, const struct wal_record_view *v)
+static inline int wt_check_cb(void *ctx, const struct wal_record_view *v)
 {
     struct wt_check *c = ctx;
     uint8_t buf[4096];
@@ -129,7 +129,7 @@ static int wt_check_cb(void *ctx, const struct wal_record_view *v)
     return 0;
 }
 
-static struct wal_options wt_opts(const char *dir)
+static inline struct wal_options wt_opts(const char *dir)
 {
     return (struct wal_options){
         .dir = dir,
@@ -142,7 +142,7 @@ static struct wal_options wt_opts(const char *dir)
     };
 }
 
-static void wt_read_file(const char *path, uint8_t **buf, size_t *len)
+static inline void wt_read_file(const char *path, uint8_t **buf, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -156,7 +156,7 @@ static void wt_read_file(const char *path, uint8_t **buf, size_t *len)
     fclose(f);
 }
 
-static void wt_write_file(const char *path, const uint8_t *buf, size_t len)
+static inline void wt_write_file(const char *path, const uint8_t *buf, size_t len)
 {
     int fd = open(path, O_WRONLY | O_TRUNC);
     if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
@@ -165,7 +165,8 @@ static void wt_write_file(const char *path, const uint8_t *buf, size_t len)
 }
 
 /* Offsets of the batches of a segment image (up to @max). */
-static uint32_t wt_batch_offsets(const uint8_t *img, size_t len, uint64_t *offs, uint32_t max)
+static inline uint32_t wt_batch_offsets(const uint8_t *img, size_t len, uint64_t *offs,
+                                        uint32_t max)
 {
     uint32_t n = 0;
     for (uint64_t off = WAL_SEGMENT_DATA_OFFSET; off + WAL_HEADER_BYTES <= len && n < max;) {

@@ -129,12 +129,12 @@ int send_source_one(struct send_source *src, const char *type, const char *id, c
     memset(src, 0, sizeof(*src));
     src->kind = SEND_SOURCE_ONE;
     struct sf_event *ev = &src->one.ev;
-    if (send_set_names(ev, type, id, signal, "") < 0)
+    if (send_set_names(ev, type, id, signal, "sigflow-send: ") < 0)
         return -EINVAL;
     struct sf_value v[SEND_VALUES_MAX];
     for (unsigned i = 0; i < n_vals; i++)
         v[i] = vals[i].value;
-    if (send_set_fields(src, ev, v, n_vals, "") < 0)
+    if (send_set_fields(src, ev, v, n_vals, "sigflow-send: ") < 0)
         return -EINVAL;
     ev->event_id = event_id != 0 ? event_id : send_now_event_id();
     ev->has_event_id = true;

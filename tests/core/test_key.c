@@ -34,31 +34,33 @@ static void test_key_stable_values(void **state)
 {
     (void)state;
     struct wf_key k = key_of("device", "sensor-00042");
-    assert_int_equal(k.lo, 0x93d3bcf655bbfddbull);
-    assert_int_equal(k.hi, 0x8059619859fe9c8eull);
+    assert_int_equal(k.lo, 0xe1d1e3077e96c58eull);
+    assert_int_equal(k.hi, 0x9fb45e256508125cull);
     k = wf_key_make("", 0, "", 0);
-    assert_int_equal(k.lo, 0xc44bdff4074eecdbull);
-    assert_int_equal(k.hi, 0xa6cd5e9392000f6aull);
+    assert_int_equal(k.lo, 0x5310e30cce3262d6ull);
+    assert_int_equal(k.hi, 0x7a3edd697cf3f953ull);
 }
 
-/* Same value as the library's XXH3_128bits over the documented encoding. */
-static void test_key_matches_encoding(void **state)
+/* Same value as the library's XXH3 over the documented definition:
+ * XXH3_128bits_withSeed(id, seed = XXH3_64bits(type)); the seeded form agrees. */
+static void test_key_matches_definition(void **state)
 {
     (void)state;
     char type[WF_KEY_PART_LEN_MAX], id[WF_KEY_PART_LEN_MAX];
-    memset(type, 't', sizeof(type));
-    memset(id, 'i', sizeof(id));
+    for (size_t i = 0; i < WF_KEY_PART_LEN_MAX; i++) {
+        type[i] = (char)('a' + i % 26);
+        id[i] = (char)('0' + i % 10);
+    }
     const size_t lens[][2] = { { 6, 12 }, { 0, 0 }, { 1, 64 }, { 255, 255 }, { 32, 200 } };
     for (size_t c = 0; c < sizeof(lens) / sizeof(lens[0]); c++) {
         size_t tl = lens[c][0], il = lens[c][1];
-        unsigned char buf[1 + 2 * WF_KEY_PART_LEN_MAX];
-        buf[0] = (unsigned char)tl;
-        memcpy(buf + 1, type, tl);
-        memcpy(buf + 1 + tl, id, il);
-        XXH128_hash_t h = XXH3_128bits(buf, 1 + tl + il);
+        uint64_t seed = XXH3_64bits(type, tl);
+        XXH128_hash_t h = XXH3_128bits_withSeed(id, il, seed);
         struct wf_key k = wf_key_make(type, tl, id, il);
         assert_int_equal(k.lo, h.low64);
         assert_int_equal(k.hi, h.high64);
+        assert_int_equal(wf_key_type_seed(type, tl), seed);
+        assert_true(wf_key_equal(wf_key_make_seeded(seed, id, il), k));
     }
 }
 
@@ -131,9 +133,9 @@ static void test_partmap_even(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_boundary_distinct), cmocka_unit_test(test_key_stable_values),
-        cmocka_unit_test(test_key_matches_encoding),  cmocka_unit_test(test_key_partition_spread),
-        cmocka_unit_test(test_partmap_validation),    cmocka_unit_test(test_partmap_even),
+        cmocka_unit_test(test_key_boundary_distinct),  cmocka_unit_test(test_key_stable_values),
+        cmocka_unit_test(test_key_matches_definition), cmocka_unit_test(test_key_partition_spread),
+        cmocka_unit_test(test_partmap_validation),     cmocka_unit_test(test_partmap_even),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -280,8 +280,8 @@ static void test_numbers(void **state)
                                  "NaN",
                                  "Infinity",
                                  "1.5.2",
-                                 "1234567890123456789012345678901234567890123456789012345678"
-                                 "901234567.0" };
+                                 ("1234567890123456789012345678901234567890123456789012345678"
+                                  "901234567.0") };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int n = snprintf(s, sizeof(s), "{\"v\":%s}", bad[i]);
         struct sf_json_field f[1];

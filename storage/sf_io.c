@@ -66,7 +66,8 @@ struct sf_io_op {
 
 static struct {
     pthread_mutex_t mu;
-    atomic_bool active; /* anything armed, tracking, latency or cut */
+    atomic_bool active;   /* anything armed, tracking, latency or cut */
+    atomic_uint ops_used; /* ops followed: their completions must be looked up */
     bool tracking;
     bool cut;
     uint64_t clock;
@@ -161,10 +162,18 @@ static void sf_io_mark_durable(struct sf_io_tracked *t, uint64_t fsync_ud, uint6
     }
 }
 
-static struct sf_io_op *sf_io_op_alloc(void)
+static struct sf_io_op *sf_io_op_find(uint64_t user_data);
+
+static struct sf_io_op *sf_io_op_alloc(uint64_t user_data)
 {
+    struct sf_io_op *stale = sf_io_op_find(user_data);
+    if (stale) { /* a completion that never came back through sf_io_complete */
+        stale->used = false;
+        atomic_fetch_sub(&sf_io_g.ops_used, 1);
+    }
     for (uint32_t i = 0; i < SF_IO_OPS_MAX; i++)
         if (!sf_io_g.ops[i].used) {
+            atomic_fetch_add(&sf_io_g.ops_used, 1);
             memset(&sf_io_g.ops[i], 0, sizeof(sf_io_g.ops[i]));
             sf_io_g.ops[i].used = true;
             return &sf_io_g.ops[i];
@@ -421,7 +430,7 @@ int sf_io_prep_write(struct sf_io_file *f, struct io_uring *ring, const void *bu
 #if SF_IO_FAULT_INJECTION
     if (sf_io_active()) {
         pthread_mutex_lock(&sf_io_g.mu);
-        struct sf_io_op *op = sf_io_op_alloc();
+        struct sf_io_op *op = sf_io_op_alloc(user_data);
         int32_t inject = 0;
         if (sf_io_g.cut || sf_io_take_fault(SF_IO_FAULT_WRITE_EIO))
             inject = -EIO;
@@ -468,7 +477,7 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
 #if SF_IO_FAULT_INJECTION
     if (sf_io_active()) {
         pthread_mutex_lock(&sf_io_g.mu);
-        struct sf_io_op *op = sf_io_op_alloc();
+        struct sf_io_op *op = sf_io_op_alloc(user_data);
         int32_t inject = 0;
         if (sf_io_g.cut)
             inject = -EIO;
@@ -478,10 +487,10 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
             inject = -EIO;
         f->cancel_next_fsync = false;
         if (sf_io_g.fsync_latency_ns && inject == 0) {
-            struct sf_io_op *t = sf_io_op_alloc();
+            struct sf_io_op *t = sf_io_op_alloc(SF_IO_USER_DATA_INTERNAL | user_data);
             if (t) {
                 t->kind = SF_IO_OP_TIMEOUT;
-                t->user_data = SF_IO_USER_DATA_INTERNAL | (uint64_t)(t - sf_io_g.ops);
+                t->user_data = SF_IO_USER_DATA_INTERNAL | user_data;
                 t->ts.tv_sec = (long long)(sf_io_g.fsync_latency_ns / 1000000000ull);
                 t->ts.tv_nsec = (long long)(sf_io_g.fsync_latency_ns % 1000000000ull);
                 struct io_uring_sqe *tsqe = io_uring_get_sqe(ring);
@@ -522,8 +531,8 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
 int32_t sf_io_complete(uint64_t user_data, int32_t res)
 {
 #if SF_IO_FAULT_INJECTION
-    if (!sf_io_active() && !sf_io_is_internal(user_data))
-        goto maybe_untracked;
+    if (!sf_io_active() && atomic_load(&sf_io_g.ops_used) == 0)
+        return res;
     pthread_mutex_lock(&sf_io_g.mu);
     struct sf_io_op *op = sf_io_op_find(user_data);
     if (op) {
@@ -536,11 +545,9 @@ int32_t sf_io_complete(uint64_t user_data, int32_t res)
         if (op->kind == SF_IO_OP_FSYNC && res >= 0 && op->track && !sf_io_g.cut)
             sf_io_mark_durable(op->track, op->user_data, op->prep_clock);
         op->used = false;
+        atomic_fetch_sub(&sf_io_g.ops_used, 1);
     }
     pthread_mutex_unlock(&sf_io_g.mu);
-    return res;
-maybe_untracked:
-    /* ops queued while the layer was active may complete after a reset: forget them */
     return res;
 #else
     (void)user_data;
@@ -604,6 +611,12 @@ static void sf_io_forget_files(void)
     }
 }
 
+static void sf_io_forget_ops(void)
+{
+    memset(sf_io_g.ops, 0, sizeof(sf_io_g.ops));
+    atomic_store(&sf_io_g.ops_used, 0);
+}
+
 void sf_io_fault_reset(void)
 {
     pthread_mutex_lock(&sf_io_g.mu);
@@ -614,6 +627,7 @@ void sf_io_fault_reset(void)
     sf_io_g.tracking = false;
     sf_io_g.cut = false;
     sf_io_forget_files();
+    sf_io_forget_ops();
     sf_io_update_active();
     pthread_mutex_unlock(&sf_io_g.mu);
 }

@@ -483,7 +483,16 @@ int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, uns
         if (rc)
             goto out_free;
     }
-    if (!out)
+    /* what recovery replayed must be on disk before anything is appended after it (after a
+     * kill -9 it may still sit in the page cache only) */
+    for (uint32_t i = 0; i < nseg && pos.seg >= 0 && i <= (uint32_t)pos.seg && rc == 0; i++) {
+        struct sf_io_file *sf = NULL;
+        rc = sf_io_open(segs[i].path, O_RDWR, 0, &sf);
+        if (rc == 0)
+            rc = sf_io_fdatasync(sf);
+        sf_io_close(sf);
+    }
+    if (rc || !out)
         goto out_free;
     struct sf_io_file *f = NULL;
     uint64_t seg_id = 1, gen = 1, cursor = WAL_SEGMENT_DATA_OFFSET;

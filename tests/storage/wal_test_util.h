@@ -105,8 +105,10 @@ struct wt_check {
     uint64_t first; /* expected first LSN (default 1) */
     uint64_t next;  /* next expected LSN */
     uint64_t count;
-    uint32_t max; /* payload max used when writing */
-    uint64_t bad; /* mismatches */
+    uint32_t max;   /* payload max used when writing */
+    uint64_t bad;   /* mismatches */
+    bool any_start; /* accept any first LSN (older segments released) */
+    uint64_t first_seen;
 };
 
 static inline int wt_check_cb(void *ctx, const struct wal_record_view *v)
@@ -114,7 +116,9 @@ static inline int wt_check_cb(void *ctx, const struct wal_record_view *v)
     struct wt_check *c = ctx;
     uint8_t buf[4096];
     if (c->next == 0)
-        c->next = c->first ? c->first : 1;
+        c->next = c->any_start ? v->lsn : c->first ? c->first : 1;
+    if (c->count == 0)
+        c->first_seen = v->lsn;
     uint32_t len = wt_payload_len(v->lsn, c->max < sizeof(buf) ? c->max : sizeof(buf));
     wt_payload(v->lsn, buf, len);
     struct wal_key k = wt_key(v->lsn);

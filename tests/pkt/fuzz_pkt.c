@@ -1,6 +1,8 @@
 /* fuzz_pkt.c — libFuzzer target: classify any bytes; for reply verdicts build the reply out
  * of place and in place (same bytes, never longer than the input); for events build the ACK
- * datagram and check the sender would classify it as an event carrying the same payload. */
+ * datagram and check the sender would classify it as an event carrying the same payload.
+ * Each input is tried twice: as given, then with its IPv4/UDP/ICMP/ICMPv6 checksums repaired
+ * where the headers allow, so that mutations reach the layers behind the checksums. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,7 +37,7 @@ static void fuzz_check_ack(const struct pkt_info *info, const struct pkt_node_cf
     assert(back.has_vlan == info->has_vlan && back.vlan_tci == info->vlan_tci);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     struct pkt_node_cfg node;
     t_node_cfg(&node);
@@ -48,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (v == PKT_EVENT)
         fuzz_check_ack(&info, &node, data);
     if (!pkt_verdict_is_reply(v))
-        return 0;
+        return;
     uint8_t *out = malloc(size), *inplace = malloc(size); /* exact sizes: ASan sees overruns */
     assert(out != NULL && inplace != NULL);
     int n = pkt_build_reply(data, size, &info, v, &node, out, size);
@@ -59,5 +61,69 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     assert(memcmp(out, inplace, (size_t)n) == 0);
     free(out);
     free(inplace);
+}
+
+/* Recompute the checksums the headers of f[0..len) locate, staying within len. */
+static void fuzz_repair_checksums(uint8_t *f, size_t len)
+{
+    if (len < 14)
+        return;
+    size_t l3 = 14;
+    unsigned ethertype = t_get16(f + 12);
+    if (ethertype == 0x8100) {
+        if (len < 18)
+            return;
+        ethertype = t_get16(f + 16);
+        l3 = 18;
+    }
+    uint8_t *ip = f + l3, *l4;
+    size_t l4_len;
+    uint32_t pseudo_udp, pseudo_icmp;
+    uint8_t proto;
+    if (ethertype == 0x0800) {
+        if (len < l3 + 20)
+            return;
+        size_t ihl = (size_t)(ip[0] & 0xf) * 4;
+        if (ihl < 20 || l3 + ihl > len)
+            return;
+        t_fix_ip4_csum(ip);
+        size_t total = t_get16(ip + 2);
+        if (total < ihl || l3 + total > len)
+            return;
+        l4 = ip + ihl;
+        l4_len = total - ihl;
+        proto = ip[9];
+        pseudo_udp = t_ref_pseudo(4, ip + 12, ip + 16, 17, 0);
+        pseudo_icmp = 0;
+    } else if (ethertype == 0x86dd) {
+        if (len < l3 + 40 || l3 + 40 + t_get16(ip + 4) > len)
+            return;
+        l4 = ip + 40;
+        l4_len = t_get16(ip + 4);
+        proto = ip[6] == 17 ? 17 : ip[6] == 58 ? 1 : 0;
+        pseudo_udp = t_ref_pseudo(6, ip + 8, ip + 24, 17, 0);
+        pseudo_icmp = t_ref_pseudo(6, ip + 8, ip + 24, 58, l4_len);
+    } else {
+        return;
+    }
+    if (proto == 17 && l4_len >= 8) {
+        size_t udp_len = t_get16(l4 + 4);
+        if (udp_len >= 8 && udp_len <= l4_len)
+            t_set_csum(pseudo_udp + (uint32_t)udp_len, l4, udp_len, 6);
+    } else if (proto == 1 && l4_len >= 4) {
+        t_set_csum(pseudo_icmp, l4, l4_len, 2);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_one(data, size);
+    uint8_t *repaired = malloc(size ? size : 1);
+    assert(repaired != NULL);
+    if (size)
+        memcpy(repaired, data, size);
+    fuzz_repair_checksums(repaired, size);
+    fuzz_one(repaired, size);
+    free(repaired);
     return 0;
 }

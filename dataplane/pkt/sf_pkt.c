@@ -830,8 +830,10 @@ void pkt_tb_init(struct pkt_token_bucket *tb, uint64_t rate_per_s, uint64_t burs
 bool pkt_tb_take(struct pkt_token_bucket *tb, uint64_t now_ns)
 {
     assert(tb != NULL);
+    assert(tb->burst <= UINT64_MAX / PKT_MILLI);
     uint64_t cap_milli = tb->burst * PKT_MILLI;
-    assert(tb->tokens_milli <= cap_milli);
+    if (tb->tokens_milli > cap_milli)
+        tb->tokens_milli = cap_milli; /* burst lowered at run time */
     if (now_ns > tb->last_ns && tb->rate_per_s != 0) {
         uint64_t elapsed_ns = now_ns - tb->last_ns;
         /* rate tokens/s = rate milli-tokens per 10^6 ns */

@@ -221,7 +221,8 @@ struct pkt_token_bucket {
 void pkt_tb_init(struct pkt_token_bucket *tb, uint64_t rate_per_s, uint64_t burst);
 
 /** Refill for the time since the last call (now_ns from a monotonic clock; going backwards
- *  refills nothing) and take one token: true if granted. Can't fail. */
+ *  refills nothing) and take one token: true if granted. rate_per_s and burst may be
+ *  rewritten between calls (tokens above a lowered burst are dropped). Can't fail. */
 bool pkt_tb_take(struct pkt_token_bucket *tb, uint64_t now_ns);
 
 #endif /* SF_PKT_H */

@@ -148,6 +148,12 @@ static void test_token_bucket(void **state)
     pkt_tb_init(&tb, 1000, 0);
     assert_false(pkt_tb_take(&tb, T_SEC));
     assert_false(pkt_tb_take(&tb, 100 * T_SEC));
+    /* burst lowered at run time: tokens above it are dropped */
+    pkt_tb_init(&tb, 1, 10);
+    tb.burst = 2;
+    assert_true(pkt_tb_take(&tb, T_SEC));
+    assert_true(pkt_tb_take(&tb, T_SEC));
+    assert_false(pkt_tb_take(&tb, T_SEC));
     /* huge elapsed times do not overflow */
     pkt_tb_init(&tb, UINT64_MAX / 2, 4);
     for (int i = 0; i < 4; i++)

@@ -133,7 +133,7 @@ int wf_part_apply_found(struct wf_part *p, uint32_t rec, struct wf_key k, const 
     assert(p->magic == WF_PART_MAGIC);
     int result = WF_APPLIED;
     if (rec == WF_REC_NONE) {
-        rec = wf_table_find(wf_part_tab(p), k); /* an earlier event may have created it */
+        rec = wf_part_find(p, k); /* an earlier event of the burst may have created it */
         if (rec == WF_REC_NONE) {
             if (type_len == 0) {
                 p->stats.invalid++;
@@ -145,13 +145,13 @@ int wf_part_apply_found(struct wf_part *p, uint32_t rec, struct wf_key k, const 
             result = WF_CREATED;
         }
     }
-    assert(rec < wf_table_count(wf_part_tab(p)));
+    assert(rec < p->rec_count);
     struct wf_count_rec *r = &wf_part_recs(p)[rec];
     assert(r->flags & WF_REC_F_LIVE);
     r->signals++;
     r->last_event_id = event_id;
     r->last_ts_ns = ts_ns;
-    p->stats.applied++;
+    p->applied++;
     return result;
 }
 
@@ -159,14 +159,14 @@ int wf_part_apply(struct wf_part *p, struct wf_key k, const char *type, uint8_t 
                   const char *id, uint8_t id_len, uint64_t event_id, uint64_t ts_ns)
 {
     assert(p->magic == WF_PART_MAGIC);
-    uint32_t rec = wf_table_find(wf_part_tab(p), k);
+    uint32_t rec = wf_part_find(p, k);
     return wf_part_apply_found(p, rec, k, type, type_len, id, id_len, event_id, ts_ns);
 }
 
 const struct wf_count_rec *wf_part_rec(const struct wf_part *p, uint32_t rec)
 {
     assert(p->magic == WF_PART_MAGIC);
-    assert(rec < wf_table_count(wf_part_tab(p)));
+    assert(rec < p->rec_count && p->rec_count == wf_table_count(wf_part_tab(p)));
     return &wf_part_recs(p)[rec];
 }
 
@@ -217,6 +217,7 @@ void wf_part_stats_get(const struct wf_part *p, struct wf_part_stats *out)
 {
     assert(p->magic == WF_PART_MAGIC && out != NULL);
     *out = p->stats;
+    out->applied = p->applied;
 }
 
 bool wf_part_next(const struct wf_part *p, uint64_t *cursor, struct wf_key *k,

@@ -71,15 +71,16 @@ struct wf_part {
     uint32_t rec_count;    /* records created == table count (next record index) */
     uint64_t buckets_off, recs_off, keys_off; /* from the start of this struct */
     uint64_t keys_bytes, keys_used;
+    uint64_t applied; /* signals applied (struct wf_part_stats.applied) */
+    /* second line onwards: touched only when a workflow is created */
     uint64_t table_off;
-    /* second line onwards: cold */
     uint64_t mem_bytes;
     uint32_t type_count;
     uint32_t spare;
     struct wf_part_stats stats;
     struct wf_part_type types[WF_TYPES_MAX];
 } __attribute__((aligned(64)));
-_Static_assert(offsetof(struct wf_part, mem_bytes) == 64, "hot fields fill the first line");
+_Static_assert(offsetof(struct wf_part, table_off) == 64, "hot fields fill the first line");
 
 enum wf_apply_result {
     WF_APPLIED = 0,  /* applied to an existing workflow */

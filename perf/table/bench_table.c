@@ -12,7 +12,7 @@
  *   apply_plain:     wf_part_apply per event, no prefetch
  * Events are random (uniform) over existing workflows; their ids are pre-formatted in a
  * sequential buffer, standing in for packets in an rx burst.
- * Usage: bench_table [--quick] [--n WORKFLOWS]   (one run of the given size)
+ * Usage: bench_table [--quick] [--n WORKFLOWS] [--burst EVENTS]   (--n: one size only)
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -26,8 +26,9 @@
 #include "sf_wfstore.h"
 
 #define WF_BENCH_PARTITIONS 4096u
-#define WF_BENCH_BURST      32u
-#define WF_BENCH_ID_LEN     15u /* "sensor-" + 8 digits */
+#define WF_BENCH_BURST      32u  /* events per ring burst, default */
+#define WF_BENCH_BURST_MAX  256u /* --burst limit */
+#define WF_BENCH_ID_LEN     15u  /* "sensor-" + 8 digits */
 #define WF_BENCH_TYPE       "device"
 #define WF_BENCH_TYPE_LEN   6u
 
@@ -58,6 +59,8 @@ static uint64_t bench_thread_cpu_ns(void)
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+static uint32_t bench_burst_len = WF_BENCH_BURST;
 
 static uint64_t bench_rng = 0x2545F4914F6CDD1Dull;
 
@@ -101,11 +104,11 @@ static int bench_store_init(struct bench_store *s, uint64_t workflows)
 static uint32_t bench_burst(struct bench_store *s, const struct bench_event *ev, uint32_t n,
                             enum bench_mode mode, uint64_t ts)
 {
-    struct wf_key k[WF_BENCH_BURST];
-    struct wf_part *part[WF_BENCH_BURST];
-    uint32_t rec[WF_BENCH_BURST];
+    struct wf_key k[WF_BENCH_BURST_MAX];
+    struct wf_part *part[WF_BENCH_BURST_MAX];
+    uint32_t rec[WF_BENCH_BURST_MAX];
     uint32_t refused = 0;
-    assert(n <= WF_BENCH_BURST);
+    assert(n <= WF_BENCH_BURST_MAX);
 
     for (uint32_t i = 0; i < n; i++) {
         k[i] = wf_key_make(WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN);
@@ -161,8 +164,8 @@ static void bench_run(struct bench_store *s, const struct bench_event *ev, uint6
     bench_region_begin();
     uint64_t cpu0 = bench_thread_cpu_ns();
     uint64_t t0 = bench_tsc();
-    for (uint64_t base = 0; base < events; base += WF_BENCH_BURST) {
-        uint32_t n = events - base < WF_BENCH_BURST ? (uint32_t)(events - base) : WF_BENCH_BURST;
+    for (uint64_t base = 0; base < events; base += bench_burst_len) {
+        uint32_t n = events - base < bench_burst_len ? (uint32_t)(events - base) : bench_burst_len;
         refused += bench_burst(s, ev + base, n, mode, t0);
     }
     uint64_t t1 = bench_tsc();
@@ -182,7 +185,7 @@ static void bench_run(struct bench_store *s, const struct bench_event *ev, uint6
              "\"table_bytes_per_workflow\":%.2f,\"record_bytes_per_workflow\":%.2f,"
              "\"region_bytes_per_workflow\":%.2f,\"in_secondary_frac\":%.4f,"
              "\"capacity_per_partition\":%u,\"oncpu_cycles_per_event\":%.1f",
-             WF_BENCH_PARTITIONS, WF_BENCH_BURST, s->huge ? "true" : "false",
+             WF_BENCH_PARTITIONS, bench_burst_len, s->huge ? "true" : "false",
              (double)sum.keystore_used / n, (double)sum.table_bytes / n, (double)sum.rec_bytes / n,
              (double)s->region_bytes / n, (double)sum.in_secondary / n, s->capacity,
              (double)(cpu1 - cpu0) * hz / 1e9 / (double)events);
@@ -190,7 +193,7 @@ static void bench_run(struct bench_store *s, const struct bench_event *ev, uint6
     r.events = events;
     r.events_per_s = (double)events * hz / (double)(t1 - t0);
     r.cycles_per_event = (double)(t1 - t0) / (double)events;
-    r.events_per_frame = WF_BENCH_BURST;
+    r.events_per_frame = bench_burst_len;
     r.workflows = (double)sum.workflows;
     r.bytes_per_workflow = (double)(sum.table_bytes + sum.rec_bytes) / n;
     r.extra_json = extra;
@@ -248,6 +251,12 @@ int main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--n") == 0)
             only = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--burst") == 0)
+            bench_burst_len = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+    if (bench_burst_len == 0 || bench_burst_len > WF_BENCH_BURST_MAX) {
+        fprintf(stderr, "bench_table: --burst 1..%u\n", WF_BENCH_BURST_MAX);
+        return 2;
+    }
     if (only > 99999999ull) { /* ids have 8 digits */
         fprintf(stderr, "bench_table: --n at most 99999999\n");
         return 2;

@@ -224,3 +224,44 @@ bool wf_table_next(const struct wf_table *t, uint64_t *cursor, struct wf_key *k,
     *cursor = end;
     return false;
 }
+
+int wf_table_verify(const struct wf_table *t)
+{
+    if (t == NULL || t->magic != WF_TABLE_MAGIC || t->bucket_count < 2 || t->count > t->capacity)
+        return -EUCLEAN;
+    uint64_t count = 0, secondary = 0;
+    for (uint32_t b = 0; b < t->bucket_count; b++) {
+        const struct wf_bucket *bk = &t->bucket[b];
+        if (bk->used > WF_TABLE_BUCKET_SLOTS)
+            return -EUCLEAN;
+        for (uint32_t s = 0; s < WF_TABLE_BUCKET_SLOTS; s++) {
+            bool filled = s < bk->used;
+            if (filled != (bk->rec[s] != WF_REC_NONE))
+                return -EUCLEAN;
+            if (!filled)
+                continue;
+            uint32_t p = wf_table_primary(t, bk->key[s]);
+            if (b != p && b != wf_table_secondary(t, bk->key[s]))
+                return -EUCLEAN;
+            if (b != p) {
+                secondary++;
+                if (t->bucket[p].overflow == 0)
+                    return -EUCLEAN; /* lookup would miss this key */
+            }
+            count++;
+        }
+    }
+    if (count != t->count || secondary != t->in_secondary)
+        return -EUCLEAN;
+    /* The counts add up to the keys in secondaries (saturated counts are left out, then
+     * the rest add up to at most that). */
+    uint64_t overflow_sum = 0;
+    bool saturated = false;
+    for (uint32_t b = 0; b < t->bucket_count; b++) {
+        if (t->bucket[b].overflow == UINT16_MAX)
+            saturated = true;
+        else
+            overflow_sum += t->bucket[b].overflow;
+    }
+    return (saturated ? overflow_sum <= secondary : overflow_sum == secondary) ? 0 : -EUCLEAN;
+}

@@ -191,6 +191,16 @@ uint32_t wf_table_capacity(const struct wf_table *t);
 uint32_t wf_table_in_secondary(const struct wf_table *t);
 
 /**
+ * Check the table's invariants, O(buckets): used <= 3; filled slots hold a record, empty
+ * ones WF_REC_NONE; each key sits in its primary or secondary bucket; every key in its
+ * secondary has a non-zero overflow count in its primary (else lookups would miss it);
+ * the overflow counts add up to the keys in secondaries; totals match count and
+ * in_secondary. For tests and for checking a table loaded from a snapshot.
+ * Returns 0, or -EUCLEAN at the first violation.
+ */
+int wf_table_verify(const struct wf_table *t);
+
+/**
  * Iterate in slot order: start with *cursor = 0; each call that returns true stores the
  * next key and its record index and advances *cursor; returns false at the end. Visits
  * each key exactly once when no insert happens during the walk. Can't fail.

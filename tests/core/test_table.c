@@ -84,6 +84,7 @@ static void test_table_exact_capacity(void **state)
         assert_int_equal(wf_table_insert(m.t, rng_key(), cap), -ENOSPC);
         assert_int_equal(wf_table_insert(m.t, keys[cap / 2], 1), -EEXIST);
         assert_int_equal(wf_table_count(m.t), cap);
+        assert_int_equal(wf_table_verify(m.t), 0);
         for (uint32_t i = 0; i < cap; i++)
             assert_int_equal(wf_table_find(m.t, keys[i]), i);
         /* Bytes per key at full load: 64 / (3 * 0.9) plus slack, at most ~27 B when large. */
@@ -125,6 +126,7 @@ static void test_table_many_keys(void **state)
         keys[i] = rng_key();
         assert_int_equal(wf_table_insert(m.t, keys[i], i), 0);
     }
+    assert_int_equal(wf_table_verify(m.t), 0);
     for (uint32_t i = 0; i < N; i++)
         assert_int_equal(wf_table_find(m.t, keys[i]), i);
     for (uint32_t i = 0; i < N; i++)
@@ -170,12 +172,50 @@ static void test_table_iteration(void **state)
     table_free(&m);
 }
 
+/* verify catches what would make lookups wrong: a lost overflow count, a key moved to a
+ * bucket that is neither of its two, a wrong total. */
+static void test_table_verify_detects(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    rng_state = 9;
+    struct table_mem m = table_new(N);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(wf_table_insert(m.t, rng_key(), i), 0);
+    assert_int_equal(wf_table_verify(m.t), 0);
+    assert_true(wf_table_in_secondary(m.t) > 0);
+
+    uint32_t b = 0;
+    while (m.t->bucket[b].overflow == 0)
+        b++;
+    m.t->bucket[b].overflow = 0;
+    assert_int_equal(wf_table_verify(m.t), -EUCLEAN);
+
+    assert_int_equal(wf_table_init(m.t, m.bytes, N), 0);
+    rng_state = 9;
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(wf_table_insert(m.t, rng_key(), i), 0);
+    m.t->count--;
+    assert_int_equal(wf_table_verify(m.t), -EUCLEAN);
+    m.t->count++;
+    assert_int_equal(wf_table_verify(m.t), 0);
+    struct wf_key k = m.t->bucket[0].key[0];
+    m.t->bucket[0].key[0].lo ^= 0x8000000000000000ull; /* another primary, same record */
+    bool still_home = wf_table_primary(m.t, m.t->bucket[0].key[0]) == 0 ||
+                      wf_table_secondary(m.t, m.t->bucket[0].key[0]) == 0;
+    assert_int_equal(wf_table_verify(m.t), still_home ? 0 : -EUCLEAN);
+    m.t->bucket[0].key[0] = k;
+    m.t->bucket[1].rec[2] = m.t->bucket[1].used > 2 ? WF_REC_NONE : 5;
+    assert_int_equal(wf_table_verify(m.t), -EUCLEAN);
+    table_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_init_validation), cmocka_unit_test(test_table_exact_capacity),
         cmocka_unit_test(test_table_half_collisions), cmocka_unit_test(test_table_many_keys),
-        cmocka_unit_test(test_table_iteration),
+        cmocka_unit_test(test_table_iteration),       cmocka_unit_test(test_table_verify_detects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

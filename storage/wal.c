@@ -51,19 +51,24 @@
  * RECOVERY (wal_recover.c)
  *   List the segments, sort by id (must be consecutive), read each whole, and walk batches
  *   from offset 4096, validating each completely before handing its records to the
- *   callback. The walk ends at the first position P that is not a valid next batch. The
- *   in-flight window bounds what a crash can leave behind: only the last inflight_window
- *   batches can be incomplete, and they may land in any order. So from P onwards (rest of
- *   this segment and all later segments) look for any batch that is valid on its own
- *   (crc, its own segment's id/generation) with seq > last_seq + inflight_window:
- *     - none: P is the tail (zeroed space, a torn write, stale recycled data, or an
- *       in-flight batch that landed before a lost one). Truncate: zero from P to the end
- *       of that segment, fdatasync, delete later segments, fsync the directory.
- *     - some: P is corruption in the middle (bit flip, misplaced or stale copy followed by
- *       acknowledged data). Stop with -EBADMSG, report file and offset, touch nothing.
- *       WAL_RECOVER_SALVAGE instead skips to the next valid batch and goes on (reported).
- *   Known limit: damage inside the last inflight_window batches is indistinguishable from
- *   a torn tail and is truncated.
+ *   callback. The walk ends at the first position P that is not the valid next batch
+ *   (expected seq E). Each batch header stores inflight_window k = the number of batches in
+ *   flight when it was submitted, itself included; since durability is retired in order,
+ *   a batch X on disk proves that every batch with seq <= X.seq - k was durable. So scan
+ *   from P through the rest of this segment and all later ones for batches valid on their
+ *   own (crc, sizes, their own segment's id and generation):
+ *     - none with X.seq >= E + k: P is the tail (zeroed space, a torn write, stale data of
+ *       a recycled segment, or in-flight batches that landed around a lost one). Cut:
+ *       zero from P to the end of that segment, fdatasync, delete later segments, fsync
+ *       the directory, fdatasync the kept segments (after a kill -9 they may sit in the
+ *       page cache only), reopen for appending at P.
+ *     - some X with X.seq >= E + k: the batch at P was durable, so P is corruption in the
+ *       middle (bit flip, misplaced or stale copy). Stop with -EBADMSG and report file and
+ *       offset; touch nothing. WAL_RECOVER_SALVAGE instead resumes at X (reported).
+ *     (When the oldest batch itself is bad, E is unknown but below the smallest seq found;
+ *     that bound is used instead.)
+ *   Known limit: damage inside the last window of batches cannot be told from a torn tail
+ *   and is truncated; damage to the very last batch likewise.
  *
  * MEASUREMENTS (perf/wal/bench_wal on this machine's virtio disk, ext4; see the report)
  *   filled in below the code by the benchmark run; default direct_io=false.
@@ -468,7 +473,7 @@ static int wal_batch_submit(struct wal *w)
         .record_count = b->records,
         .body_bytes = b->used - WAL_HEADER_BYTES,
         .batch_bytes = b->total,
-        .inflight_window = (uint16_t)w->opt.inflight_max,
+        .inflight_window = (uint16_t)(w->inflight + 1), /* in flight with it */
         .version = WAL_FORMAT_VERSION,
     };
     h.crc = wal_header_crc(&h);

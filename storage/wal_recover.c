@@ -30,7 +30,6 @@ struct wal_walk {
     uint64_t next_seq;
     uint64_t next_lsn;
     uint64_t last_lsn;
-    uint32_t window;
 };
 
 static bool wal_all_zero(const uint8_t *p, size_t n)
@@ -220,7 +219,16 @@ static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_
                           uint32_t *fj, uint64_t *foff, bool *any_current)
 {
     *any_current = false;
-    uint64_t limit_seq = walk->have_base ? walk->next_seq - 1 + walk->window : 0;
+    /* A batch X written with k = inflight_window batches in flight (itself included) proves
+     * that every batch with seq <= X.seq - k was durable when X was submitted. */
+    uint64_t min_seq = UINT64_MAX;
+    struct {
+        uint64_t seq, k;
+        uint32_t j;
+        uint64_t o;
+    } best = { 0, 0, 0, 0 };
+    bool have_best = false;
+    *any_current = false;
     for (uint32_t j = si; j < nseg; j++) {
         int rc = wal_read_segment(w, &segs[j], buf, cap);
         if (rc)
@@ -236,12 +244,24 @@ static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_
                 !wal_batch_header_ok(&h, &segs[j].header, o, segs[j].bytes))
                 continue;
             *any_current = true;
-            if (!walk->have_base || h.seq > limit_seq) {
+            uint64_t k = h.inflight_window ? h.inflight_window : 1;
+            if (walk->have_base && h.seq >= walk->next_seq + k) { /* the missing one was durable */
                 *fj = j;
                 *foff = o;
                 return 1;
             }
+            min_seq = h.seq < min_seq ? h.seq : min_seq;
+            if (!have_best || h.seq - k > best.seq - best.k) {
+                best.seq = h.seq, best.k = k, best.j = j, best.o = o;
+                have_best = true;
+            }
         }
+    }
+    /* no base (the oldest batch itself is bad): the bad one's seq is below min_seq */
+    if (!walk->have_base && have_best && best.seq >= min_seq - 1 + best.k) {
+        *fj = best.j;
+        *foff = best.o;
+        return 1;
     }
     return 0;
 }
@@ -365,7 +385,6 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
                 walk->next_seq = h.seq + 1;
                 walk->next_lsn = h.last_lsn + 1;
                 walk->last_lsn = h.last_lsn;
-                walk->window = h.inflight_window;
                 r->batches++;
                 r->records += h.record_count;
                 off += h.batch_bytes;
@@ -460,7 +479,7 @@ int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, uns
     uint32_t nseg = 0;
     uint8_t *buf = NULL;
     uint64_t cap = 0, *seg_last = NULL;
-    struct wal_walk walk = { .window = WAL_INFLIGHT_LIMIT };
+    struct wal_walk walk = { 0 };
     struct wal_position pos = { .seg = -1, .tail_seg = -1 };
     rc = (flags & WAL_RECOVER_READ_ONLY) ? 0 : wal_mkdirs(w);
     if (rc == 0)

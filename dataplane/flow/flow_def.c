@@ -371,7 +371,7 @@ static int verify_handler(struct verify *v, unsigned hi)
             own = 1;
             break;
         case OP_COMPLETE:
-            own = d->nslots + d->nacts + 1;
+            own = d->nslots + 1;
             break;
         case OP_GOTO: {
             uint32_t eb, ec;

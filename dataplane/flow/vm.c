@@ -158,10 +158,11 @@ static void act_run(struct vm_ctx *c, unsigned a, const union vm_reg *args)
 static void complete(struct vm_ctx *c)
 {
     const struct flow_def *d = c->d;
+    /* timers die with the instance; activities already scheduled still run (a `run` just
+     * before `complete` is the usual way to send a last notification), their results are
+     * refused with VM_ERR_COMPLETED */
     for (unsigned s = 0; s < d->nslots; s++)
         timer_cancel(c, s);
-    for (unsigned a = 0; a < d->nacts; a++)
-        act_cancel(c, a);
     c->hdr->flags |= VM_REC_COMPLETED;
     struct vm_cmd *m = c->cmd++;
     memset(m, 0, offsetof(struct vm_cmd, args));
@@ -587,7 +588,8 @@ int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
         return VM_ERR_BAD_INDEX;
     if ((rc = load_fields(def, &def->signals[sig], fields, nfields, regs)) < 0)
         return rc;
-    if (!(c.hdr->flags & VM_REC_STARTED)) {
+    bool fresh = !(c.hdr->flags & VM_REC_STARTED);
+    if (fresh) {
         c.hdr->flags |= VM_REC_STARTED;
         row_arm(&c, def->nstates);
         row_arm(&c, c.hdr->state);
@@ -599,12 +601,12 @@ int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
     }
     run_trigger(&c, sig, regs);
     if (!(c.hdr->flags & VM_REC_COMPLETED)) {
-        /* every signal resets the silence timers (a new state armed its own already) */
+        /* every signal resets the silence timers (a start or a new state armed them) */
         int16_t t = def->silence[def->nstates];
-        if (t >= 0)
+        if (t >= 0 && !fresh)
             timer_arm(&c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
         t = def->silence[c.hdr->state];
-        if (t >= 0 && !c.moved)
+        if (t >= 0 && !c.moved && !fresh)
             timer_arm(&c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
     }
     return leave_vm(&c, cmds);

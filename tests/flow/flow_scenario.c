@@ -63,11 +63,11 @@ struct scn {
     unsigned line;
 };
 
-#define SCN_FAIL(s, ...)                                                                       \
-    do {                                                                                       \
-        char msg_[8192];                                                                        \
-        snprintf(msg_, sizeof(msg_), __VA_ARGS__);                                             \
-        fail_msg("%s:%u: %s", g_scn_path, (s)->line, msg_);                                    \
+#define SCN_FAIL(s, ...)                                    \
+    do {                                                    \
+        char msg_[8192];                                    \
+        snprintf(msg_, sizeof(msg_), __VA_ARGS__);          \
+        fail_msg("%s:%u: %s", g_scn_path, (s)->line, msg_); \
     } while (0)
 
 /* ---- tokens and values ------------------------------------------------------------------ */
@@ -134,9 +134,12 @@ static void format_duration(uint64_t ns, char *buf, size_t cap)
     static const struct {
         const char *u;
         uint64_t ns;
-    } units[] = { { "d", 86400000000000ull }, { "h", 3600000000000ull },
-                  { "m", 60000000000ull },    { "s", 1000000000ull },
-                  { "ms", 1000000ull },       { "us", 1000ull },
+    } units[] = { { "d", 86400000000000ull },
+                  { "h", 3600000000000ull },
+                  { "m", 60000000000ull },
+                  { "s", 1000000000ull },
+                  { "ms", 1000000ull },
+                  { "us", 1000ull },
                   { "ns", 1ull } };
     if (ns == 0) {
         snprintf(buf, cap, "0s");
@@ -351,8 +354,8 @@ static void step_signal(struct scn *s, char **tok, int n)
             SCN_FAIL(s, "bad value '%s'", eq + 1);
     }
     unsigned before = vm_record_state(s->def, s->rec);
-    int rc = vm_run_signal(s->def, s->rec, (unsigned)sig, fields, nf, s->id, strlen(s->id),
-                           s->now, s->cmds, SCN_CMDS_MAX);
+    int rc = vm_run_signal(s->def, s->rec, (unsigned)sig, fields, nf, s->id, strlen(s->id), s->now,
+                           s->cmds, SCN_CMDS_MAX);
     int rc2 = vm_run_signal(s->def2, s->rec2, (unsigned)sig, fields, nf, s->id, strlen(s->id),
                             s->now, s->cmds2, SCN_CMDS_MAX);
     after_step(s, rc, rc2, before, s->now, false);
@@ -362,10 +365,9 @@ static void fire_slot(struct scn *s, unsigned slot, uint64_t due, bool append)
 {
     unsigned before = vm_record_state(s->def, s->rec);
     s->now = due;
-    int rc = vm_run_timer(s->def, s->rec, slot, due, s->id, strlen(s->id), s->cmds,
-                          SCN_CMDS_MAX);
-    int rc2 = vm_run_timer(s->def2, s->rec2, slot, due, s->id, strlen(s->id), s->cmds2,
-                           SCN_CMDS_MAX);
+    int rc = vm_run_timer(s->def, s->rec, slot, due, s->id, strlen(s->id), s->cmds, SCN_CMDS_MAX);
+    int rc2 =
+        vm_run_timer(s->def2, s->rec2, slot, due, s->id, strlen(s->id), s->cmds2, SCN_CMDS_MAX);
     after_step(s, rc, rc2, before, due, append);
 }
 
@@ -427,13 +429,13 @@ static void step_activity(struct scn *s, char **tok, int n)
     unsigned before = vm_record_state(s->def, s->rec);
     int rc, rc2;
     if (strcmp(tok[2], "done") == 0) {
-        rc = vm_run_activity_done(s->def, s->rec, (unsigned)a, seq, result, s->id,
-                                  strlen(s->id), s->now, s->cmds, SCN_CMDS_MAX);
-        rc2 = vm_run_activity_done(s->def2, s->rec2, (unsigned)a, seq, result, s->id,
-                                   strlen(s->id), s->now, s->cmds2, SCN_CMDS_MAX);
+        rc = vm_run_activity_done(s->def, s->rec, (unsigned)a, seq, result, s->id, strlen(s->id),
+                                  s->now, s->cmds, SCN_CMDS_MAX);
+        rc2 = vm_run_activity_done(s->def2, s->rec2, (unsigned)a, seq, result, s->id, strlen(s->id),
+                                   s->now, s->cmds2, SCN_CMDS_MAX);
     } else if (strcmp(tok[2], "failed") == 0) {
-        rc = vm_run_activity_failed(s->def, s->rec, (unsigned)a, seq, s->id, strlen(s->id),
-                                    s->now, s->cmds, SCN_CMDS_MAX);
+        rc = vm_run_activity_failed(s->def, s->rec, (unsigned)a, seq, s->id, strlen(s->id), s->now,
+                                    s->cmds, SCN_CMDS_MAX);
         rc2 = vm_run_activity_failed(s->def2, s->rec2, (unsigned)a, seq, s->id, strlen(s->id),
                                      s->now, s->cmds2, SCN_CMDS_MAX);
     } else {
@@ -493,8 +495,21 @@ static void expect_queue(struct scn *s, char **tok, int n)
     *end = 0;
     p++;
     unsigned len = vm_record_queue_len(s->def, s->rec, (unsigned)q), k = 0;
-    char *save = NULL;
-    for (char *item = strtok_r(p, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    /* split on commas outside quotes */
+    char *items[FLOW_QUEUE_CAP_MAX + 1];
+    unsigned nitems = 0;
+    bool quoted = false;
+    items[nitems++] = p;
+    for (char *c = p; *c; c++) {
+        if (*c == '"')
+            quoted = !quoted;
+        else if (*c == ',' && !quoted && nitems <= FLOW_QUEUE_CAP_MAX) {
+            *c = 0;
+            items[nitems++] = c + 1;
+        }
+    }
+    for (unsigned it = 0; it < nitems; it++) {
+        char *item = items[it];
         while (*item == ' ')
             item++;
         char *e = item + strlen(item);
@@ -535,8 +550,7 @@ static void expect_timer(struct scn *s, char **tok, int n)
             char a[32];
             format_duration(due, a, sizeof(a));
             if (due != want)
-                SCN_FAIL(s, "timer %s is due at %s, expected %s", tok[2], due ? a : "off",
-                         tok[4]);
+                SCN_FAIL(s, "timer %s is due at %s, expected %s", tok[2], due ? a : "off", tok[4]);
         } else {
             SCN_FAIL(s, "usage: expect timer NAME off | due DURATION");
         }

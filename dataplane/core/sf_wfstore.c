@@ -56,6 +56,7 @@ int wf_part_init(struct wf_part *p, size_t mem_bytes, uint32_t capacity, size_t 
     assert(rc == 0); /* sizes and alignment were checked above */
     (void)rc;
     p->bucket_count = wf_part_tab(p)->bucket_count;
+    assert(p->recs_off == p->buckets_off + (uint64_t)p->bucket_count * sizeof(struct wf_bucket));
     assert((const void *)wf_part_buckets(p) == (const void *)wf_part_tab(p)->bucket);
     p->magic = WF_PART_MAGIC;
     return 0;
@@ -161,6 +162,14 @@ int wf_part_apply(struct wf_part *p, struct wf_key k, const char *type, uint8_t 
     assert(p->magic == WF_PART_MAGIC);
     uint32_t rec = wf_part_find(p, k);
     return wf_part_apply_found(p, rec, k, type, type_len, id, id_len, event_id, ts_ns);
+}
+
+void wf_part_ref_get(struct wf_part *p, struct wf_part_ref *ref)
+{
+    assert(p->magic == WF_PART_MAGIC && ref != NULL);
+    *ref = (struct wf_part_ref){ .buckets = (struct wf_bucket *)((char *)p + p->buckets_off),
+                                 .bucket_count = p->bucket_count };
+    assert((char *)wf_ref_recs(ref) == (char *)p + p->recs_off);
 }
 
 const struct wf_count_rec *wf_part_rec(const struct wf_part *p, uint32_t rec)

@@ -161,6 +161,62 @@ static inline uint32_t wf_part_find_prefetch(const struct wf_part *p, struct wf_
     return rec;
 }
 
+/**
+ * A partition's lookup handle: all the per-event path needs, in 16 bytes, so that an owner
+ * core keeps the handles of all its partitions in one array that stays in L1/L2 (4096 x
+ * 16 B = 64 KB) instead of reading each partition's header line, which at millions of
+ * workflows is evicted between two events of the same partition (perf/table measures
+ * both). The records follow the buckets in the region: recs = buckets + bucket_count.
+ * Valid as long as the partition; built once by wf_part_ref_get.
+ */
+struct wf_part_ref {
+    struct wf_bucket *buckets;
+    uint32_t bucket_count;
+    uint32_t spare;
+};
+_Static_assert(sizeof(struct wf_part_ref) == 16, "four handles per cache line");
+
+/** Fill *ref for partition p (initialised). Can't fail. */
+void wf_part_ref_get(struct wf_part *p, struct wf_part_ref *ref);
+
+static inline struct wf_count_rec *wf_ref_recs(const struct wf_part_ref *r)
+{
+    return (struct wf_count_rec *)(void *)(r->buckets + r->bucket_count);
+}
+
+/** Stage 1 with a handle: prefetch the table line of k. Can't fail. */
+static inline void wf_ref_prefetch(const struct wf_part_ref *r, struct wf_key k)
+{
+    __builtin_prefetch(&r->buckets[wf_buckets_primary(r->bucket_count, k)], 0, 3);
+}
+
+/** Stage 2 with a handle: record index of k or WF_REC_NONE; prefetches the record when
+ *  found. Can't fail. */
+static inline uint32_t wf_ref_find_prefetch(const struct wf_part_ref *r, struct wf_key k)
+{
+    uint32_t rec = wf_buckets_find(r->buckets, r->bucket_count, k);
+    if (rec != WF_REC_NONE)
+        __builtin_prefetch(&wf_ref_recs(r)[rec], 1, 3);
+    return rec;
+}
+
+/**
+ * Stage 3 with a handle, for an EXISTING workflow (rec from wf_ref_find_prefetch, not
+ * WF_REC_NONE: for that, call wf_part_apply_found, which creates). Applies one signal
+ * without touching the partition header, so the partition's `applied` counter does not
+ * count it: the caller counts these (per core). Can't fail.
+ */
+static inline void wf_ref_apply(const struct wf_part_ref *r, uint32_t rec, uint64_t event_id,
+                                uint64_t ts_ns)
+{
+    assert(rec != WF_REC_NONE);
+    struct wf_count_rec *c = &wf_ref_recs(r)[rec];
+    assert(c->flags & WF_REC_F_LIVE);
+    c->signals++;
+    c->last_event_id = event_id;
+    c->last_ts_ns = ts_ns;
+}
+
 /** The record of k, or NULL when absent. Valid until the region is freed. */
 const struct wf_count_rec *wf_part_get(const struct wf_part *p, struct wf_key k);
 

@@ -6,6 +6,8 @@
  * region). Each event is handled like the owner loop handles a ring burst of
  * WF_BENCH_BURST: hash (type, id) → key, partition, then
  *   insert:          as apply_pipelined, every event creating its workflow
+ *   apply_ref:       through the owner's 16-byte partition handles (wf_part_ref): prefetch
+ *                    table lines; find + prefetch records; apply
  *   apply_pipelined: prefetch partition headers; prefetch table lines; find + prefetch
  *                    records; apply (every DRAM line of the burst is in flight together)
  *   apply_prefetch:  prefetch table lines; wf_part_apply
@@ -39,6 +41,8 @@ struct bench_event {
 
 struct bench_store {
     struct wf_part *part[WF_BENCH_PARTITIONS];
+    struct wf_part_ref ref[WF_BENCH_PARTITIONS]; /* the owner's handle array */
+    uint64_t ref_applied;                        /* signals applied through handles */
     void *region;
     size_t region_bytes;
     bool huge;
@@ -47,9 +51,9 @@ struct bench_store {
     size_t part_bytes;     /* per partition, 64-byte aligned */
 };
 
-enum bench_mode { BENCH_INSERT, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
-static const char *const bench_mode_name[] = { "insert", "apply_pipelined", "apply_prefetch",
-                                               "apply_plain" };
+enum bench_mode { BENCH_INSERT, BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
+static const char *const bench_mode_name[] = { "insert", "apply_ref", "apply_pipelined",
+                                               "apply_prefetch", "apply_plain" };
 
 /* CPU time of this thread: on a shared 2-core machine the TSC also counts time the
  * benchmark was descheduled; oncpu_cycles_per_event does not. */
@@ -96,8 +100,38 @@ static int bench_store_init(struct bench_store *s, uint64_t workflows)
         int rc = wf_part_init(s->part[p], s->part_bytes, s->capacity, s->keystore_bytes);
         assert(rc == 0);
         (void)rc;
+        wf_part_ref_get(s->part[p], &s->ref[p]);
     }
     return 0;
+}
+
+/* A burst through the partition handles (wf_part_ref): hash + prefetch the table line;
+ * find + prefetch the record; apply. Returns events refused. */
+static uint32_t bench_burst_ref(struct bench_store *s, const struct bench_event *ev, uint32_t n,
+                                uint64_t ts)
+{
+    struct wf_key k[WF_BENCH_BURST_MAX];
+    uint32_t part[WF_BENCH_BURST_MAX], rec[WF_BENCH_BURST_MAX];
+    uint32_t refused = 0;
+    assert(n <= WF_BENCH_BURST_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        k[i] = wf_key_make(WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN);
+        part[i] = wf_key_partition(k[i], WF_BENCH_PARTITIONS);
+        wf_ref_prefetch(&s->ref[part[i]], k[i]);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        rec[i] = wf_ref_find_prefetch(&s->ref[part[i]], k[i]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (rec[i] != WF_REC_NONE) {
+            wf_ref_apply(&s->ref[part[i]], rec[i], ev[i].event_id, ts);
+            s->ref_applied++;
+        } else {
+            refused += wf_part_apply_found(s->part[part[i]], rec[i], k[i], WF_BENCH_TYPE,
+                                           WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN,
+                                           ev[i].event_id, ts) < 0;
+        }
+    }
+    return refused;
 }
 
 /* One burst of events, handled as the owner loop will. Returns events refused. */
@@ -166,7 +200,10 @@ static void bench_run(struct bench_store *s, const struct bench_event *ev, uint6
     uint64_t t0 = bench_tsc();
     for (uint64_t base = 0; base < events; base += bench_burst_len) {
         uint32_t n = events - base < bench_burst_len ? (uint32_t)(events - base) : bench_burst_len;
-        refused += bench_burst(s, ev + base, n, mode, t0);
+        if (mode == BENCH_REF)
+            refused += bench_burst_ref(s, ev + base, n, t0);
+        else
+            refused += bench_burst(s, ev + base, n, mode, t0);
     }
     uint64_t t1 = bench_tsc();
     uint64_t cpu1 = bench_thread_cpu_ns();
@@ -229,13 +266,13 @@ static void bench_size(uint64_t workflows, uint64_t events)
         ev[i].event_id = workflows + i + 1;
     }
     uint64_t applied = workflows;
-    const enum bench_mode modes[] = { BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
+    const enum bench_mode modes[] = { BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
     for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
         bench_run(&s, ev, events, modes[m], workflows);
         applied += events;
     }
     struct bench_sums sum = bench_store_sums(&s);
-    if (sum.signals != applied) { /* every signal counted exactly once */
+    if (sum.signals + s.ref_applied != applied) { /* every signal counted exactly once */
         fprintf(stderr, "bench_table: %" PRIu64 " signals counted, %" PRIu64 " applied\n",
                 sum.signals, applied);
         exit(1);

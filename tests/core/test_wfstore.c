@@ -216,6 +216,34 @@ static void test_part_burst_form(void **state)
     part_free(&m);
 }
 
+/* The handle path reads and writes the same records as the partition API. */
+static void test_part_ref_path(void **state)
+{
+    (void)state;
+    struct part_mem m = part_new(100, 4096);
+    struct wf_part_ref ref;
+    wf_part_ref_get(m.p, &ref);
+    char id[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof(id), "w%d", i);
+        assert_int_equal(apply_id(m.p, "device", id, 1, 1), WF_CREATED);
+    }
+    for (int i = 0; i < 50; i++) {
+        snprintf(id, sizeof(id), "w%d", i);
+        struct wf_key k = wf_key_make("device", 6, id, strlen(id));
+        wf_ref_prefetch(&ref, k);
+        uint32_t rec = wf_ref_find_prefetch(&ref, k);
+        assert_int_equal(rec, wf_part_find(m.p, k));
+        for (int s = 0; s < i; s++)
+            wf_ref_apply(&ref, rec, 100 + (uint64_t)s, 7);
+        const struct wf_count_rec *r = wf_part_get(m.p, k);
+        assert_int_equal(r->signals, 1 + (uint64_t)i);
+        assert_int_equal(r->last_event_id, i ? 100 + (uint64_t)i - 1 : 1);
+    }
+    assert_int_equal(wf_ref_find_prefetch(&ref, wf_key_make("device", 6, "zz", 2)), WF_REC_NONE);
+    part_free(&m);
+}
+
 static void test_part_capacity_for(void **state)
 {
     (void)state;
@@ -232,7 +260,7 @@ int main(void)
         cmocka_unit_test(test_part_init_validation),    cmocka_unit_test(test_part_apply_counts),
         cmocka_unit_test(test_part_keystore_roundtrip), cmocka_unit_test(test_part_full),
         cmocka_unit_test(test_part_types_full),         cmocka_unit_test(test_part_burst_form),
-        cmocka_unit_test(test_part_capacity_for),
+        cmocka_unit_test(test_part_capacity_for),       cmocka_unit_test(test_part_ref_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

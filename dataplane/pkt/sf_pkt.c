@@ -155,50 +155,62 @@ void pkt_ip6_link_local(const uint8_t mac[6], uint8_t out[16])
 
 /* ---- checksum -------------------------------------------------------------------------- */
 
+/* a += w with the carry out of bit 63 added back in (end-around carry): one's-complement
+ * addition on 64 bits, which is the 16-bit one since 2^64 == 1 (mod 0xffff). */
+static inline uint64_t pkt_add_carry(uint64_t a, uint64_t w)
+{
+    a += w;
+    return a + (a < w);
+}
+
 uint64_t pkt_csum_add(uint64_t acc, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     assert(p != NULL || len == 0);
-    /* 2^32 == 1 (mod 0xffff): fold the carry-in so four 32-bit lanes cannot overflow. */
-    uint64_t a0 = (acc & 0xffffffffu) + (acc >> 32), a1 = 0, a2 = 0, a3 = 0;
-    while (len >= 16) {
-        uint32_t w[4];
-        memcpy(w, p, sizeof w);
-        a0 += w[0];
-        a1 += w[1];
-        a2 += w[2];
-        a3 += w[3];
-        p += 16;
-        len -= 16;
+    /* One chain: compilers turn each step into add + adc $0 (two instructions per 8 bytes). */
+    uint64_t a0 = acc;
+    while (len >= 32) {
+        uint64_t w0, w1, w2, w3; /* scalar loads: an array would go through the stack */
+        memcpy(&w0, p, 8);
+        memcpy(&w1, p + 8, 8);
+        memcpy(&w2, p + 16, 8);
+        memcpy(&w3, p + 24, 8);
+        a0 = pkt_add_carry(a0, w0);
+        a0 = pkt_add_carry(a0, w1);
+        a0 = pkt_add_carry(a0, w2);
+        a0 = pkt_add_carry(a0, w3);
+        p += 32;
+        len -= 32;
     }
-    if (len >= 8) {
-        uint32_t w[2];
-        memcpy(w, p, sizeof w);
-        a0 += w[0];
-        a1 += w[1];
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, sizeof w);
+        a0 = pkt_add_carry(a0, w);
         p += 8;
         len -= 8;
     }
+    /* tail < 8 bytes: a 32-bit, a 16-bit and an 8-bit piece, as native words */
+    uint64_t tail = 0;
     if (len >= 4) {
         uint32_t w;
         memcpy(&w, p, sizeof w);
-        a2 += w;
+        tail += w;
         p += 4;
         len -= 4;
     }
     if (len >= 2) {
         uint16_t w;
         memcpy(&w, p, sizeof w);
-        a3 += w;
+        tail += w;
         p += 2;
         len -= 2;
     }
     if (len == 1) {
         uint16_t w = 0;
         memcpy(&w, p, 1); /* the byte followed by a zero pad byte, in native order */
-        a3 += w;
+        tail += w;
     }
-    return a0 + a1 + a2 + a3;
+    return pkt_add_carry(a0, tail);
 }
 
 uint16_t pkt_csum_fold(uint64_t acc)
@@ -223,11 +235,18 @@ static uint64_t pkt_pseudo_sum(uint8_t ip_version, const uint8_t *src, const uin
 {
     assert(ip_version == 4 || ip_version == 6);
     assert(l4_len <= 0xffffu);
-    size_t addr_len = ip_version == 4 ? 4 : 16;
-    uint8_t tail[4] = { 0, proto, (uint8_t)(l4_len >> 8), (uint8_t)l4_len };
-    uint64_t acc = pkt_csum_add(0, src, addr_len);
-    acc = pkt_csum_add(acc, dst, addr_len);
-    return pkt_csum_add(acc, tail, sizeof tail);
+    size_t words = ip_version == 4 ? 1 : 4; /* 32-bit words per address */
+    const uint8_t tail_bytes[4] = { 0, proto, (uint8_t)(l4_len >> 8), (uint8_t)l4_len };
+    uint32_t tail;
+    memcpy(&tail, tail_bytes, 4);
+    uint64_t acc = tail; /* at most 9 words of 32 bits: no carry out of 64 bits */
+    for (size_t i = 0; i < words; i++) {
+        uint32_t s_word, d_word;
+        memcpy(&s_word, src + 4 * i, 4);
+        memcpy(&d_word, dst + 4 * i, 4);
+        acc += (uint64_t)s_word + d_word;
+    }
+    return acc;
 }
 
 static bool pkt_l4_csum_ok(const struct pkt_info *info, uint8_t proto, const uint8_t *l4,

@@ -14,7 +14,8 @@
  *   apply_plain:     wf_part_apply per event, no prefetch
  * Events are random (uniform) over existing workflows; their ids are pre-formatted in a
  * sequential buffer, standing in for packets in an rx burst.
- * Usage: bench_table [--quick] [--n WORKFLOWS] [--burst EVENTS]   (--n: one size only)
+ * Usage: bench_table [--quick] [--n WORKFLOWS] [--burst EVENTS] [--mode apply_ref|...]
+ *        (--n: one size only; --mode: insert plus that mode only, e.g. under callgrind)
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -65,6 +66,7 @@ static uint64_t bench_thread_cpu_ns(void)
 }
 
 static uint32_t bench_burst_len = WF_BENCH_BURST;
+static const char *bench_only_mode; /* --mode NAME: run insert and this mode only */
 
 static uint64_t bench_rng = 0x2545F4914F6CDD1Dull;
 
@@ -268,6 +270,8 @@ static void bench_size(uint64_t workflows, uint64_t events)
     uint64_t applied = workflows;
     const enum bench_mode modes[] = { BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
     for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        if (bench_only_mode && strcmp(bench_only_mode, bench_mode_name[modes[m]]) != 0)
+            continue;
         bench_run(&s, ev, events, modes[m], workflows);
         applied += events;
     }
@@ -288,6 +292,8 @@ int main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--n") == 0)
             only = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--mode") == 0)
+            bench_only_mode = argv[i + 1];
         else if (strcmp(argv[i], "--burst") == 0)
             bench_burst_len = (uint32_t)strtoul(argv[i + 1], NULL, 10);
     if (bench_burst_len == 0 || bench_burst_len > WF_BENCH_BURST_MAX) {

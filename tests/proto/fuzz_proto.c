@@ -103,6 +103,9 @@ static void check_frame_round_trip(const uint8_t *buf, size_t len, const struct 
     FUZZ_CHECK(olen == SF_FRAME_HDR_LEN);
     for (int i = 0; i < n; i++) {
         FUZZ_CHECK(inside(evs[i].type, evs[i].type_len, buf, end));
+        FUZZ_CHECK(sf_name_valid_type(evs[i].type, evs[i].type_len)); /* SIMD == bytewise */
+        FUZZ_CHECK(sf_name_valid_id(evs[i].id, evs[i].id_len));
+        FUZZ_CHECK(sf_name_valid_signal(evs[i].signal, evs[i].signal_len));
         FUZZ_CHECK(inside(evs[i].fields, evs[i].fields_len, buf, end) || evs[i].fields_len == 0);
         FUZZ_CHECK(evs[i].offset + evs[i].length <= end);
         check_fields_round_trip(evs[i].fields, evs[i].fields_len);

@@ -492,6 +492,42 @@ static void test_name_boundaries(void **state)
     assert_false(sf_name_valid_type("x", 0));
 }
 
+/* The parser's 16-byte-at-a-time name checks agree with the byte-wise sf_name_valid_* for
+ * every length and every position of a bad byte, and for every byte value. */
+static void test_name_every_position(void **state)
+{
+    (void)state;
+    char n[SF_ID_LEN_MAX];
+    for (size_t len = 1; len <= SF_ID_LEN_MAX; len++) {
+        for (size_t pos = 0; pos <= len; pos++) {
+            memset(n, 'a', sizeof(n));
+            if (pos < len)
+                n[pos] = '"';
+            int want = pos < len ? SF_ERR_BAD_NAME : 1;
+            assert_int_equal(one_event("t", 1, n, len, "s", 1, NULL, 0), want);
+            if (len > SF_TYPE_LEN_MAX)
+                continue;
+            if (pos < len)
+                n[pos] = ' ';
+            assert_int_equal(one_event(n, len, "i", 1, "s", 1, NULL, 0), want);
+            assert_int_equal(one_event("t", 1, "i", 1, n, len, NULL, 0), want);
+        }
+    }
+    for (unsigned b = 0; b < 256; b++) {
+        char ident[3] = { 'x', (char)b, 'y' };
+        int want = sf_name_valid_type(ident, 3) ? 1 : SF_ERR_BAD_NAME;
+        assert_int_equal(one_event(ident, 3, "i", 1, "s", 1, NULL, 0), want);
+        assert_int_equal(one_event("t", 1, "i", 1, ident, 3, NULL, 0), want);
+        want = sf_name_valid_id(ident, 3) ? 1 : SF_ERR_BAD_NAME;
+        assert_int_equal(one_event("t", 1, ident, 3, "s", 1, NULL, 0), want);
+        bool is_ident = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+                        (b >= '0' && b <= '9') || b == '_' || b == '.' || b == '-';
+        assert_int_equal(sf_name_valid_type(ident, 3), is_ident);
+        bool is_id = b >= 0x20 && b != 0x7f && b != '"' && b != '\\';
+        assert_int_equal(sf_name_valid_id(ident, 3), is_id);
+    }
+}
+
 static void test_fields_boundaries(void **state)
 {
     (void)state;
@@ -637,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_each_error_on_its_own),
         cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_name_boundaries),
+        cmocka_unit_test(test_name_every_position),
         cmocka_unit_test(test_fields_boundaries),
         cmocka_unit_test(test_count_and_length_boundaries),
         cmocka_unit_test(test_encoder_errors),

@@ -31,14 +31,15 @@
 #define WF_BENCH_PARTITIONS 4096u
 #define WF_BENCH_BURST      32u  /* events per ring burst, default */
 #define WF_BENCH_BURST_MAX  256u /* --burst limit */
-#define WF_BENCH_ID_LEN     15u  /* "sensor-" + 8 digits */
+#define WF_BENCH_ID_LEN     16u  /* "sensor-" + 9 digits */
 #define WF_BENCH_TYPE       "device"
 #define WF_BENCH_TYPE_LEN   6u
 
 struct bench_event {
-    char id[WF_BENCH_ID_LEN + 1];
+    char id[WF_BENCH_ID_LEN + 8]; /* NUL-terminated, padded: 32-byte events */
     uint64_t event_id;
 };
+_Static_assert(sizeof(struct bench_event) == 32, "events are 32 bytes, like a small ring entry");
 
 struct bench_store {
     struct wf_part *part[WF_BENCH_PARTITIONS];
@@ -81,7 +82,7 @@ static uint64_t bench_rand(void)
 static void bench_format_id(char *out, uint32_t n)
 {
     memcpy(out, "sensor-", 7);
-    for (int d = 7; d >= 0; d--) {
+    for (int d = 8; d >= 0; d--) {
         out[7 + d] = (char)('0' + n % 10);
         n /= 10;
     }
@@ -300,8 +301,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_table: --burst 1..%u\n", WF_BENCH_BURST_MAX);
         return 2;
     }
-    if (only > 99999999ull) { /* ids have 8 digits */
-        fprintf(stderr, "bench_table: --n at most 99999999\n");
+    if (only > 999999999ull) { /* ids have 9 digits */
+        fprintf(stderr, "bench_table: --n at most 999999999\n");
         return 2;
     }
     if (only) {

@@ -42,6 +42,7 @@
 
 _Static_assert(PKT_UDP_REPLY_HDR_LEN_MAX == 66, "Ethernet + tag + IPv6 + UDP");
 _Static_assert(PKT_NDP_NA_LEN == 32, "NA with the target link-layer option");
+_Static_assert(sizeof(struct pkt_info) <= 64, "pkt_info fits one cache line");
 
 static const uint8_t pkt_ip6_all_nodes[16] = {
     0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1
@@ -856,7 +857,8 @@ bool pkt_tb_take(struct pkt_token_bucket *tb, uint64_t now_ns)
     if (now_ns > tb->last_ns && tb->rate_per_s != 0) {
         uint64_t elapsed_ns = now_ns - tb->last_ns;
         /* rate tokens/s = rate milli-tokens per 10^6 ns */
-        unsigned __int128 gain = (unsigned __int128)elapsed_ns * tb->rate_per_s / 1000000u;
+        unsigned __int128 gain =
+            (unsigned __int128)elapsed_ns * tb->rate_per_s / (PKT_NS_PER_S / PKT_MILLI);
         if (gain >= cap_milli - tb->tokens_milli) {
             tb->tokens_milli = cap_milli;
             tb->last_ns = now_ns;
@@ -864,9 +866,9 @@ bool pkt_tb_take(struct pkt_token_bucket *tb, uint64_t now_ns)
             tb->tokens_milli += (uint64_t)gain;
             /* Advance only by the time those milli-tokens took (rounded up, <= elapsed),
              * so frequent calls do not lose the fractions. */
-            uint64_t used_ns =
-                (uint64_t)(((unsigned __int128)gain * 1000000u + tb->rate_per_s - 1) /
-                           tb->rate_per_s);
+            uint64_t used_ns = (uint64_t)(((unsigned __int128)gain * (PKT_NS_PER_S / PKT_MILLI) +
+                                           tb->rate_per_s - 1) /
+                                          tb->rate_per_s);
             assert(used_ns <= elapsed_ns);
             tb->last_ns += used_ns;
         }

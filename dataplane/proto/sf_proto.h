@@ -270,7 +270,8 @@ enum sf_ack_status {
     SF_ACK_UNKNOWN = 3,    /* unknown workflow type or signal */
     SF_ACK_OVERLOADED = 4, /* refused, nothing applied: resend later */
     SF_ACK_UNAUTHENTICATED = 5,
-    SF_ACK_MALFORMED = 6, /* the event could not be parsed (rest of frame still acked) */
+    SF_ACK_MALFORMED = 6, /* the event's fields do not match its signal's declaration
+                           * (the frame itself parsed; its other events are processed) */
 };
 
 #define SF_ACK_STATUS_COUNT 7

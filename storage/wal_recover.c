@@ -34,8 +34,14 @@ struct wal_walk {
 
 static bool wal_all_zero(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        if (v)
+            return false;
+    }
+    for (; n > 0; p++, n--)
+        if (*p)
             return false;
     return true;
 }
@@ -170,7 +176,8 @@ static int wal_list_segments(struct wal *w, struct wal_segment_image **out, uint
         free(v);
         return rc;
     }
-    qsort(v, n, sizeof(*v), wal_cmp_id);
+    if (n > 0)
+        qsort(v, n, sizeof(*v), wal_cmp_id);
     *out = v;
     *count = n;
     return 0;
@@ -200,7 +207,7 @@ static int wal_read_segment(struct wal *w, struct wal_segment_image *s, uint8_t 
         return rc;
     if (got < 0)
         return (int)got;
-    memset(*buf + got, 0, *cap - (uint64_t)got); /* missing bytes read as zeroed space */
+    memset(*buf + got, 0, want - (uint64_t)got); /* missing bytes read as zeroed space */
     memcpy(&s->header, *buf, sizeof(s->header));
     s->header_ok =
         (uint64_t)got >= WAL_BLOCK_BYTES && s->header.magic == WAL_SEGMENT_MAGIC &&

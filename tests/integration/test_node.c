@@ -36,7 +36,7 @@
 #define IT_WAIT_S         90
 
 static char it_ns[64];
-static char it_dir[128];
+static char it_dir[80];
 static const char *it_top;
 static const char *it_build;
 

@@ -1,0 +1,332 @@
+/*
+ * sigflowctl — the operator CLI. Noun-verb, like `temporal` and `ovs-appctl`; `--json` on
+ * every command prints the node's answer as one JSON object.
+ *
+ *   sigflowctl [--dir DIR | --socket PATH] [--json] stats
+ *   sigflowctl ... workflow describe TYPE ID
+ *   sigflowctl ... workflow list [--type T] [--limit N] [--after CURSOR]
+ *   sigflowctl definition check FILE...
+ *
+ * Exit status per sysexits: 0 ok, 64 usage, 69 node unavailable, 65 the node refused the
+ * request (e.g. workflow not found), 74 I/O error on the socket.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "sf_flow.h"
+
+#define CTL_EX_USAGE       64
+#define CTL_EX_DATAERR     65
+#define CTL_EX_UNAVAILABLE 69
+#define CTL_EX_IOERR       74
+#define CTL_REPLY_MAX      (16u << 20)
+#define CTL_WORDS_MAX      8
+
+struct ctl_opts {
+    const char *dir;
+    const char *socket;
+    const char *type;
+    const char *after;
+    long limit;
+    bool json;
+    const char *words[CTL_WORDS_MAX];
+    int word_count;
+};
+
+static void ctl_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sigflowctl [--dir DIR | --socket PATH] [--json] COMMAND\n"
+            "\n"
+            "commands:\n"
+            "  stats                          node, per-core and NIC counters, drops by reason\n"
+            "  workflow describe TYPE ID      one workflow instance\n"
+            "  workflow list [--type T] [--limit N] [--after CURSOR]\n"
+            "                                 workflows, paged (N <= 1000, default 100)\n"
+            "  definition check FILE...       compile .flow files offline, print record size\n"
+            "                                 and each handler's instruction bound\n"
+            "\n"
+            "options:\n"
+            "  --dir DIR       node directory (default ./run): socket DIR/sigflowd.sock\n"
+            "  --socket PATH   control socket path\n"
+            "  --json          print the answer as JSON\n");
+}
+
+static int ctl_parse(int argc, char **argv, struct ctl_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->dir = "./run";
+    o->limit = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_next = i + 1 < argc;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            ctl_usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--dir") == 0 && has_next) {
+            o->dir = argv[++i];
+        } else if (strcmp(a, "--socket") == 0 && has_next) {
+            o->socket = argv[++i];
+        } else if (strcmp(a, "--type") == 0 && has_next) {
+            o->type = argv[++i];
+        } else if (strcmp(a, "--after") == 0 && has_next) {
+            o->after = argv[++i];
+        } else if (strcmp(a, "--limit") == 0 && has_next) {
+            char *end;
+            o->limit = strtol(argv[++i], &end, 10);
+            if (*end || o->limit < 1 || o->limit > 1000) {
+                fprintf(stderr, "sigflowctl: --limit must be 1..1000\n");
+                return -1;
+            }
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "sigflowctl: unknown option %s\n", a);
+            return -1;
+        } else if (o->word_count < CTL_WORDS_MAX) {
+            o->words[o->word_count++] = a;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int ctl_connect(const struct ctl_opts *o)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int n = o->socket ? snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", o->socket)
+                      : snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sigflowd.sock", o->dir);
+    if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        fprintf(stderr, "sigflowctl: no node at %s: %s\n", sa.sun_path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Send one request and read one reply line. Returns the reply or NULL (reason printed). */
+static json_t *ctl_call(const struct ctl_opts *o, json_t *req, int *ex)
+{
+    int fd = ctl_connect(o);
+    if (fd < 0) {
+        json_decref(req);
+        *ex = CTL_EX_UNAVAILABLE;
+        return NULL;
+    }
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    size_t len = strlen(text);
+    text[len] = '\n';
+    bool sent = send(fd, text, len + 1, MSG_NOSIGNAL) == (ssize_t)(len + 1);
+    free(text);
+    char *buf = malloc(CTL_REPLY_MAX);
+    size_t have = 0;
+    while (sent && buf && have < CTL_REPLY_MAX - 1) {
+        ssize_t r = recv(fd, buf + have, CTL_REPLY_MAX - 1 - have, 0);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        if (memchr(buf + have - r, '\n', (size_t)r))
+            break;
+    }
+    close(fd);
+    json_t *reply = NULL;
+    if (buf && have > 0) {
+        buf[have] = '\0';
+        json_error_t err;
+        reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, &err);
+    }
+    free(buf);
+    if (!reply) {
+        fprintf(stderr, "sigflowctl: no valid answer from the node\n");
+        *ex = CTL_EX_IOERR;
+        return NULL;
+    }
+    return reply;
+}
+
+static json_int_t ctl_int(json_t *obj, const char *key)
+{
+    return json_integer_value(json_object_get(obj, key));
+}
+
+static void ctl_print_drops(json_t *drops, const char *indent)
+{
+    const char *k;
+    json_t *v;
+    bool any = false;
+    json_object_foreach(drops, k, v)
+    {
+        if (json_integer_value(v) == 0)
+            continue;
+        printf("%s%-22s %" JSON_INTEGER_FORMAT "\n", indent, k, json_integer_value(v));
+        any = true;
+    }
+    if (!any)
+        printf("%s(none)\n", indent);
+}
+
+static void ctl_print_stats(json_t *r)
+{
+    json_t *node = json_object_get(r, "node"), *t = json_object_get(r, "total");
+    printf("node: %" JSON_INTEGER_FORMAT " lcores (%" JSON_INTEGER_FORMAT " rx, %" JSON_INTEGER_FORMAT
+           " owners), %" JSON_INTEGER_FORMAT " partitions, source %s, up %.1f s\n",
+           ctl_int(node, "lcores"), ctl_int(node, "rx_lcores"), ctl_int(node, "owner_lcores"),
+           ctl_int(node, "partitions"), json_string_value(json_object_get(node, "source")),
+           json_real_value(json_object_get(node, "uptime_s")));
+    static const char *const keys[] = { "rx_packets", "frames",        "json_events",
+                                        "events_applied", "workflows", "tx_packets",
+                                        "arp_replies", "icmp_replies", "icmp6_replies",
+                                        "ndp_replies", "drops_total" };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        printf("  %-22s %" JSON_INTEGER_FORMAT "\n", keys[i], ctl_int(t, keys[i]));
+    printf("drops by reason:\n");
+    ctl_print_drops(json_object_get(t, "drops"), "  ");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r, "cores"), i, c)
+    {
+        printf("lcore %" JSON_INTEGER_FORMAT ": rx %" JSON_INTEGER_FORMAT " pkts, applied %" JSON_INTEGER_FORMAT
+               ", workflows %" JSON_INTEGER_FORMAT ", busy %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+               " polls\n",
+               ctl_int(c, "lcore"), ctl_int(c, "rx_packets"), ctl_int(c, "events_applied"),
+               ctl_int(c, "workflows"), ctl_int(c, "busy_polls"), ctl_int(c, "polls"));
+    }
+    json_t *p;
+    json_array_foreach(json_object_get(r, "ports"), i, p)
+    {
+        printf("port %s (%s): ipackets %" JSON_INTEGER_FORMAT " opackets %" JSON_INTEGER_FORMAT
+               " imissed %" JSON_INTEGER_FORMAT " rx_nombuf %" JSON_INTEGER_FORMAT "\n",
+               json_string_value(json_object_get(p, "name")),
+               json_string_value(json_object_get(p, "mac")), ctl_int(p, "ipackets"),
+               ctl_int(p, "opackets"), ctl_int(p, "imissed"), ctl_int(p, "rx_nombuf"));
+    }
+}
+
+static void ctl_print_time(json_int_t ns)
+{
+    time_t s = (time_t)(ns / 1000000000);
+    struct tm tm;
+    char buf[64];
+    gmtime_r(&s, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    printf("%s.%03dZ", buf, (int)((ns / 1000000) % 1000));
+}
+
+static void ctl_print_workflow(json_t *w)
+{
+    printf("type:           %s\n", json_string_value(json_object_get(w, "type")));
+    printf("id:             %s\n", json_string_value(json_object_get(w, "id")));
+    printf("signals:        %" JSON_INTEGER_FORMAT "\n", ctl_int(w, "signals"));
+    printf("last_event_id:  %" JSON_INTEGER_FORMAT "\n", ctl_int(w, "last_event_id"));
+    printf("last_signal:    ");
+    ctl_print_time(ctl_int(w, "last_signal_ns"));
+    printf("\npartition:      %" JSON_INTEGER_FORMAT " (owner lcore %" JSON_INTEGER_FORMAT ")\n",
+           ctl_int(w, "partition"), ctl_int(w, "owner_lcore"));
+}
+
+static void ctl_print_list(json_t *r)
+{
+    size_t i;
+    json_t *w;
+    printf("%-16s %-40s %12s %20s\n", "TYPE", "ID", "SIGNALS", "LAST_EVENT_ID");
+    json_array_foreach(json_object_get(r, "workflows"), i, w)
+    {
+        printf("%-16s %-40s %12" JSON_INTEGER_FORMAT " %20" JSON_INTEGER_FORMAT "\n",
+               json_string_value(json_object_get(w, "type")),
+               json_string_value(json_object_get(w, "id")), ctl_int(w, "signals"),
+               ctl_int(w, "last_event_id"));
+    }
+    json_t *next = json_object_get(r, "next");
+    if (next)
+        printf("(more: --after %s)\n", json_string_value(next));
+}
+
+static json_t *ctl_request(const struct ctl_opts *o)
+{
+    const char *noun = o->words[0], *verb = o->word_count > 1 ? o->words[1] : "";
+    if (strcmp(noun, "stats") == 0 && o->word_count == 1)
+        return json_pack("{s:s}", "cmd", "stats");
+    if (strcmp(noun, "workflow") == 0 && strcmp(verb, "describe") == 0 && o->word_count == 4)
+        return json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", o->words[2], "id",
+                         o->words[3]);
+    if (strcmp(noun, "workflow") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2) {
+        json_t *req = json_pack("{s:s}", "cmd", "list");
+        if (o->type)
+            json_object_set_new(req, "type", json_string(o->type));
+        if (o->after)
+            json_object_set_new(req, "after", json_string(o->after));
+        if (o->limit > 0)
+            json_object_set_new(req, "limit", json_integer(o->limit));
+        return req;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl_opts o;
+    if (ctl_parse(argc, argv, &o) != 0 || o.word_count == 0) {
+        ctl_usage(stderr);
+        return CTL_EX_USAGE;
+    }
+    if (strcmp(o.words[0], "definition") == 0 && o.word_count >= 2 &&
+        strcmp(o.words[1], "check") == 0) {
+        /* offline: compile the files here, no node needed */
+        char *args[CTL_WORDS_MAX + 2];
+        int n = 0;
+        args[n++] = "definition-check";
+        if (o.json)
+            args[n++] = "--json";
+        for (int i = 2; i < o.word_count; i++)
+            args[n++] = (char *)o.words[i];
+        args[n] = NULL;
+        return flow_check_main(n, args);
+    }
+    json_t *req = ctl_request(&o);
+    if (!req) {
+        ctl_usage(stderr);
+        return CTL_EX_USAGE;
+    }
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    bool is_stats = strcmp(cmd, "stats") == 0, is_list = strcmp(cmd, "list") == 0;
+    int ex = 0;
+    json_t *r = ctl_call(&o, req, &ex);
+    if (!r)
+        return ex;
+    bool ok = json_is_true(json_object_get(r, "ok"));
+    if (o.json) {
+        char *text = json_dumps(r, JSON_COMPACT);
+        puts(text);
+        free(text);
+    } else if (!ok) {
+        fprintf(stderr, "sigflowctl: %s\n", json_string_value(json_object_get(r, "error")));
+    } else if (is_stats) {
+        ctl_print_stats(r);
+    } else if (is_list) {
+        ctl_print_list(r);
+    } else {
+        ctl_print_workflow(r);
+    }
+    json_decref(r);
+    return ok ? 0 : CTL_EX_DATAERR;
+}

@@ -87,6 +87,7 @@ enum opnd {
     O_CAP,      /* text bound 1..255 */
     O_ARGS,     /* first argument register (RUN) */
     O_NARGS,    /* argument count (RUN) */
+    O_BYTE,     /* any byte (half of a 16-bit constant) */
 };
 
 enum immk {
@@ -109,37 +110,77 @@ struct op_spec {
 };
 
 static const struct op_spec op_specs[OP_COUNT_] = {
-    [OP_HALT] = { 0, 0, 0, I_ZERO },          [OP_NOMATCH] = { 0, 0, 0, I_ZERO },
-    [OP_LDI] = { O_WS, 0, 0, I_ANY },         [OP_LDK] = { O_WS, 0, 0, I_CONST },
-    [OP_LDT] = { O_WT, 0, 0, I_TCONST },      [OP_LD64] = { O_WS, 0, 0, I_OFF8 },
-    [OP_LD8] = { O_WS, 0, 0, I_OFF1 },        [OP_LDTX] = { O_WT, O_CAP, 0, I_OFFTX },
-    [OP_ST64] = { O_RS, 0, 0, I_OFF8 },       [OP_ST8] = { O_RS, 0, 0, I_OFF1 },
-    [OP_STTX] = { O_RT, O_CAP, 0, I_OFFTX },  [OP_ID] = { O_WT, 0, 0, I_ZERO },
-    [OP_NOW] = { O_WS, 0, 0, I_ZERO },        [OP_MOV] = { O_WCOPY, O_RANY, 0, I_ZERO },
-    [OP_ADD] = { O_WS, O_RS, O_RS, I_ZERO },  [OP_SUB] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_MUL] = { O_WS, O_RS, O_RS, I_ZERO },  [OP_DIV] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_MOD] = { O_WS, O_RS, O_RS, I_ZERO },  [OP_ADDI] = { O_WS, O_RS, 0, I_ANY },
-    [OP_NEG] = { O_WS, O_RS, 0, I_ZERO },     [OP_ABS] = { O_WS, O_RS, 0, I_ZERO },
-    [OP_MIN] = { O_WS, O_RS, O_RS, I_ZERO },  [OP_MAX] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_FADD] = { O_WS, O_RS, O_RS, I_ZERO }, [OP_FSUB] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_FMUL] = { O_WS, O_RS, O_RS, I_ZERO }, [OP_FDIV] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_FNEG] = { O_WS, O_RS, 0, I_ZERO },    [OP_FABS] = { O_WS, O_RS, 0, I_ZERO },
-    [OP_FMIN] = { O_WS, O_RS, O_RS, I_ZERO }, [OP_FMAX] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_I2F] = { O_WS, O_RS, 0, I_ZERO },     [OP_F2I] = { O_WS, O_RS, 0, I_ZERO },
-    [OP_EQ] = { O_WS, O_RS, O_RS, I_ZERO },   [OP_NE] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_LT] = { O_WS, O_RS, O_RS, I_ZERO },   [OP_LE] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_FEQ] = { O_WS, O_RS, O_RS, I_ZERO },  [OP_FNE] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_FLT] = { O_WS, O_RS, O_RS, I_ZERO },  [OP_FLE] = { O_WS, O_RS, O_RS, I_ZERO },
-    [OP_TEQ] = { O_WS, O_RT, O_RT, I_ZERO },  [OP_TNE] = { O_WS, O_RT, O_RT, I_ZERO },
-    [OP_NOT] = { O_WS, O_RS, 0, I_ZERO },     [OP_JMP] = { 0, 0, 0, I_JUMP },
-    [OP_JZ] = { O_RS, 0, 0, I_JUMP },         [OP_JNZ] = { O_RS, 0, 0, I_JUMP },
-    [OP_JLT] = { O_RS, O_RS, 0, I_JUMP },     [OP_JLE] = { O_RS, O_RS, 0, I_JUMP },
-    [OP_JEQ] = { O_RS, O_RS, 0, I_JUMP },     [OP_JNE] = { O_RS, O_RS, 0, I_JUMP },
-    [OP_QPUSH] = { O_RQ, 0, 0, I_QUEUE },     [OP_QPOP] = { O_WQ, 0, 0, I_QUEUE },
-    [OP_QFRONT] = { O_WQ, 0, 0, I_QUEUE },    [OP_QLEN] = { O_WS, 0, 0, I_QUEUE },
-    [OP_QCLEAR] = { 0, 0, 0, I_QUEUE },       [OP_APEND] = { O_WS, 0, 0, I_ACT },
-    [OP_RUN] = { 0, O_ARGS, O_NARGS, I_ACT }, [OP_ACANCEL] = { 0, 0, 0, I_ACT },
-    [OP_TCANCEL] = { 0, 0, 0, I_SLOT },       [OP_GOTO] = { 0, 0, 0, I_STATE },
+    [OP_HALT] = { 0, 0, 0, I_ZERO },
+    [OP_NOMATCH] = { 0, 0, 0, I_ZERO },
+    [OP_LDI] = { O_WS, 0, 0, I_ANY },
+    [OP_LDK] = { O_WS, 0, 0, I_CONST },
+    [OP_LDT] = { O_WT, 0, 0, I_TCONST },
+    [OP_LD64] = { O_WS, 0, 0, I_OFF8 },
+    [OP_LD8] = { O_WS, 0, 0, I_OFF1 },
+    [OP_LDTX] = { O_WT, O_CAP, 0, I_OFFTX },
+    [OP_ST64] = { O_RS, 0, 0, I_OFF8 },
+    [OP_ST8] = { O_RS, 0, 0, I_OFF1 },
+    [OP_STTX] = { O_RT, O_CAP, 0, I_OFFTX },
+    [OP_ID] = { O_WT, 0, 0, I_ZERO },
+    [OP_NOW] = { O_WS, 0, 0, I_ZERO },
+    [OP_MOV] = { O_WCOPY, O_RANY, 0, I_ZERO },
+    [OP_ADD] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_SUB] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_MUL] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_DIV] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_MOD] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_ADDI] = { O_WS, O_RS, 0, I_ANY },
+    [OP_NEG] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_ABS] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_MIN] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_MAX] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FADD] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FSUB] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FMUL] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FDIV] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FNEG] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_FABS] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_FMIN] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FMAX] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_I2F] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_F2I] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_EQ] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_NE] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_LT] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_LE] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FEQ] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FNE] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FLT] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_FLE] = { O_WS, O_RS, O_RS, I_ZERO },
+    [OP_TEQ] = { O_WS, O_RT, O_RT, I_ZERO },
+    [OP_TNE] = { O_WS, O_RT, O_RT, I_ZERO },
+    [OP_NOT] = { O_WS, O_RS, 0, I_ZERO },
+    [OP_JMP] = { 0, 0, 0, I_JUMP },
+    [OP_JZ] = { O_RS, 0, 0, I_JUMP },
+    [OP_JNZ] = { O_RS, 0, 0, I_JUMP },
+    [OP_JLT] = { O_RS, O_RS, 0, I_JUMP },
+    [OP_JLE] = { O_RS, O_RS, 0, I_JUMP },
+    [OP_JEQ] = { O_RS, O_RS, 0, I_JUMP },
+    [OP_JNE] = { O_RS, O_RS, 0, I_JUMP },
+    [OP_ADDM] = { O_RS, 0, 0, I_OFF8 },
+    [OP_ADDMI] = { 0, O_BYTE, O_BYTE, I_OFF8 },
+    [OP_STMI] = { 0, O_BYTE, O_BYTE, I_OFF8 },
+    [OP_JLTI] = { O_RS, O_BYTE, O_BYTE, I_JUMP },
+    [OP_JLEI] = { O_RS, O_BYTE, O_BYTE, I_JUMP },
+    [OP_JGTI] = { O_RS, O_BYTE, O_BYTE, I_JUMP },
+    [OP_JGEI] = { O_RS, O_BYTE, O_BYTE, I_JUMP },
+    [OP_JEQI] = { O_RS, O_BYTE, O_BYTE, I_JUMP },
+    [OP_JNEI] = { O_RS, O_BYTE, O_BYTE, I_JUMP },
+    [OP_QPUSH] = { O_RQ, 0, 0, I_QUEUE },
+    [OP_QPOP] = { O_WQ, 0, 0, I_QUEUE },
+    [OP_QFRONT] = { O_WQ, 0, 0, I_QUEUE },
+    [OP_QLEN] = { O_WS, 0, 0, I_QUEUE },
+    [OP_QCLEAR] = { 0, 0, 0, I_QUEUE },
+    [OP_APEND] = { O_WS, 0, 0, I_ACT },
+    [OP_RUN] = { 0, O_ARGS, O_NARGS, I_ACT },
+    [OP_ACANCEL] = { 0, 0, 0, I_ACT },
+    [OP_TCANCEL] = { 0, 0, 0, I_SLOT },
+    [OP_GOTO] = { 0, 0, 0, I_STATE },
     [OP_COMPLETE] = { 0, 0, 0, I_ZERO },
 };
 
@@ -173,6 +214,7 @@ static bool insn_static_ok(const struct flow_def *d, const struct vm_insn *in, u
                 return false;
             break;
         case O_NARGS:
+        case O_BYTE:
             break;
         default:
             if (ops[i] >= VM_REGS_MAX)
@@ -749,10 +791,20 @@ int fb_load(const void *blob, size_t len, struct flow_def **out)
     int rc = fb_verify(copy, len, d, false);
     if (rc == 0)
         rc = build_init_record(d);
+    if (rc == 0) {
+        size_t n = (size_t)(d->nstates + 1) * (d->ntriggers ? d->ntriggers : 1);
+        d->entry_code = calloc(n, sizeof(*d->entry_code));
+        if (!d->entry_code)
+            rc = -ENOMEM;
+        for (size_t i = 0; rc == 0 && i < (size_t)(d->nstates + 1) * d->ntriggers; i++)
+            if (d->entries[i] >= 0)
+                d->entry_code[i] = d->code + d->handlers[d->entries[i]].code_start;
+    }
     if (rc < 0) {
         free(copy);
         free(d->slot_timer);
         free(d->init_record);
+        free(d->entry_code);
         free(d);
         return rc;
     }
@@ -772,6 +824,7 @@ void flow_def_free(struct flow_def *def)
     free(def->blob);
     free(def->slot_timer);
     free(def->init_record);
+    free(def->entry_code);
     free(def);
 }
 

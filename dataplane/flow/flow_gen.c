@@ -826,6 +826,75 @@ static enum flow_type gx(struct gen *g, const struct ast_expr *e, unsigned *reg)
 
 /* ---- conditions ---------------------------------------------------------------------- */
 
+static bool k16_of(const struct ast_expr *e, int64_t *k)
+{
+    if (e->kind != EX_INT || e->ival < INT16_MIN || e->ival > INT16_MAX)
+        return false;
+    *k = e->ival;
+    return true;
+}
+
+static unsigned k16_lo(int64_t k)
+{
+    return (unsigned)((uint16_t)k & 0xffu);
+}
+
+static unsigned k16_hi(int64_t k)
+{
+    return (unsigned)((uint16_t)k >> 8);
+}
+
+/* `int_expr CMP constant` (either side constant): one fused compare-and-branch. Returns
+ * false when the shape does not apply (nothing emitted). */
+static bool gen_cond_imm(struct gen *g, const struct ast_expr *e, bool jump_if, struct label *l)
+{
+    int64_t k;
+    enum tok_kind op = e->bin.op;
+    const struct ast_expr *var;
+    if (k16_of(e->bin.r, &k)) {
+        var = e->bin.l;
+    } else if (k16_of(e->bin.l, &k)) {
+        var = e->bin.r;
+        op = op == T_LT ? T_GT : op == T_LE ? T_GE : op == T_GT ? T_LT : op == T_GE ? T_LE : op;
+    } else {
+        return false;
+    }
+    unsigned save = g->nreg, code_at = pc(g), ra;
+    unsigned errors = g->d->count;
+    unsigned stored = g->d->errs ? g->d->errs->count : 0;
+    unsigned dropped = g->d->errs ? g->d->errs->dropped : 0;
+    enum flow_type t = gx(g, var, &ra);
+    if (t != FLOW_T_INT) {
+        /* not an int: undo, and let the general path compile (and report) it */
+        g->code.n = code_at * sizeof(struct vm_insn);
+        g->nreg = save;
+        g->d->count = errors;
+        if (g->d->errs) {
+            g->d->errs->count = stored;
+            g->d->errs->dropped = dropped;
+        }
+        return false;
+    }
+    if (jump_if)
+        op = op == T_LT   ? T_GE
+             : op == T_LE ? T_GT
+             : op == T_GT ? T_LE
+             : op == T_GE ? T_LT
+             : op == T_EQ ? T_NE
+                          : T_EQ;
+    enum vm_op vop = op == T_LT   ? OP_JLTI
+                     : op == T_LE ? OP_JLEI
+                     : op == T_GT ? OP_JGTI
+                     : op == T_GE ? OP_JGEI
+                     : op == T_EQ ? OP_JEQI
+                                  : OP_JNEI;
+    unsigned at = emit(g, vop, ra, k16_lo(k), k16_hi(k), l->head);
+    if (!g->code.oom)
+        l->head = (int)at;
+    g->nreg = save;
+    return true;
+}
+
 /* Jump to l when e evaluates to jump_if; fall through otherwise. */
 static void gen_cond(struct gen *g, const struct ast_expr *e, bool jump_if, struct label *l)
 {
@@ -847,6 +916,8 @@ static void gen_cond(struct gen *g, const struct ast_expr *e, bool jump_if, stru
         }
         return;
     }
+    if (e->kind == EX_BINARY && is_cmp_tok(e->bin.op) && gen_cond_imm(g, e, jump_if, l))
+        return;
     if (e->kind == EX_BINARY && is_cmp_tok(e->bin.op)) {
         unsigned ra, rb;
         enum flow_type ta = gx(g, e->bin.l, &ra);
@@ -946,6 +1017,27 @@ static void gen_assign(struct gen *g, const struct ast_stmt *s)
     unsigned save = g->nreg, r;
     char what[64];
     snprintf(what, sizeof(what), "variable '%s'", s->name);
+    int64_t kc;
+    int32_t off = (int32_t)g->var_off[idx];
+    if (v->t.type == FLOW_T_INT && s->assign_op == T_ASSIGN && k16_of(s->expr, &kc)) {
+        emit(g, OP_STMI, 0, k16_lo(kc), k16_hi(kc), off);
+        return;
+    }
+    if (v->t.type == FLOW_T_INT && (s->assign_op == T_PLUSEQ || s->assign_op == T_MINUSEQ) &&
+        k16_of(s->expr, &kc) && kc != INT16_MIN) {
+        kc = s->assign_op == T_PLUSEQ ? kc : -kc;
+        emit(g, OP_ADDMI, 0, k16_lo(kc), k16_hi(kc), off);
+        return;
+    }
+    if (v->t.type == FLOW_T_INT && s->assign_op == T_PLUSEQ) {
+        enum flow_type t = gx(g, s->expr, &r);
+        if (t == FLOW_T_INT)
+            emit(g, OP_ADDM, r, 0, 0, off);
+        else if (t)
+            coerce(g, &r, t, v->t.type, s->expr->line, s->expr->col, what);
+        g->nreg = save;
+        return;
+    }
     if (s->assign_op == T_ASSIGN) {
         enum flow_type t = gx(g, s->expr, &r);
         if (t && coerce(g, &r, t, v->t.type, s->expr->line, s->expr->col, what))

@@ -70,10 +70,19 @@ enum vm_op {
     OP_JMP, /* pc += imm */
     OP_JZ,  /* if a == 0: pc += imm */
     OP_JNZ,
-    OP_JLT,      /* if !(a < b): pc += imm   (fused int compare-and-branch) */
-    OP_JLE,      /* if !(a <= b) */
-    OP_JEQ,      /* if !(a == b) */
-    OP_JNE,      /* if !(a != b) */
+    OP_JLT,   /* if !(a < b): pc += imm   (fused int compare-and-branch) */
+    OP_JLE,   /* if !(a <= b) */
+    OP_JEQ,   /* if !(a == b) */
+    OP_JNE,   /* if !(a != b) */
+    OP_ADDM,  /* record int at imm += a            (fused load-add-store) */
+    OP_ADDMI, /* record int at imm += k16          (k16 = int16 of b | c << 8) */
+    OP_STMI,  /* record int at imm = k16 */
+    OP_JLTI,  /* if !(a < k16): pc += imm          (compare with a constant) */
+    OP_JLEI,
+    OP_JGTI,
+    OP_JGEI,
+    OP_JEQI,
+    OP_JNEI,
     OP_QPUSH,    /* queue imm push a (dropped when full) */
     OP_QPOP,     /* a = pop queue imm (zero value when empty) */
     OP_QFRONT,   /* a = front of queue imm (zero value when empty) */
@@ -170,7 +179,7 @@ struct fb_var {
 struct fb_queue {
     uint32_t name;
     uint8_t type, text_cap, cap, elem_size;
-    uint32_t offset; /* u8 head, u8 count, then cap * elem_size bytes */
+    uint32_t offset; /* u8 head, u8 count, then (cap + 1) * elem_size bytes (vm.c) */
     uint32_t pad;
 };
 
@@ -261,6 +270,9 @@ struct flow_def {
     uint16_t tfirst[FLOW_STATES_MAX + 1], tcount[FLOW_STATES_MAX + 1];
     int16_t silence[FLOW_STATES_MAX + 1];
     int16_t *slot_timer;
+    /* entry_code[row * ntriggers + trigger]: first instruction of the handler block, or
+     * NULL (derived from entries; rows = states then any) */
+    const struct vm_insn **entry_code;
     uint8_t *init_record; /* record image after vm_record_init (created_ns 0) */
 };
 

@@ -263,7 +263,7 @@ static int64_t f2i(double f)
     return (int64_t)f;
 }
 
-static enum vm_end exec(struct vm_ctx *c, int hi, union vm_reg *r);
+static enum vm_end exec(struct vm_ctx *c, const struct vm_insn *pc, union vm_reg *r);
 
 static void transition(struct vm_ctx *c, unsigned target, union vm_reg *regs)
 {
@@ -275,234 +275,309 @@ static void transition(struct vm_ctx *c, unsigned target, union vm_reg *regs)
     c->moved = true;
     row_arm(c, target);
     if (d->states[target].enter >= 0)
-        exec(c, d->states[target].enter, regs);
+        exec(c, d->code + d->handlers[d->states[target].enter].code_start, regs);
 }
 
-static enum vm_end exec(struct vm_ctx *c, int hi, union vm_reg *r)
+static enum vm_end exec(struct vm_ctx *c, const struct vm_insn *pc, union vm_reg *r)
 {
     const struct flow_def *d = c->d;
-    const struct vm_insn *pc = d->code + d->handlers[hi].code_start;
     uint8_t *rec = c->rec;
-    for (;;) {
-        const struct vm_insn *in = pc++;
-        switch (in->op) {
-        case OP_HALT:
+    /* direct threading: one indirect jump per instruction, at the end of each one */
+    static const void *const labels[OP_COUNT_] = {
+#define LABEL(op) [op] = &&L_##op
+        LABEL(OP_HALT),   LABEL(OP_NOMATCH),  LABEL(OP_LDI),  LABEL(OP_LDK),     LABEL(OP_LDT),
+        LABEL(OP_LD64),   LABEL(OP_LD8),      LABEL(OP_LDTX), LABEL(OP_ST64),    LABEL(OP_ST8),
+        LABEL(OP_STTX),   LABEL(OP_ID),       LABEL(OP_NOW),  LABEL(OP_MOV),     LABEL(OP_ADD),
+        LABEL(OP_SUB),    LABEL(OP_MUL),      LABEL(OP_DIV),  LABEL(OP_MOD),     LABEL(OP_ADDI),
+        LABEL(OP_NEG),    LABEL(OP_ABS),      LABEL(OP_MIN),  LABEL(OP_MAX),     LABEL(OP_FADD),
+        LABEL(OP_FSUB),   LABEL(OP_FMUL),     LABEL(OP_FDIV), LABEL(OP_FNEG),    LABEL(OP_FABS),
+        LABEL(OP_FMIN),   LABEL(OP_FMAX),     LABEL(OP_I2F),  LABEL(OP_F2I),     LABEL(OP_EQ),
+        LABEL(OP_NE),     LABEL(OP_LT),       LABEL(OP_LE),   LABEL(OP_FEQ),     LABEL(OP_FNE),
+        LABEL(OP_FLT),    LABEL(OP_FLE),      LABEL(OP_TEQ),  LABEL(OP_TNE),     LABEL(OP_NOT),
+        LABEL(OP_JMP),    LABEL(OP_JZ),       LABEL(OP_JNZ),  LABEL(OP_JLT),     LABEL(OP_JLE),
+        LABEL(OP_JEQ),    LABEL(OP_JNE),      LABEL(OP_ADDM), LABEL(OP_ADDMI),   LABEL(OP_STMI),
+        LABEL(OP_JLTI),   LABEL(OP_JLEI),     LABEL(OP_JGTI), LABEL(OP_JGEI),    LABEL(OP_JEQI),
+        LABEL(OP_JNEI),   LABEL(OP_QPUSH),    LABEL(OP_QPOP), LABEL(OP_QFRONT),  LABEL(OP_QLEN),
+        LABEL(OP_QCLEAR), LABEL(OP_APEND),    LABEL(OP_RUN),  LABEL(OP_ACANCEL), LABEL(OP_TCANCEL),
+        LABEL(OP_GOTO),   LABEL(OP_COMPLETE),
+#undef LABEL
+    };
+#define CASE(op) L_##op:
+#define NEXT     goto *labels[(in = pc++)->op]
+#define K16(in)  ((int64_t)(int16_t)((uint16_t)(in)->b | (uint16_t)((in)->c << 8)))
+    const struct vm_insn *in;
+    NEXT;
+    {
+        {
+            CASE(OP_HALT)
             return END_HALT;
-        case OP_NOMATCH:
+            CASE(OP_NOMATCH)
             return END_NOMATCH;
-        case OP_LDI:
+            CASE(OP_LDI)
             r[in->a].i = in->imm;
-            break;
-        case OP_LDK:
+            NEXT;
+            CASE(OP_LDK)
             r[in->a].u = d->consts[in->imm];
-            break;
-        case OP_LDT:
+            NEXT;
+            CASE(OP_LDT)
             r[in->a].t.p = d->strings + d->tconsts[in->imm].off;
             r[in->a].t.n = d->tconsts[in->imm].len;
-            break;
-        case OP_LD64:
+            NEXT;
+            CASE(OP_LD64)
             memcpy(&r[in->a].u, rec + in->imm, 8);
-            break;
-        case OP_LD8:
+            NEXT;
+            CASE(OP_LD8)
             r[in->a].i = rec[in->imm] != 0;
-            break;
-        case OP_LDTX: {
-            unsigned n = rec[in->imm];
-            r[in->a].t.p = (const char *)rec + in->imm + 1;
-            r[in->a].t.n = n > in->b ? in->b : n;
-            break;
-        }
-        case OP_ST64:
+            NEXT;
+            CASE(OP_LDTX)
+            {
+                unsigned n = rec[in->imm];
+                r[in->a].t.p = (const char *)rec + in->imm + 1;
+                r[in->a].t.n = n > in->b ? in->b : n;
+                NEXT;
+            }
+            CASE(OP_ST64)
             memcpy(rec + in->imm, &r[in->a].u, 8);
-            break;
-        case OP_ST8:
+            NEXT;
+            CASE(OP_ST8)
             rec[in->imm] = r[in->a].i != 0;
-            break;
-        case OP_STTX:
+            NEXT;
+            CASE(OP_STTX)
             text_store(rec + in->imm, in->b, r[in->a].t.p, r[in->a].t.n);
-            break;
-        case OP_ID:
+            NEXT;
+            CASE(OP_ID)
             r[in->a].t.p = c->id;
             r[in->a].t.n = c->id_len;
-            break;
-        case OP_NOW:
+            NEXT;
+            CASE(OP_NOW)
             r[in->a].u = c->now;
-            break;
-        case OP_MOV:
+            NEXT;
+            CASE(OP_MOV)
             r[in->a] = r[in->b];
-            break;
-        case OP_ADD:
+            NEXT;
+            CASE(OP_ADD)
             r[in->a].u = r[in->b].u + r[in->c].u;
-            break;
-        case OP_SUB:
+            NEXT;
+            CASE(OP_SUB)
             r[in->a].u = r[in->b].u - r[in->c].u;
-            break;
-        case OP_MUL:
+            NEXT;
+            CASE(OP_MUL)
             r[in->a].u = r[in->b].u * r[in->c].u;
-            break;
-        case OP_DIV: {
-            int64_t x = r[in->b].i, y = r[in->c].i;
-            r[in->a].i = y == 0 ? 0 : (y == -1 ? (int64_t)(0 - (uint64_t)x) : x / y);
-            break;
-        }
-        case OP_MOD: {
-            int64_t x = r[in->b].i, y = r[in->c].i;
-            r[in->a].i = (y == 0 || y == -1) ? 0 : x % y;
-            break;
-        }
-        case OP_ADDI:
+            NEXT;
+            CASE(OP_DIV)
+            {
+                int64_t x = r[in->b].i, y = r[in->c].i;
+                r[in->a].i = y == 0 ? 0 : (y == -1 ? (int64_t)(0 - (uint64_t)x) : x / y);
+                NEXT;
+            }
+            CASE(OP_MOD)
+            {
+                int64_t x = r[in->b].i, y = r[in->c].i;
+                r[in->a].i = (y == 0 || y == -1) ? 0 : x % y;
+                NEXT;
+            }
+            CASE(OP_ADDI)
             r[in->a].u = r[in->b].u + (uint64_t)(int64_t)in->imm;
-            break;
-        case OP_NEG:
+            NEXT;
+            CASE(OP_NEG)
             r[in->a].u = 0 - r[in->b].u;
-            break;
-        case OP_ABS:
+            NEXT;
+            CASE(OP_ABS)
             r[in->a].u = r[in->b].i < 0 ? 0 - r[in->b].u : r[in->b].u;
-            break;
-        case OP_MIN:
+            NEXT;
+            CASE(OP_MIN)
             r[in->a].i = r[in->b].i < r[in->c].i ? r[in->b].i : r[in->c].i;
-            break;
-        case OP_MAX:
+            NEXT;
+            CASE(OP_MAX)
             r[in->a].i = r[in->b].i > r[in->c].i ? r[in->b].i : r[in->c].i;
-            break;
-        case OP_FADD:
+            NEXT;
+            CASE(OP_FADD)
             r[in->a].f = r[in->b].f + r[in->c].f;
-            break;
-        case OP_FSUB:
+            NEXT;
+            CASE(OP_FSUB)
             r[in->a].f = r[in->b].f - r[in->c].f;
-            break;
-        case OP_FMUL:
+            NEXT;
+            CASE(OP_FMUL)
             r[in->a].f = r[in->b].f * r[in->c].f;
-            break;
-        case OP_FDIV:
+            NEXT;
+            CASE(OP_FDIV)
             r[in->a].f = r[in->b].f / r[in->c].f;
-            break;
-        case OP_FNEG:
+            NEXT;
+            CASE(OP_FNEG)
             r[in->a].f = -r[in->b].f;
-            break;
-        case OP_FABS:
+            NEXT;
+            CASE(OP_FABS)
             r[in->a].f = fabs(r[in->b].f);
-            break;
-        case OP_FMIN:
+            NEXT;
+            CASE(OP_FMIN)
             r[in->a].f = r[in->b].f < r[in->c].f ? r[in->b].f : r[in->c].f;
-            break;
-        case OP_FMAX:
+            NEXT;
+            CASE(OP_FMAX)
             r[in->a].f = r[in->b].f > r[in->c].f ? r[in->b].f : r[in->c].f;
-            break;
-        case OP_I2F:
+            NEXT;
+            CASE(OP_I2F)
             r[in->a].f = (double)r[in->b].i;
-            break;
-        case OP_F2I:
+            NEXT;
+            CASE(OP_F2I)
             r[in->a].i = f2i(r[in->b].f);
-            break;
-        case OP_EQ:
+            NEXT;
+            CASE(OP_EQ)
             r[in->a].i = r[in->b].i == r[in->c].i;
-            break;
-        case OP_NE:
+            NEXT;
+            CASE(OP_NE)
             r[in->a].i = r[in->b].i != r[in->c].i;
-            break;
-        case OP_LT:
+            NEXT;
+            CASE(OP_LT)
             r[in->a].i = r[in->b].i < r[in->c].i;
-            break;
-        case OP_LE:
+            NEXT;
+            CASE(OP_LE)
             r[in->a].i = r[in->b].i <= r[in->c].i;
-            break;
-        case OP_FEQ:
+            NEXT;
+            CASE(OP_FEQ)
             r[in->a].i = r[in->b].f == r[in->c].f;
-            break;
-        case OP_FNE:
+            NEXT;
+            CASE(OP_FNE)
             r[in->a].i = r[in->b].f != r[in->c].f;
-            break;
-        case OP_FLT:
+            NEXT;
+            CASE(OP_FLT)
             r[in->a].i = r[in->b].f < r[in->c].f;
-            break;
-        case OP_FLE:
+            NEXT;
+            CASE(OP_FLE)
             r[in->a].i = r[in->b].f <= r[in->c].f;
-            break;
-        case OP_TEQ:
-        case OP_TNE: {
-            bool eq = r[in->b].t.n == r[in->c].t.n &&
-                      memcmp(r[in->b].t.p, r[in->c].t.p, r[in->b].t.n) == 0;
-            r[in->a].i = (in->op == OP_TEQ) == eq;
-            break;
-        }
-        case OP_NOT:
+            NEXT;
+            CASE(OP_TEQ)
+            CASE(OP_TNE)
+            {
+                bool eq = r[in->b].t.n == r[in->c].t.n &&
+                          memcmp(r[in->b].t.p, r[in->c].t.p, r[in->b].t.n) == 0;
+                r[in->a].i = (in->op == OP_TEQ) == eq;
+                NEXT;
+            }
+            CASE(OP_NOT)
             r[in->a].i = r[in->b].i == 0;
-            break;
-        case OP_JMP:
+            NEXT;
+            CASE(OP_JMP)
             pc += in->imm;
-            break;
-        case OP_JZ:
+            NEXT;
+            CASE(OP_JZ)
             if (r[in->a].i == 0)
                 pc += in->imm;
-            break;
-        case OP_JNZ:
+            NEXT;
+            CASE(OP_JNZ)
             if (r[in->a].i != 0)
                 pc += in->imm;
-            break;
-        case OP_JLT:
+            NEXT;
+            CASE(OP_JLT)
             if (!(r[in->a].i < r[in->b].i))
                 pc += in->imm;
-            break;
-        case OP_JLE:
+            NEXT;
+            CASE(OP_JLE)
             if (!(r[in->a].i <= r[in->b].i))
                 pc += in->imm;
-            break;
-        case OP_JEQ:
+            NEXT;
+            CASE(OP_JEQ)
             if (r[in->a].i != r[in->b].i)
                 pc += in->imm;
-            break;
-        case OP_JNE:
+            NEXT;
+            CASE(OP_JNE)
             if (r[in->a].i == r[in->b].i)
                 pc += in->imm;
-            break;
-        case OP_QPUSH:
-        case OP_QPOP:
-        case OP_QFRONT:
-        case OP_QLEN:
-        case OP_QCLEAR:
+            NEXT;
+            CASE(OP_ADDM)
+            {
+                uint64_t v;
+                memcpy(&v, rec + in->imm, 8);
+                v += r[in->a].u;
+                memcpy(rec + in->imm, &v, 8);
+                NEXT;
+            }
+            CASE(OP_ADDMI)
+            {
+                uint64_t v;
+                memcpy(&v, rec + in->imm, 8);
+                v += (uint64_t)(int64_t)K16(in);
+                memcpy(rec + in->imm, &v, 8);
+                NEXT;
+            }
+            CASE(OP_STMI)
+            {
+                int64_t v = K16(in);
+                memcpy(rec + in->imm, &v, 8);
+                NEXT;
+            }
+            CASE(OP_JLTI)
+            if (!(r[in->a].i < K16(in)))
+                pc += in->imm;
+            NEXT;
+            CASE(OP_JLEI)
+            if (!(r[in->a].i <= K16(in)))
+                pc += in->imm;
+            NEXT;
+            CASE(OP_JGTI)
+            if (!(r[in->a].i > K16(in)))
+                pc += in->imm;
+            NEXT;
+            CASE(OP_JGEI)
+            if (!(r[in->a].i >= K16(in)))
+                pc += in->imm;
+            NEXT;
+            CASE(OP_JEQI)
+            if (r[in->a].i != K16(in))
+                pc += in->imm;
+            NEXT;
+            CASE(OP_JNEI)
+            if (r[in->a].i == K16(in))
+                pc += in->imm;
+            NEXT;
+            CASE(OP_QPUSH)
+            CASE(OP_QPOP)
+            CASE(OP_QFRONT)
+            CASE(OP_QLEN)
+            CASE(OP_QCLEAR)
             queue_op(c, in, r);
-            break;
-        case OP_APEND:
+            NEXT;
+            CASE(OP_APEND)
             r[in->a].i = c->acts[in->imm].pending != 0;
-            break;
-        case OP_RUN:
+            NEXT;
+            CASE(OP_RUN)
             act_run(c, (unsigned)in->imm, &r[in->b]);
-            break;
-        case OP_ACANCEL:
+            NEXT;
+            CASE(OP_ACANCEL)
             act_cancel(c, (unsigned)in->imm);
-            break;
-        case OP_TCANCEL:
+            NEXT;
+            CASE(OP_TCANCEL)
             timer_cancel(c, (unsigned)in->imm);
-            break;
-        case OP_GOTO:
+            NEXT;
+            CASE(OP_GOTO)
             transition(c, (unsigned)in->imm, r);
             return END_DONE;
-        case OP_COMPLETE:
+            CASE(OP_COMPLETE)
             complete(c);
             return END_DONE;
-        default:
-            assert(!"opcode rejected by the verifier");
-            return END_HALT;
         }
     }
 }
+#undef CASE
+#undef NEXT
+#undef K16
 
 /* Run the state's handler block for `trig`, falling back to the `any:` one. */
-static void run_trigger(struct vm_ctx *c, unsigned trig, union vm_reg *regs)
+static inline __attribute__((always_inline)) void run_trigger(struct vm_ctx *c, unsigned trig,
+                                                              union vm_reg *regs)
 {
     const struct flow_def *d = c->d;
-    int hi = d->entries[c->hdr->state * d->ntriggers + trig];
-    if (hi >= 0 && exec(c, hi, regs) != END_NOMATCH)
+    const struct vm_insn *code = d->entry_code[c->hdr->state * d->ntriggers + trig];
+    if (code && exec(c, code, regs) != END_NOMATCH)
         return;
-    hi = d->entries[d->nstates * d->ntriggers + trig];
-    if (hi >= 0)
-        exec(c, hi, regs);
+    code = d->entry_code[d->nstates * d->ntriggers + trig];
+    if (code)
+        exec(c, code, regs);
 }
 
 /* Common entry checks; on success fills the context. */
-static int enter_vm(struct vm_ctx *c, const struct flow_def *d, void *record, const char *id,
-                    size_t id_len, uint64_t now, struct vm_cmd *cmds, unsigned cmds_max)
+static inline __attribute__((always_inline)) int
+enter_vm(struct vm_ctx *c, const struct flow_def *d, void *record, const char *id, size_t id_len,
+         uint64_t now, struct vm_cmd *cmds, unsigned cmds_max)
 {
     assert(((uintptr_t)record & 7) == 0);
     uint8_t *rec = record;
@@ -541,38 +616,73 @@ void vm_record_init(const struct flow_def *def, void *record, const char *id, si
     ((struct vm_rec_header *)record)->created_ns = now_ns;
 }
 
-/* Convert fields into registers per the signal's declared types. */
-static int load_fields(const struct flow_def *d, const struct fb_signal *s,
-                       const struct sf_value *fields, unsigned nfields, union vm_reg *regs)
+_Static_assert((int)FLOW_T_INT == (int)SF_VAL_INT && (int)FLOW_T_FLOAT == (int)SF_VAL_FLOAT &&
+                   (int)FLOW_T_BOOL == (int)SF_VAL_BOOL && (int)FLOW_T_TEXT == (int)SF_VAL_TEXT,
+               "flow types and wire value types share their numbers");
+
+/* A field whose wire type is not its declared type: NULL reads as zero, an int is taken
+ * for a float, anything else is refused. */
+static int load_field_slow(uint8_t want, const struct sf_value *v, union vm_reg *r)
 {
-    for (unsigned i = 0; i < s->nfields; i++) {
-        uint8_t want = d->fields[s->first_field + i].type;
-        const struct sf_value *v = i < nfields ? &fields[i] : NULL;
-        enum sf_val_type got = v ? v->type : SF_VAL_NULL;
-        union vm_reg *r = &regs[i];
-        if (want == FLOW_T_TEXT) {
-            r->t.p = got == SF_VAL_TEXT ? v->text.ptr : "";
-            r->t.n = got == SF_VAL_TEXT ? v->text.len : 0;
-            if (got == SF_VAL_TEXT && !v->text.ptr && v->text.len)
-                return VM_ERR_FIELD_TYPE;
-        } else if (got == SF_VAL_NULL) {
+    enum sf_val_type got = v ? v->type : SF_VAL_NULL;
+    if (got == SF_VAL_NULL) {
+        r->t.p = "";
+        r->t.n = 0;
+        if (want != FLOW_T_TEXT)
             r->u = 0;
+        return 0;
+    }
+    if (want == FLOW_T_FLOAT && got == SF_VAL_INT) {
+        r->f = (double)v->i;
+        return 0;
+    }
+    return VM_ERR_FIELD_TYPE;
+}
+
+/* Convert fields into registers per the signal's declared types. */
+static inline __attribute__((always_inline)) int load_fields(const struct flow_def *d,
+                                                             const struct fb_signal *s,
+                                                             const struct sf_value *fields,
+                                                             unsigned nfields, union vm_reg *regs)
+{
+    const struct fb_field *ff = d->fields + s->first_field;
+    for (unsigned i = 0; i < s->nfields; i++) {
+        uint8_t want = ff[i].type;
+        union vm_reg *r = &regs[i];
+        if (i < nfields && fields[i].type == (enum sf_val_type)want) {
+            const struct sf_value *v = &fields[i];
+            if (want == FLOW_T_TEXT) {
+                if (!v->text.ptr && v->text.len)
+                    return VM_ERR_FIELD_TYPE;
+                r->t.p = v->text.ptr ? v->text.ptr : "";
+                r->t.n = v->text.len;
+            } else if (want == FLOW_T_BOOL) {
+                r->i = v->b;
+            } else {
+                memcpy(&r->u, &v->i, 8); /* int64 or double bits */
+            }
             continue;
-        } else if (want == FLOW_T_INT && got == SF_VAL_INT) {
-            r->i = v->i;
-        } else if (want == FLOW_T_FLOAT && got == SF_VAL_FLOAT) {
-            r->f = v->f;
-        } else if (want == FLOW_T_FLOAT && got == SF_VAL_INT) {
-            r->f = (double)v->i;
-        } else if (want == FLOW_T_BOOL && got == SF_VAL_BOOL) {
-            r->i = v->b;
-        } else {
-            return VM_ERR_FIELD_TYPE;
         }
-        if (want == FLOW_T_TEXT && got != SF_VAL_TEXT && got != SF_VAL_NULL)
-            return VM_ERR_FIELD_TYPE;
+        int rc = load_field_slow(want, i < nfields ? &fields[i] : NULL, r);
+        if (rc < 0)
+            return rc;
     }
     return 0;
+}
+
+/* First call on a record: enter the initial state (arm its and `any:` timers, run its
+ * `on enter`). */
+static __attribute__((noinline, cold)) void vm_start(struct vm_ctx *c)
+{
+    const struct flow_def *d = c->d;
+    c->hdr->flags |= VM_REC_STARTED;
+    row_arm(c, d->nstates);
+    row_arm(c, c->hdr->state);
+    int32_t e = d->states[c->hdr->state].enter;
+    if (e >= 0) {
+        union vm_reg scratch[VM_REGS_MAX];
+        exec(c, d->code + d->handlers[e].code_start, scratch);
+    }
 }
 
 int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
@@ -589,16 +699,8 @@ int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
     if ((rc = load_fields(def, &def->signals[sig], fields, nfields, regs)) < 0)
         return rc;
     bool fresh = !(c.hdr->flags & VM_REC_STARTED);
-    if (fresh) {
-        c.hdr->flags |= VM_REC_STARTED;
-        row_arm(&c, def->nstates);
-        row_arm(&c, c.hdr->state);
-        int32_t e = def->states[c.hdr->state].enter;
-        if (e >= 0) {
-            union vm_reg scratch[VM_REGS_MAX];
-            exec(&c, e, scratch);
-        }
-    }
+    if (fresh)
+        vm_start(&c);
     run_trigger(&c, sig, regs);
     if (!(c.hdr->flags & VM_REC_COMPLETED)) {
         /* every signal resets the silence timers (a start or a new state armed them) */

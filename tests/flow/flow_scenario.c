@@ -39,7 +39,9 @@
 #include <cmocka.h>
 
 /* messages are truncated on purpose when they are long */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include "sf_flow.h"
 

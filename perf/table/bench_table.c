@@ -12,6 +12,9 @@
  *                    records; apply (every DRAM line of the burst is in flight together)
  *   apply_prefetch:  prefetch table lines; wf_part_apply
  *   apply_plain:     wf_part_apply per event, no prefetch
+ *   floor_2lines:    no table logic: one random table line read and one random record
+ *                    line written per event, prefetched a burst ahead (the memory floor of
+ *                    any design that keeps slots and records apart, on this machine)
  * Events are random (uniform) over existing workflows; their ids are pre-formatted in a
  * sequential buffer, standing in for packets in an rx burst.
  * Usage: bench_table [--quick] [--n WORKFLOWS] [--burst EVENTS] [--mode apply_ref|...]
@@ -53,9 +56,16 @@ struct bench_store {
     size_t part_bytes;     /* per partition, 64-byte aligned */
 };
 
-enum bench_mode { BENCH_INSERT, BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
-static const char *const bench_mode_name[] = { "insert", "apply_ref", "apply_pipelined",
-                                               "apply_prefetch", "apply_plain" };
+enum bench_mode {
+    BENCH_INSERT,
+    BENCH_REF,
+    BENCH_PIPELINED,
+    BENCH_PREFETCH,
+    BENCH_PLAIN,
+    BENCH_FLOOR
+};
+static const char *const bench_mode_name[] = { "insert",         "apply_ref",   "apply_pipelined",
+                                               "apply_prefetch", "apply_plain", "floor_2lines" };
 
 /* CPU time of this thread: on a shared 2-core machine the TSC also counts time the
  * benchmark was descheduled; oncpu_cycles_per_event does not. */
@@ -91,6 +101,7 @@ static void bench_format_id(char *out, uint32_t n)
 
 static int bench_store_init(struct bench_store *s, uint64_t workflows)
 {
+    s->ref_applied = 0;
     s->capacity = wf_part_capacity_for(workflows, WF_BENCH_PARTITIONS);
     s->keystore_bytes = (size_t)s->capacity * (WF_KEY_ENTRY_HDR + WF_BENCH_ID_LEN) + 64;
     s->part_bytes = (wf_part_mem_size(s->capacity, s->keystore_bytes) + 63) & ~(size_t)63;
@@ -135,6 +146,29 @@ static uint32_t bench_burst_ref(struct bench_store *s, const struct bench_event 
         }
     }
     return refused;
+}
+
+/* The platform's floor for this design: per event, one random table line read and one
+ * random record line written, both prefetched a burst ahead; no hashing, no compare. */
+static uint32_t bench_burst_floor(struct bench_store *s, uint32_t n)
+{
+    struct wf_bucket *b[WF_BENCH_BURST_MAX];
+    struct wf_count_rec *r[WF_BENCH_BURST_MAX];
+    assert(n <= WF_BENCH_BURST_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t x = bench_rand();
+        const struct wf_part_ref *ref = &s->ref[x % WF_BENCH_PARTITIONS];
+        b[i] = &ref->buckets[wf_table_reduce((uint32_t)(x >> 32), ref->bucket_count)];
+        r[i] = &wf_ref_recs(ref)[wf_table_reduce((uint32_t)(x >> 12), s->capacity)];
+        __builtin_prefetch(b[i], 0, 3);
+        __builtin_prefetch(r[i], 1, 3);
+    }
+    uint32_t odd = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        odd += b[i]->used & 1;
+        r[i]->last_ts_ns++;
+    }
+    return odd > n; /* never: keeps the reads */
 }
 
 /* One burst of events, handled as the owner loop will. Returns events refused. */
@@ -205,6 +239,8 @@ static void bench_run(struct bench_store *s, const struct bench_event *ev, uint6
         uint32_t n = events - base < bench_burst_len ? (uint32_t)(events - base) : bench_burst_len;
         if (mode == BENCH_REF)
             refused += bench_burst_ref(s, ev + base, n, t0);
+        else if (mode == BENCH_FLOOR)
+            refused += bench_burst_floor(s, n);
         else
             refused += bench_burst(s, ev + base, n, mode, t0);
     }
@@ -269,17 +305,18 @@ static void bench_size(uint64_t workflows, uint64_t events)
         ev[i].event_id = workflows + i + 1;
     }
     uint64_t applied = workflows;
-    const enum bench_mode modes[] = { BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN };
+    const enum bench_mode modes[] = { BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN,
+                                      BENCH_FLOOR };
     for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
         if (bench_only_mode && strcmp(bench_only_mode, bench_mode_name[modes[m]]) != 0)
             continue;
         bench_run(&s, ev, events, modes[m], workflows);
-        applied += events;
+        applied += modes[m] == BENCH_FLOOR ? 0 : events;
     }
     struct bench_sums sum = bench_store_sums(&s);
     if (sum.signals + s.ref_applied != applied) { /* every signal counted exactly once */
         fprintf(stderr, "bench_table: %" PRIu64 " signals counted, %" PRIu64 " applied\n",
-                sum.signals, applied);
+                sum.signals + s.ref_applied, applied);
         exit(1);
     }
     sf_mem_free(ev, slots * sizeof(*ev));

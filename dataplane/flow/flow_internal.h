@@ -93,7 +93,7 @@ enum vm_op {
     OP_ACANCEL,  /* cancel activity imm's pending run */
     OP_TCANCEL,  /* disarm timer slot imm */
     OP_GOTO,     /* leave the state, enter state imm, run its `on enter`; ends handler */
-    OP_COMPLETE, /* cancel timers and activities, complete; ends handler */
+    OP_COMPLETE, /* disarm timers, complete; ends handler */
     OP_COUNT_
 };
 

@@ -29,6 +29,7 @@
 #include "sf_pkt.h"
 #include "sf_proto.h"
 #include "sf_wfstore.h"
+#include "wal.h"
 
 #define DP_RXQ_PER_LCORE_MAX  (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
 #define DP_STAGE_EVENTS       64   /* events staged per owner before a ring enqueue */
@@ -37,6 +38,8 @@
 #define DP_TX_BURST_MAX       32
 #define DP_MBUF_DATA_ROOM     (RTE_PKTMBUF_HEADROOM + 2048)
 #define DP_LIST_LIMIT_MAX     1000
+#define DP_ACK_RING_SIZE      1024 /* ACK mbufs from one owner to one rx lcore */
+#define DP_IO_WAIT_SLEEP_MAX_US 20 /* idle sleep cap while log batches or ACKs are pending */
 
 /* flags of struct dp_event */
 #define DP_EV_HAS_EVENT_ID    0x01
@@ -82,6 +85,10 @@ enum dp_counter {
     DP_C_IDLE_SLEEPS,
     DP_C_POLLS,
     DP_C_BUSY_POLLS,
+    DP_C_ACKS_SENT,          /* ACK datagrams sent (after durability) */
+    DP_C_ACK_ENTRIES,        /* event statuses carried by them */
+    DP_C_NACKS,              /* NACK datagrams sent at once (refused events: overloaded) */
+    DP_C_REPLAYED,           /* records replayed from the log at start-up */
     DP_C_COUNT
 };
 
@@ -93,6 +100,9 @@ enum dp_drop {
     DP_DROP_ICMP_RATE,       /* echo answer suppressed by the rate limit */
     DP_DROP_MBUF_ALLOC,      /* no mbuf for a reply */
     DP_DROP_SOCKET_ERRORS,   /* recvmmsg errors (socket source) */
+    DP_DROP_OVERLOADED,      /* refused: the log is behind (batches in flight at the limit) */
+    DP_DROP_ACK_QUEUE_FULL,  /* refused: too many frames already waiting for their ACK */
+    DP_DROP_ACK_TX,          /* an ACK or NACK could not be sent (no mbuf, tx or ring full) */
     DP_DROP_COUNT
 };
 
@@ -116,6 +126,12 @@ struct dp_lcore {
     struct rte_ring *in[DP_LCORES_MAX];  /* owner side: ring from rx lcore r (by rx index) */
     unsigned in_count;
     struct rte_ring *mailbox; /* control requests for this owner */
+    struct rte_ring *ack_out[DP_LCORES_MAX]; /* owner side: ACK mbufs to rx lcore r */
+    struct rte_ring *ack_in[DP_LCORES_MAX];  /* rx side: ACK mbufs from owner o */
+    struct wal *wal;          /* this owner's log (NULL when [wal] enabled = false) */
+    struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
+    uint64_t wal_replayed_lsn; /* last LSN replayed at start-up */
+    bool io_wait;             /* batches in flight or ACKs waiting: keep back-off short */
 
     /* rx staging: events waiting for a ring enqueue, per owner */
     struct dp_event stage[DP_LCORES_MAX][DP_STAGE_EVENTS] __rte_cache_aligned;
@@ -156,15 +172,40 @@ struct dp_node {
     uint64_t base_realtime_ns;
     uint64_t start_realtime_ns;
     volatile bool force_quit;
+    volatile int fatal;       /* -errno that stopped the node (a failed log), 0 if none */
+    char fatal_reason[256];
 };
 
 extern struct dp_node dp_node;
+
+/* ---- durability: frames waiting for their ACK ---------------------------------------- */
+
+/** One frame's statuses from one owner, sent once the log covers `lsn`. */
+struct dp_ack_group {
+    uint64_t lsn;              /* highest LSN among its events (0: nothing logged) */
+    struct rte_mbuf *m;        /* the frame's mbuf while the group is open (identity only) */
+    struct sf_ack_hdr hdr;
+    struct pkt_info req;       /* ethdev: where the frame came from (answer goes back there) */
+    uint8_t sa[32];            /* socket source: the sender's sockaddr */
+    uint16_t port, queue;
+    uint8_t src_lcore;
+    bool via_socket;
+    struct sf_ack_entry entries[SF_FRAME_EVENTS_MAX];
+};
+
+struct dp_ack_queue {
+    uint32_t size, mask;       /* power of 2 */
+    uint64_t head, tail;       /* groups [head, tail) wait; tail - 1 may be open */
+    struct dp_ack_group groups[];
+};
 
 /* ---- control requests (mailbox) ---------------------------------------------------- */
 
 enum dp_req_kind {
     DP_REQ_DESCRIBE,
     DP_REQ_LIST,
+    DP_REQ_WAL_STATS,
+    DP_REQ_TUNE,
 };
 
 struct dp_list_entry {
@@ -192,6 +233,13 @@ struct dp_req {
     struct dp_list_entry *entries;
     unsigned entry_count;
     bool more;                /* the owner stopped at limit with partitions left */
+    /* wal stats */
+    struct wal_stats wal_stats;
+    uint64_t durable_lsn, next_lsn, acks_waiting;
+    /* tune */
+    char tune_key[48];
+    uint64_t tune_value;
+    int result;               /* 0 or -errno */
     atomic_int done;          /* set last by the owner, with release ordering */
 };
 
@@ -243,6 +291,34 @@ unsigned dp_owner_poll(struct dp_lcore *lc);
 
 /** Apply a burst of events (prefetch pass, then apply pass) and free their mbufs. */
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n);
+
+/* ---- durability (dp_wal.c) ---- */
+
+/** Log record types of the dataplane. */
+enum dp_wal_type {
+    DP_WAL_SIGNAL = 1, /* an applied signal: the event as received, with its receive time */
+};
+
+/** Recover every owner's log (replaying it into the tables) and open it for appending.
+ *  Blocking; start-up only. Returns 0 or -errno (reason printed). */
+int dp_wal_open_all(struct dp_node *node);
+/** Log one event before applying it: 0 with *lsn, -EAGAIN when the log is behind (refuse
+ *  the event: nothing applied), or a fatal -errno (the node stops). */
+int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn);
+/** True when one more frame can wait for its ACK on this owner. */
+bool dp_ack_room(const struct dp_lcore *lc);
+/** Note the status of an ACK-requested event: sent once `lsn` is durable (lsn 0: a NACK of
+ *  an event refused before logging, sent at once). */
+void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn);
+/** Flush and close every owner's log (shutdown). */
+void dp_wal_close_all(struct dp_node *node);
+/** Owner loop: drive the log, release ACKs whose records are durable. Returns work done;
+ *  a failed log stops the node (node.fatal). */
+unsigned dp_wal_poll(struct dp_lcore *lc);
+/** Rx loop: transmit ACKs that owners handed to this lcore. Returns packets sent. */
+unsigned dp_ack_drain(struct dp_lcore *lc);
+/** Apply a tunable on this owner ("wal.batch_bytes_max", ...). 0 or -EINVAL. */
+int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value);
 
 /** Start / stop the control socket thread (unix socket at path). Returns 0 or -errno. */
 int dp_ctl_start(struct dp_node *node, const char *path);

@@ -218,9 +218,65 @@ static int cfg_dataplane(struct dp_config_parse *p, const char *name, const char
     return 1;
 }
 
+static bool cfg_bool(const char *value, bool *out)
+{
+    if (strcmp(value, "true") == 0 || strcmp(value, "on") == 0 || strcmp(value, "yes") == 0 ||
+        strcmp(value, "1") == 0)
+        *out = true;
+    else if (strcmp(value, "false") == 0 || strcmp(value, "off") == 0 ||
+             strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+static const struct cfg_uint_key cfg_wal_keys[] = {
+    { "batch_bytes_max", offsetof(struct dp_config, wal_batch_bytes_max), 4096, 1u << 20, false },
+    { "batch_deadline_us", offsetof(struct dp_config, wal_batch_deadline_us), 0, 100000, false },
+    { "inflight_max", offsetof(struct dp_config, wal_inflight_max), 2, 16, false },
+    { "ack_groups", offsetof(struct dp_config, ack_groups), 64, 1u << 20, true },
+};
+
+static int cfg_wal(struct dp_config_parse *p, const char *name, const char *value)
+{
+    struct dp_config *cfg = p->cfg;
+    for (size_t i = 0; i < sizeof(cfg_wal_keys) / sizeof(cfg_wal_keys[0]); i++) {
+        const struct cfg_uint_key *k = &cfg_wal_keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        unsigned v;
+        char range[64];
+        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max,
+                 k->pow2 ? ", a power of 2" : "");
+        if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
+            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
+        memcpy((char *)cfg + k->offset, &v, sizeof(v));
+        return 1;
+    }
+    uint64_t v;
+    if (strcmp(name, "enabled") == 0) {
+        if (!cfg_bool(value, &cfg->wal_enabled))
+            return cfg_fail(p, "enabled: '%s' is not true/false%s", value, "");
+    } else if (strcmp(name, "direct_io") == 0) {
+        if (!cfg_bool(value, &cfg->wal_direct_io))
+            return cfg_fail(p, "direct_io: '%s' is not true/false%s", value, "");
+    } else if (strcmp(name, "segment_bytes") == 0) {
+        if (!cfg_u64(value, 1u << 20, 1ull << 34, &v) || v % 4096 != 0)
+            return cfg_fail(p, "segment_bytes: '%s' must be 1M..16G, a multiple of 4096%s",
+                            value, "");
+        cfg->wal_segment_bytes = v;
+    } else {
+        return cfg_fail(p, "unknown key '%s' in section [%s]", name, "wal");
+    }
+    return 1;
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
+    if (strcmp(section, "wal") == 0)
+        return cfg_wal(p, name, value);
     if (strcmp(section, "node") == 0)
         return cfg_node(p, name, value);
     if (strcmp(section, "dataplane") == 0)
@@ -248,6 +304,13 @@ void dp_config_defaults(struct dp_config *cfg)
     cfg->idle_pause_polls = 256;
     cfg->idle_sleep_max_us = 500;
     cfg->icmp_rate = 1000;
+    cfg->wal_enabled = true;
+    cfg->wal_segment_bytes = 64ull << 20;
+    cfg->wal_batch_bytes_max = 256u << 10;
+    cfg->wal_batch_deadline_us = 100;
+    cfg->wal_inflight_max = 4;
+    cfg->wal_direct_io = false;
+    cfg->ack_groups = 8192;
 }
 
 static int cfg_check(const struct dp_config *cfg, char *reason, size_t len)

@@ -47,6 +47,14 @@ struct dp_config {
     unsigned idle_pause_polls;      /* empty polls spent in rte_pause before sleeping */
     unsigned idle_sleep_max_us;     /* longest back-off sleep */
     unsigned icmp_rate;             /* ICMP/ICMPv6 echo answers per second per core */
+    /* [wal] */
+    bool wal_enabled;               /* false only for benchmarks of the volatile path */
+    uint64_t wal_segment_bytes;
+    unsigned wal_batch_bytes_max;
+    unsigned wal_batch_deadline_us;
+    unsigned wal_inflight_max;
+    bool wal_direct_io;
+    unsigned ack_groups;            /* frames per owner waiting for durability to be ACKed */
 };
 
 /** Fill *cfg with the defaults documented in README.md. Can't fail. */

@@ -35,6 +35,8 @@ static int dp_ctl_fd = -1;
 static volatile bool dp_ctl_quit;
 static char dp_ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
+static int dp_ctl_ask(unsigned owner, struct dp_req *req);
+
 static json_t *dp_ctl_error(const char *msg)
 {
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
@@ -84,6 +86,29 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                                             (json_int_t)lc->rxq[q].packets));
     json_object_set_new(c, "rx_queues", qs);
     json_object_set_new(c, "drops", dp_ctl_drops(lc));
+    if (lc->owner) {
+        struct dp_req *req = calloc(1, sizeof(*req));
+        if (req) {
+            req->kind = DP_REQ_WAL_STATS;
+            if (dp_ctl_ask(lc->owner_index, req) == 0 && req->result == 0) {
+                const struct wal_stats *w = &req->wal_stats;
+                json_object_set_new(
+                    c, "wal",
+                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "durable_lsn",
+                              (json_int_t)req->durable_lsn, "next_lsn",
+                              (json_int_t)req->next_lsn, "records", (json_int_t)w->records,
+                              "batches", (json_int_t)w->batches, "bytes_written",
+                              (json_int_t)w->bytes_written, "reserve_overloaded",
+                              (json_int_t)w->reserve_overloaded, "segments_created",
+                              (json_int_t)w->segments_created, "inflight", (int)w->inflight,
+                              "inflight_peak", (int)w->inflight_peak, "acks_waiting",
+                              (json_int_t)req->acks_waiting));
+                free(req);
+            } else if (req->result == -ENOTSUP) {
+                free(req);
+            } /* else: timed out, the owner may still write it: leave it */
+        }
+    }
     return c;
 }
 
@@ -293,6 +318,49 @@ static json_t *dp_ctl_list(json_t *jreq)
     return out;
 }
 
+/* Tunables: the idle back-off (read by every lcore, a plain store suffices) and the log's
+ * group commit (applied by each owner on its own thread, through its mailbox). */
+static json_t *dp_ctl_tune(json_t *jreq)
+{
+    const char *key = json_string_value(json_object_get(jreq, "key"));
+    json_t *jv = json_object_get(jreq, "value");
+    if (!key || !json_is_integer(jv) || json_integer_value(jv) < 0)
+        return dp_ctl_error("tune needs \"key\" and a non-negative integer \"value\"");
+    uint64_t v = (uint64_t)json_integer_value(jv);
+    if (strcmp(key, "idle_sleep_max_us") == 0 || strcmp(key, "idle_pause_polls") == 0) {
+        if (v > 1000000)
+            return dp_ctl_error("value out of range (0..1000000)");
+        if (key[5] == 's')
+            dp_node.cfg.idle_sleep_max_us = (unsigned)v;
+        else
+            dp_node.cfg.idle_pause_polls = (unsigned)v;
+        return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
+    }
+    if (strncmp(key, "wal.", 4) != 0 || strlen(key) >= sizeof(((struct dp_req *)0)->tune_key))
+        return dp_ctl_error("unknown key (idle_sleep_max_us, idle_pause_polls, "
+                            "wal.batch_bytes_max, wal.batch_deadline_us, wal.inflight_max)");
+    for (unsigned o = 0; o < dp_node.owner_count; o++) {
+        struct dp_req *req = calloc(1, sizeof(*req));
+        if (!req)
+            return dp_ctl_error("out of memory");
+        req->kind = DP_REQ_TUNE;
+        strcpy(req->tune_key, key);
+        req->tune_value = v;
+        if (dp_ctl_ask(o, req) != 0)
+            return dp_ctl_error("owner core did not answer in time");
+        int rc = req->result;
+        free(req);
+        if (rc == -ENOENT)
+            return dp_ctl_error("unknown key (wal.batch_bytes_max, wal.batch_deadline_us, "
+                                "wal.inflight_max)");
+        if (rc == -ENOTSUP)
+            return dp_ctl_error("the node runs without a log ([wal] enabled = false)");
+        if (rc != 0)
+            return dp_ctl_error("value out of range for this key");
+    }
+    return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
+}
+
 static json_t *dp_ctl_dispatch(const char *line)
 {
     json_error_t jerr;
@@ -311,6 +379,8 @@ static json_t *dp_ctl_dispatch(const char *line)
         out = dp_ctl_describe(req);
     else if (strcmp(cmd, "list") == 0)
         out = dp_ctl_list(req);
+    else if (strcmp(cmd, "tune") == 0)
+        out = dp_ctl_tune(req);
     else if (strcmp(cmd, "ping") == 0)
         out = json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
     else

@@ -28,7 +28,7 @@ static struct dp_lcore *dp_lcore_of[RTE_MAX_LCORE];
 static void *dp_part_mem[DP_LCORES_MAX];
 static size_t dp_part_mem_bytes[DP_LCORES_MAX];
 
-static const char *const dp_counter_names[DP_C_COUNT] = {
+static const char *const dp_counter_names[] = {
     [DP_C_RX_PACKETS] = "rx_packets",       [DP_C_RX_BYTES] = "rx_bytes",
     [DP_C_FRAMES] = "frames",               [DP_C_JSON_EVENTS] = "json_events",
     [DP_C_EVENTS_ROUTED] = "events_routed", [DP_C_EVENTS_APPLIED] = "events_applied",
@@ -37,13 +37,22 @@ static const char *const dp_counter_names[DP_C_COUNT] = {
     [DP_C_ICMP6_REPLIES] = "icmp6_replies", [DP_C_NDP_REPLIES] = "ndp_replies",
     [DP_C_IGNORED] = "ignored",             [DP_C_IDLE_SLEEPS] = "idle_sleeps",
     [DP_C_POLLS] = "polls",                 [DP_C_BUSY_POLLS] = "busy_polls",
+    [DP_C_ACKS_SENT] = "acks_sent",         [DP_C_ACK_ENTRIES] = "ack_entries",
+    [DP_C_NACKS] = "nacks",                 [DP_C_REPLAYED] = "replayed",
 };
 
-static const char *const dp_drop_names[DP_DROP_COUNT] = {
+static const char *const dp_drop_names[] = {
     [DP_DROP_RING_FULL] = "ring_full",     [DP_DROP_TABLE_FULL] = "table_full",
     [DP_DROP_TX_FULL] = "tx_full",         [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
     [DP_DROP_MBUF_ALLOC] = "mbuf_alloc",   [DP_DROP_SOCKET_ERRORS] = "socket_errors",
+    [DP_DROP_OVERLOADED] = "overloaded",   [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
+    [DP_DROP_ACK_TX] = "ack_tx",
 };
+
+_Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) == DP_C_COUNT,
+               "every counter has a name");
+_Static_assert(sizeof(dp_drop_names) / sizeof(dp_drop_names[0]) == DP_DROP_COUNT,
+               "every drop reason has a name");
 
 const char *dp_counter_name(enum dp_counter c)
 {
@@ -79,9 +88,12 @@ static void dp_idle(struct dp_lcore *lc)
     }
     if (dp_node.cfg.idle_sleep_max_us == 0)
         return;
+    unsigned max_us = dp_node.cfg.idle_sleep_max_us;
+    if (lc->io_wait && max_us > DP_IO_WAIT_SLEEP_MAX_US)
+        max_us = DP_IO_WAIT_SLEEP_MAX_US; /* an fdatasync or an ACK is due soon */
     lc->idle_sleep_us = lc->idle_sleep_us ? lc->idle_sleep_us * 2 : 1;
-    if (lc->idle_sleep_us > dp_node.cfg.idle_sleep_max_us)
-        lc->idle_sleep_us = dp_node.cfg.idle_sleep_max_us;
+    if (lc->idle_sleep_us > max_us)
+        lc->idle_sleep_us = max_us;
     lc->counters[DP_C_IDLE_SLEEPS]++;
     rte_delay_us_sleep(lc->idle_sleep_us);
 }
@@ -176,6 +188,18 @@ static int dp_rings_init(struct dp_node *node)
             owner->in[owner->in_count++] = ring;
         }
     }
+    /* ACK datagrams from owner o to rx lcore r, which owns the TX queue they leave by. */
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        for (unsigned r = 0; r < node->rx_count; r++) {
+            snprintf(name, sizeof(name), "ack_%u_%u", o, r);
+            struct rte_ring *ring = rte_ring_create(name, DP_ACK_RING_SIZE, SOCKET_ID_ANY,
+                                                    RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (!ring)
+                return -rte_errno;
+            node->owner_by_index[o]->ack_out[r] = ring;
+            node->rx_by_index[r]->ack_in[o] = ring;
+        }
+    }
     for (unsigned o = 0; o < node->owner_count; o++) {
         snprintf(name, sizeof(name), "mailbox_%u", o);
         node->owner_by_index[o]->mailbox =
@@ -254,6 +278,10 @@ void dp_node_free(struct dp_node *node)
 
 int dp_node_setup(struct dp_node *node)
 {
+    for (unsigned i = 0; i < DP_C_COUNT; i++)
+        RTE_VERIFY(dp_counter_names[i] != NULL);
+    for (unsigned i = 0; i < DP_DROP_COUNT; i++)
+        RTE_VERIFY(dp_drop_names[i] != NULL);
     int rc = dp_lcores_init(node);
     if (rc == 0)
         rc = dp_partitions_init(node);

@@ -3,12 +3,33 @@
  * workflows up (a prefetch pass over the whole burst first, so the table's cache misses
  * overlap), apply each event, and serve the control thread's mailbox.
  */
+#include <errno.h>
 #include <string.h>
 
 #include <rte_branch_prediction.h>
 #include <rte_prefetch.h>
 
 #include "dp.h"
+
+/* Apply one logged (or, without a log, volatile) event; returns its ACK status. */
+static uint8_t dp_owner_apply_one(struct dp_lcore *lc, struct wf_part *part,
+                                  const struct dp_event *ev)
+{
+    const char *base = rte_pktmbuf_mtod(ev->m, const char *);
+    int r = wf_part_apply(part, ev->key, base + ev->type_off, ev->type_len, base + ev->id_off,
+                          ev->id_len, ev->event_id, ev->rx_ns);
+    if (likely(r == WF_APPLIED)) {
+        lc->counters[DP_C_EVENTS_APPLIED]++;
+        return SF_ACK_APPLIED;
+    }
+    if (r == WF_CREATED) {
+        lc->counters[DP_C_EVENTS_APPLIED]++;
+        lc->counters[DP_C_WORKFLOWS]++;
+        return SF_ACK_APPLIED;
+    }
+    lc->drop[DP_DROP_TABLE_FULL]++;
+    return SF_ACK_OVERLOADED; /* new workflow refused: nothing applied, retry later */
+}
 
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
 {
@@ -18,16 +39,22 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         struct dp_event *ev = &evs[i];
         RTE_ASSERT(wf_partmap_owner(dp_node.partmap, ev->partition) == lc->owner_index);
-        const char *base = rte_pktmbuf_mtod(ev->m, const char *);
-        int r = wf_part_apply(parts[ev->partition], ev->key, base + ev->type_off, ev->type_len,
-                              base + ev->id_off, ev->id_len, ev->event_id, ev->rx_ns);
-        if (likely(r == WF_APPLIED)) {
-            lc->counters[DP_C_EVENTS_APPLIED]++;
-        } else if (r == WF_CREATED) {
-            lc->counters[DP_C_EVENTS_APPLIED]++;
-            lc->counters[DP_C_WORKFLOWS]++;
+        bool ack = (ev->flags & DP_EV_ACK_REQ) != 0;
+        uint64_t lsn = 0;
+        /* Refuse before logging when the log is behind or no ACK slot is free: nothing is
+         * applied and the sender resends (NACK "overloaded"). */
+        ack = ack && lc->wal; /* without a log nothing is ever acknowledged as durable */
+        if (unlikely(ack && !dp_ack_room(lc))) {
+            lc->drop[DP_DROP_ACK_QUEUE_FULL]++;
+            dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
+        } else if (lc->wal && unlikely(dp_wal_log_signal(lc, ev, &lsn) != 0)) {
+            lc->drop[DP_DROP_OVERLOADED]++;
+            if (ack && !dp_node.fatal)
+                dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
         } else {
-            lc->drop[DP_DROP_TABLE_FULL]++;
+            uint8_t status = dp_owner_apply_one(lc, parts[ev->partition], ev);
+            if (ack)
+                dp_ack_note(lc, ev, status, lsn);
         }
         rte_pktmbuf_free(ev->m);
     }
@@ -94,10 +121,26 @@ static void dp_owner_mailbox(struct dp_lcore *lc)
     void *msg;
     while (rte_ring_sc_dequeue(lc->mailbox, &msg) == 0) {
         struct dp_req *req = msg;
-        if (req->kind == DP_REQ_DESCRIBE)
+        switch (req->kind) {
+        case DP_REQ_DESCRIBE:
             dp_owner_describe(lc, req);
-        else
+            break;
+        case DP_REQ_LIST:
             dp_owner_list(lc, req);
+            break;
+        case DP_REQ_WAL_STATS:
+            if (lc->wal) {
+                wal_get_stats(lc->wal, &req->wal_stats);
+                req->durable_lsn = wal_durable_lsn(lc->wal);
+                req->next_lsn = wal_next_lsn(lc->wal);
+            }
+            req->acks_waiting = lc->acks ? lc->acks->tail - lc->acks->head : 0;
+            req->result = lc->wal ? 0 : -ENOTSUP;
+            break;
+        case DP_REQ_TUNE:
+            req->result = dp_wal_tune(lc, req->tune_key, req->tune_value);
+            break;
+        }
         atomic_store_explicit(&req->done, 1, memory_order_release);
     }
 }
@@ -109,6 +152,9 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
     unsigned total = 0;
     if (unlikely(!rte_ring_empty(lc->mailbox)))
         dp_owner_mailbox(lc);
+    total += dp_wal_poll(lc);
+    if (unlikely(dp_node.fatal))
+        return 0;
     for (unsigned r = 0; r < lc->in_count; r++) {
         unsigned n = rte_ring_sc_dequeue_burst_elem(lc->in[r], evs, sizeof(evs[0]), burst, NULL);
         if (n == 0)

@@ -253,5 +253,5 @@ unsigned dp_rx_poll(struct dp_lcore *lc)
 {
     if (lc->sock_fd >= 0)
         return dp_rx_poll_socket(lc);
-    return dp_rx_poll_ethdev(lc);
+    return dp_rx_poll_ethdev(lc) + dp_ack_drain(lc);
 }

@@ -206,6 +206,7 @@ int main(int argc, char **argv)
     bp_frames = calloc(BP_FRAME_POOL, sizeof(*bp_frames));
     dp_config_defaults(&dp_node.cfg);
     dp_node.cfg.source = DP_SOURCE_NONE;
+    dp_node.cfg.wal_enabled = false; /* the volatile path alone; perf/wal measures the log */
     dp_node.cfg.partitions = 4096;
     dp_node.cfg.table_capacity = workflows;
     dp_node.cfg.keystore_bytes = workflows * 32 + (64u << 20);

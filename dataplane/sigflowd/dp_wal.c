@@ -1,0 +1,406 @@
+/*
+ * dp_wal.c — durability on the owner cores: every applied signal is logged to the owner's
+ * write-ahead log (storage/wal.h) before its ACK leaves the node; recovery replays the log
+ * through the same apply function at start-up.
+ *
+ * Per event (owner loop, dp_owner.c):
+ *     wal_reserve(record bytes)      -EAGAIN → refused, NACK "overloaded" at once, counted
+ *     wal_append(DP_WAL_SIGNAL, ...) the event as received + its receive time → lsn
+ *     apply                          the state changes only after its record is appended
+ *     ACK requested?                 the status joins the frame's ACK group, which waits
+ *                                    until wal_durable_lsn >= the group's lsn
+ * Every loop: wal_poll() reaps fdatasyncs; groups covered by the durable LSN are sent, in
+ * order. ACK datagrams leave by the port and queue the frame came in on: directly when this
+ * owner lcore also polls that queue, else through an SPSC ring to the rx lcore that does.
+ *
+ * Record payload DP_WAL_SIGNAL (little-endian):
+ *     u64 event_id | u64 rx_ns | u8 flags (DP_EV_HAS_EVENT_ID, DP_EV_FIELDS_JSON)
+ *     | u8 type_len | u8 id_len | u8 signal_len | u16 fields_len | u16 0
+ *     | type | id | signal | fields (CBOR array, or the JSON fields object)
+ * The record's partition and 128-bit key are the WAL header's. Replay checks that the key
+ * re-hashes from (type, id) and that the partition matches: a mismatch is corruption.
+ *
+ * Failure: a failed write or fdatasync makes the log's error sticky; the owner stops the
+ * node (node.fatal), no further ACK is ever sent, and the process exits non-zero so that a
+ * restart recovers (never retry an fsync).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include <rte_ethdev.h>
+#include <rte_malloc.h>
+
+#include "dp.h"
+
+#define DP_WAL_SIGNAL_HDR 24u
+#define DP_WAL_RECORD_MAX                                                                      \
+    (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_EVENT_LEN_MAX)
+
+static inline void dp_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t dp_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Encode the event as a DP_WAL_SIGNAL payload into out; returns its length. */
+static uint32_t dp_wal_encode(const struct dp_event *ev, uint8_t *out)
+{
+    const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
+    dp_put64(out, ev->event_id);
+    dp_put64(out + 8, ev->rx_ns);
+    out[16] = ev->flags & (DP_EV_HAS_EVENT_ID | DP_EV_FIELDS_JSON);
+    out[17] = ev->type_len;
+    out[18] = ev->id_len;
+    out[19] = ev->signal_len;
+    out[20] = (uint8_t)ev->fields_len;
+    out[21] = (uint8_t)(ev->fields_len >> 8);
+    out[22] = out[23] = 0;
+    uint8_t *p = out + DP_WAL_SIGNAL_HDR;
+    memcpy(p, base + ev->type_off, ev->type_len);
+    p += ev->type_len;
+    memcpy(p, base + ev->id_off, ev->id_len);
+    p += ev->id_len;
+    memcpy(p, base + ev->signal_off, ev->signal_len);
+    p += ev->signal_len;
+    memcpy(p, base + ev->fields_off, ev->fields_len);
+    p += ev->fields_len;
+    return (uint32_t)(p - out);
+}
+
+int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn)
+{
+    uint8_t rec[DP_WAL_RECORD_MAX];
+    RTE_ASSERT(ev->fields_len <= SF_EVENT_LEN_MAX);
+    uint32_t len = dp_wal_encode(ev, rec);
+    int rc = wal_reserve(lc->wal, wal_record_bytes(len));
+    if (rc == -EAGAIN)
+        return rc;
+    if (rc < 0) {
+        dp_node.fatal = rc;
+        snprintf(dp_node.fatal_reason, sizeof(dp_node.fatal_reason),
+                 "owner %u: write-ahead log failed: %s", lc->owner_index, strerror(-rc));
+        dp_node.force_quit = true;
+        return rc;
+    }
+    struct wal_key key = { .hi = ev->key.hi, .lo = ev->key.lo };
+    *lsn = wal_append(lc->wal, DP_WAL_SIGNAL, ev->partition, key, rec, len);
+    return 0;
+}
+
+/* ---- replay ----------------------------------------------------------------------- */
+
+struct dp_replay_ctx {
+    struct dp_lcore *lc;
+    uint64_t records;
+};
+
+static int dp_wal_replay_one(void *arg, const struct wal_record_view *r)
+{
+    struct dp_replay_ctx *ctx = arg;
+    if (r->type != DP_WAL_SIGNAL || r->len < DP_WAL_SIGNAL_HDR)
+        return -EBADMSG;
+    const uint8_t *p = r->payload;
+    uint8_t type_len = p[17], id_len = p[18], signal_len = p[19];
+    uint16_t fields_len = (uint16_t)(p[20] | p[21] << 8);
+    if (DP_WAL_SIGNAL_HDR + (uint32_t)type_len + id_len + signal_len + fields_len != r->len)
+        return -EBADMSG;
+    const char *type = (const char *)p + DP_WAL_SIGNAL_HDR, *id = type + type_len;
+    struct wf_key key = wf_key_make(type, type_len, id, id_len);
+    if (key.hi != r->key.hi || key.lo != r->key.lo ||
+        r->partition != wf_key_partition(key, dp_node.partmap->count) ||
+        wf_partmap_owner(dp_node.partmap, r->partition) != ctx->lc->owner_index)
+        return -EBADMSG;
+    int res = wf_part_apply(dp_node.parts[r->partition], key, type, type_len, id, id_len,
+                            dp_get64(p), dp_get64(p + 8));
+    if (res == WF_CREATED)
+        ctx->lc->counters[DP_C_WORKFLOWS]++;
+    ctx->records++;
+    ctx->lc->wal_replayed_lsn = r->lsn;
+    return 0;
+}
+
+int dp_wal_open_all(struct dp_node *node)
+{
+    const struct dp_config *cfg = &node->cfg;
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        struct dp_lcore *lc = node->owner_by_index[o];
+        size_t qbytes = sizeof(struct dp_ack_queue) +
+                        (size_t)cfg->ack_groups * sizeof(struct dp_ack_group);
+        lc->acks = rte_zmalloc("dp_acks", qbytes, RTE_CACHE_LINE_SIZE);
+        if (!lc->acks)
+            return -ENOMEM;
+        lc->acks->size = cfg->ack_groups;
+        lc->acks->mask = cfg->ack_groups - 1;
+        if (!cfg->wal_enabled)
+            continue;
+        struct wal_options opts = {
+            .dir = cfg->dir,
+            .core = o,
+            .segment_bytes = cfg->wal_segment_bytes,
+            .batch_bytes_max = cfg->wal_batch_bytes_max,
+            .batch_deadline_ns = (uint64_t)cfg->wal_batch_deadline_us * 1000,
+            .inflight_max = cfg->wal_inflight_max,
+            .direct_io = cfg->wal_direct_io,
+        };
+        struct dp_replay_ctx ctx = { .lc = lc };
+        static struct wal_recover_report rep;
+        uint64_t t0 = dp_realtime_ns();
+        int rc = wal_recover(&opts, dp_wal_replay_one, &ctx, 0, &rep, &lc->wal);
+        if (rc != 0) {
+            fprintf(stderr, "sigflowd: owner %u: log recovery failed: %s%s%s at %s:%" PRIu64 "\n",
+                    o, strerror(-rc), rep.reason ? " (" : "", rep.reason ? rep.reason : "",
+                    rep.path[0] ? rep.path : "-", rep.offset);
+            if (rc == -EBADMSG)
+                fprintf(stderr, "sigflowd: the log is damaged in the middle; nothing was "
+                                "truncated. Inspect the file, or restore from a replica.\n");
+            return rc;
+        }
+        lc->counters[DP_C_REPLAYED] = ctx.records;
+        double secs = (double)(dp_realtime_ns() - t0) / 1e9;
+        fprintf(stderr,
+                "sigflowd: owner %u: log recovered: %" PRIu64 " records replayed in %.3f s "
+                "(%.0f/s), last lsn %" PRIu64 ", tail %s%s%s\n",
+                o, ctx.records, secs, secs > 0 ? (double)ctx.records / secs : 0.0, rep.last_lsn,
+                rep.tail == WAL_TAIL_TORN ? "torn (truncated)" : "clean",
+                rep.truncated_bytes ? ", bytes zeroed: " : "",
+                rep.truncated_bytes ? "yes" : "");
+    }
+    return 0;
+}
+
+void dp_wal_close_all(struct dp_node *node)
+{
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        struct dp_lcore *lc = node->owner_by_index[o];
+        if (lc->wal) {
+            int rc = wal_close(lc->wal);
+            if (rc != 0)
+                fprintf(stderr, "sigflowd: owner %u: log close: %s\n", o, strerror(-rc));
+            lc->wal = NULL;
+        }
+        rte_free(lc->acks);
+        lc->acks = NULL;
+    }
+}
+
+/* ---- ACK groups ------------------------------------------------------------------- */
+
+/* Send one ACK datagram for group g, now. */
+static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
+{
+    uint8_t payload[SF_ACK_HDR_LEN + SF_FRAME_EVENTS_MAX * SF_ACK_ENTRY_LEN];
+    struct sf_ack_hdr hdr = g->hdr;
+    hdr.owner = (uint16_t)lc->owner_index;
+    hdr.durable_lsn = lc->wal ? wal_durable_lsn(lc->wal) : 0;
+    int plen = sf_ack_encode(payload, sizeof(payload), &hdr, g->entries);
+    RTE_VERIFY(plen > 0);
+    bool nack = g->lsn == 0;
+    if (g->via_socket) {
+        const struct dp_lcore *src = dp_node.rx_by_index[g->src_lcore];
+        int fd = lc->sock_fd >= 0 ? lc->sock_fd : src->sock_fd;
+        const struct sockaddr *sa = (const struct sockaddr *)g->sa;
+        socklen_t salen = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in);
+        if (sendto(fd, payload, (size_t)plen, MSG_DONTWAIT, sa, salen) != plen) {
+            lc->drop[DP_DROP_ACK_TX]++;
+            return;
+        }
+        lc->counters[nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
+        lc->counters[DP_C_ACK_ENTRIES] += hdr.entry_count;
+        return;
+    }
+    struct rte_mbuf *m = rte_pktmbuf_alloc(dp_node.pool);
+    if (!m) {
+        lc->drop[DP_DROP_ACK_TX]++;
+        return;
+    }
+    const struct dp_port *p = &dp_node.ports[g->port];
+    int len = pkt_build_udp_reply(&g->req, &p->addr, payload, (size_t)plen,
+                                  rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_tailroom(m));
+    RTE_VERIFY(len > 0);
+    rte_pktmbuf_data_len(m) = (uint16_t)len;
+    rte_pktmbuf_pkt_len(m) = (uint32_t)len;
+    m->port = g->port;
+    m->hash.usr = g->queue;
+    bool sent;
+    if (lc->rx && lc->index == g->src_lcore)
+        sent = rte_eth_tx_burst(g->port, g->queue, &m, 1) == 1;
+    else
+        sent = rte_ring_sp_enqueue(lc->ack_out[g->src_lcore], m) == 0;
+    if (!sent) {
+        rte_pktmbuf_free(m);
+        lc->drop[DP_DROP_ACK_TX]++;
+        return;
+    }
+    lc->counters[nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
+    lc->counters[DP_C_ACK_ENTRIES] += hdr.entry_count;
+    if (lc->rx && lc->index == g->src_lcore)
+        lc->counters[DP_C_TX_PACKETS]++;
+}
+
+/* Where the frame came from: the packet headers (ethdev) or the sender's sockaddr. */
+static bool dp_ack_origin(struct dp_ack_group *g, const struct dp_event *ev)
+{
+    g->m = ev->m;
+    g->port = ev->port;
+    g->queue = ev->queue;
+    g->src_lcore = ev->src_lcore;
+    g->via_socket = ev->port == UINT8_MAX;
+    if (g->via_socket) {
+        memcpy(g->sa, rte_mbuf_to_priv(ev->m), sizeof(g->sa));
+        return true;
+    }
+    const struct dp_port *p = &dp_node.ports[ev->port];
+    return pkt_classify(rte_pktmbuf_mtod(ev->m, const uint8_t *), rte_pktmbuf_data_len(ev->m),
+                        &p->addr, &g->req) == PKT_EVENT;
+}
+
+static void dp_ack_header(struct dp_ack_group *g, const struct dp_event *ev)
+{
+    const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
+    struct sf_frame_hdr fh;
+    size_t off;
+    uint16_t payload_off = g->via_socket ? 0 : g->req.payload_off;
+    uint16_t payload_len =
+        g->via_socket ? (uint16_t)rte_pktmbuf_data_len(ev->m) : g->req.payload_len;
+    memset(&g->hdr, 0, sizeof(g->hdr));
+    if (sf_frame_parse_header(base + payload_off, payload_len, &fh, &off) == SF_OK) {
+        g->hdr.sender_id = fh.sender_id;
+        g->hdr.frame_seq = fh.frame_seq;
+    }
+}
+
+/**
+ * Record the status of one ACK-requested event. `lsn` 0 means nothing was logged (the event
+ * was refused): the NACK goes out at once. Returns false when no group is free (the caller
+ * must refuse the event before logging it: see dp_ack_room).
+ */
+void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn)
+{
+    struct dp_ack_queue *q = lc->acks;
+    struct sf_ack_entry e = { .event_id = ev->event_id, .event_index = ev->ev_index,
+                              .status = status };
+    if (lsn == 0) {
+        struct dp_ack_group g;
+        if (!dp_ack_origin(&g, ev)) {
+            lc->drop[DP_DROP_ACK_TX]++;
+            return;
+        }
+        dp_ack_header(&g, ev);
+        g.lsn = 0;
+        g.entries[0] = e;
+        g.hdr.entry_count = 1;
+        dp_ack_send(lc, &g);
+        return;
+    }
+    struct dp_ack_group *last = q->tail > q->head ? &q->groups[(q->tail - 1) & q->mask] : NULL;
+    if (last && last->m == ev->m && last->hdr.entry_count < SF_FRAME_EVENTS_MAX &&
+        last->src_lcore == ev->src_lcore) {
+        last->entries[last->hdr.entry_count++] = e;
+        last->lsn = lsn;
+        return;
+    }
+    RTE_VERIFY(q->tail - q->head < q->size); /* dp_ack_room was checked before logging */
+    struct dp_ack_group *g = &q->groups[q->tail & q->mask];
+    if (!dp_ack_origin(g, ev)) {
+        lc->drop[DP_DROP_ACK_TX]++;
+        return;
+    }
+    dp_ack_header(g, ev);
+    g->lsn = lsn;
+    g->entries[0] = e;
+    g->hdr.entry_count = 1;
+    q->tail++;
+}
+
+bool dp_ack_room(const struct dp_lcore *lc)
+{
+    return lc->acks->tail - lc->acks->head < lc->acks->size;
+}
+
+/* Send every group whose records are durable, in order. */
+static unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
+{
+    struct dp_ack_queue *q = lc->acks;
+    unsigned n = 0;
+    while (q->head < q->tail) {
+        struct dp_ack_group *g = &q->groups[q->head & q->mask];
+        if (g->lsn > durable)
+            break;
+        dp_ack_send(lc, g);
+        q->head++;
+        n++;
+    }
+    return n;
+}
+
+unsigned dp_wal_poll(struct dp_lcore *lc)
+{
+    struct dp_ack_queue *q = lc->acks;
+    if (!lc->wal)
+        return 0; /* volatile mode (benchmarks): no ACK is ever sent */
+    int rc = wal_poll(lc->wal, dp_now_ns());
+    if (rc < 0) {
+        dp_node.fatal = rc;
+        snprintf(dp_node.fatal_reason, sizeof(dp_node.fatal_reason),
+                 "owner %u: write-ahead log failed: %s (nothing after lsn %" PRIu64
+                 " was acknowledged; restart to recover)",
+                 lc->owner_index, strerror(-rc), wal_durable_lsn(lc->wal));
+        dp_node.force_quit = true;
+        q->head = q->tail; /* never acknowledge what was not made durable */
+        return 0;
+    }
+    unsigned sent = q->head < q->tail ? dp_ack_release(lc, wal_durable_lsn(lc->wal)) : 0;
+    lc->io_wait = q->head < q->tail || wal_inflight(lc->wal) > 0 ||
+                  wal_next_lsn(lc->wal) > wal_durable_lsn(lc->wal) + 1;
+    return (unsigned)rc + sent;
+}
+
+unsigned dp_ack_drain(struct dp_lcore *lc)
+{
+    struct rte_mbuf *ms[DP_TX_BURST_MAX];
+    unsigned total = 0;
+    for (unsigned o = 0; o < dp_node.owner_count; o++) {
+        struct rte_ring *r = lc->ack_in[o];
+        if (!r || rte_ring_empty(r))
+            continue;
+        unsigned n = rte_ring_sc_dequeue_burst(r, (void **)ms, DP_TX_BURST_MAX, NULL);
+        for (unsigned i = 0; i < n; i++) {
+            struct rte_mbuf *m = ms[i];
+            if (rte_eth_tx_burst(m->port, (uint16_t)m->hash.usr, &m, 1) == 1) {
+                lc->counters[DP_C_TX_PACKETS]++;
+            } else {
+                lc->drop[DP_DROP_TX_FULL]++;
+                rte_pktmbuf_free(m);
+            }
+        }
+        total += n;
+    }
+    return total;
+}
+
+int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value)
+{
+    if (!lc->wal)
+        return -ENOTSUP;
+    if (strcmp(key, "wal.batch_bytes_max") == 0)
+        return value > UINT32_MAX ? -EINVAL : wal_set_batch_bytes_max(lc->wal, (uint32_t)value);
+    if (strcmp(key, "wal.batch_deadline_us") == 0)
+        return value > 1000000 ? -EINVAL : wal_set_batch_deadline_ns(lc->wal, value * 1000);
+    if (strcmp(key, "wal.inflight_max") == 0)
+        return value > 16 ? -EINVAL : wal_set_inflight_max(lc->wal, (uint32_t)value);
+    return -ENOENT;
+}

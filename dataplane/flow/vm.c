@@ -39,16 +39,24 @@ struct vm_ctx {
     const struct flow_def *d;
     uint8_t *rec;
     struct vm_rec_header *hdr;
-    uint64_t *due;
-    struct vm_act_slot *acts;
     const char *id;
-    uint32_t id_len;
+    size_t id_len;
     uint64_t now;
     struct vm_cmd *cmd; /* next free command */
     bool moved;         /* a goto happened */
 };
 
 enum vm_end { END_HALT, END_NOMATCH, END_DONE };
+
+static inline uint64_t *ctx_due(const struct vm_ctx *c)
+{
+    return (uint64_t *)(c->rec + c->d->hdr->timers_off);
+}
+
+static inline struct vm_act_slot *ctx_acts(const struct vm_ctx *c)
+{
+    return (struct vm_act_slot *)(c->rec + c->d->hdr->acts_off);
+}
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
 {
@@ -67,15 +75,15 @@ static void emit_timer(struct vm_ctx *c, uint8_t kind, unsigned slot, uint64_t d
 
 static void timer_arm(struct vm_ctx *c, const struct fb_timer *t, uint64_t due)
 {
-    c->due[t->slot] = due;
+    ctx_due(c)[t->slot] = due;
     emit_timer(c, VM_CMD_TIMER_ARM, t->slot, due);
 }
 
 static void timer_cancel(struct vm_ctx *c, unsigned slot)
 {
-    if (c->due[slot] == 0)
+    if (ctx_due(c)[slot] == 0)
         return;
-    c->due[slot] = 0;
+    ctx_due(c)[slot] = 0;
     emit_timer(c, VM_CMD_TIMER_CANCEL, slot, 0);
 }
 
@@ -90,7 +98,7 @@ static void row_arm(struct vm_ctx *c, unsigned row)
 
 static void act_cancel(struct vm_ctx *c, unsigned a)
 {
-    struct vm_act_slot *s = &c->acts[a];
+    struct vm_act_slot *s = &ctx_acts(c)[a];
     if (!s->pending)
         return;
     s->pending = 0;
@@ -111,7 +119,7 @@ static void act_run(struct vm_ctx *c, unsigned a, const union vm_reg *args)
     if (seq == 0)
         seq = 1;
     c->hdr->next_seq = seq;
-    struct vm_act_slot *s = &c->acts[a];
+    struct vm_act_slot *s = &ctx_acts(c)[a];
     s->seq = seq;
     s->pending = 1;
     s->attempts = 0;
@@ -346,8 +354,8 @@ static enum vm_end exec(struct vm_ctx *c, const struct vm_insn *pc, union vm_reg
             text_store(rec + in->imm, in->b, r[in->a].t.p, r[in->a].t.n);
             NEXT;
             CASE(OP_ID)
-            r[in->a].t.p = c->id;
-            r[in->a].t.n = c->id_len;
+            r[in->a].t.p = c->id ? c->id : "";
+            r[in->a].t.n = c->id_len > UINT16_MAX ? UINT16_MAX : (uint32_t)c->id_len;
             NEXT;
             CASE(OP_NOW)
             r[in->a].u = c->now;
@@ -537,7 +545,7 @@ static enum vm_end exec(struct vm_ctx *c, const struct vm_insn *pc, union vm_reg
             queue_op(c, in, r);
             NEXT;
             CASE(OP_APEND)
-            r[in->a].i = c->acts[in->imm].pending != 0;
+            r[in->a].i = ctx_acts(c)[in->imm].pending != 0;
             NEXT;
             CASE(OP_RUN)
             act_run(c, (unsigned)in->imm, &r[in->b]);
@@ -588,10 +596,9 @@ enter_vm(struct vm_ctx *c, const struct flow_def *d, void *record, const char *i
         return VM_ERR_COMPLETED;
     if (cmds_max < d->hdr->cmds_max)
         return VM_ERR_NO_SPACE;
-    c->due = (uint64_t *)(rec + d->hdr->timers_off);
-    c->acts = (struct vm_act_slot *)(rec + d->hdr->acts_off);
-    c->id = id ? id : "";
-    c->id_len = id_len > UINT16_MAX ? UINT16_MAX : (uint32_t)id_len;
+    assert(id || id_len == 0);
+    c->id = id;
+    c->id_len = id_len;
     c->now = now;
     c->cmd = cmds;
     c->moved = false;
@@ -724,12 +731,12 @@ int vm_run_timer(const struct flow_def *def, void *record, unsigned slot, uint64
         return rc;
     if (slot >= def->nslots)
         return VM_ERR_BAD_INDEX;
-    if (due_ns == 0 || c.due[slot] != due_ns)
+    if (due_ns == 0 || ctx_due(&c)[slot] != due_ns)
         return 0; /* stale: cancelled or re-armed since */
     int t = def->slot_timer[c.hdr->state * def->nslots + slot];
     if (t < 0)
         t = def->slot_timer[def->nstates * def->nslots + slot];
-    c.due[slot] = 0;
+    ctx_due(&c)[slot] = 0;
     if (t < 0)
         return 0;
     const struct fb_timer *ft = &def->timers[t];
@@ -750,7 +757,7 @@ static int run_result(const struct flow_def *def, void *record, unsigned act, ui
         return rc;
     if (act >= def->nacts)
         return VM_ERR_BAD_INDEX;
-    struct vm_act_slot *s = &c.acts[act];
+    struct vm_act_slot *s = &ctx_acts(&c)[act];
     if (!s->pending || s->seq != seq)
         return 0; /* stale: cancelled or replaced */
     s->pending = 0;

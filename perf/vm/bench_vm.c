@@ -7,7 +7,7 @@
  *   vm_device_telemetry    examples/device.flow `on telemetry` with status 0 (guard
  *                          miss, five updates incl. a float max, silence timer re-arm)
  *
- * usage: bench_vm [--quick] [EXAMPLES_DIR]
+ * usage: bench_vm [--quick] [--only loyalty|device] [EXAMPLES_DIR]
  * Cycles from the TSC; under callgrind (--collect-atstart=no) the region counts only the
  * measured loop, so instructions per event = Ir / events.
  */
@@ -22,9 +22,9 @@
 #define SF_SOURCE_ROOT "."
 #endif
 
-#define BENCH_VM_EVENTS      20000000ull
+#define BENCH_VM_EVENTS       20000000ull
 #define BENCH_VM_EVENTS_QUICK 1000000ull
-#define BENCH_VM_REPEATS     5
+#define BENCH_VM_REPEATS      5
 
 static struct flow_def *load(const char *dir, const char *name)
 {
@@ -66,8 +66,8 @@ static double run(const struct flow_def *def, const char *signal, struct sf_valu
         for (uint64_t i = 0; i < events; i++) {
             if (vary_float)
                 fields[0].f = (double)(i & 63);
-            int n = vm_run_signal(def, rec, (unsigned)sig, fields, nfields, id, 14, now, cmds,
-                                  cmax);
+            int n =
+                vm_run_signal(def, rec, (unsigned)sig, fields, nfields, id, 14, now, cmds, cmax);
             sum += n;
             now += 1000;
         }
@@ -102,23 +102,29 @@ static void report(const char *name, double ticks, uint64_t events, const struct
 int main(int argc, char **argv)
 {
     bool quick = bench_has_flag(argc, argv, "--quick");
-    const char *dir = SF_SOURCE_ROOT "/examples";
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] != '-')
+    const char *dir = SF_SOURCE_ROOT "/examples", *only = "";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (argv[i][0] != '-')
             dir = argv[i];
+    }
     uint64_t events = quick || bench_under_valgrind() ? BENCH_VM_EVENTS_QUICK : BENCH_VM_EVENTS;
     struct flow_def *loyalty = load(dir, "loyalty"), *device = load(dir, "device");
     bench_tsc_hz();
     int checksum = 0;
 
-    struct sf_value purchase[1] = { { .type = SF_VAL_INT, .i = 1250 } };
-    double t = run(loyalty, "purchase", purchase, 1, events, false, &checksum);
-    report("vm_loyalty_purchase", t, events, loyalty, checksum);
-
-    struct sf_value telemetry[2] = { { .type = SF_VAL_FLOAT, .f = 21.5 },
-                                     { .type = SF_VAL_INT, .i = 0 } };
-    t = run(device, "telemetry", telemetry, 2, events, true, &checksum);
-    report("vm_device_telemetry", t, events, device, checksum);
+    if (!*only || strcmp(only, "loyalty") == 0) {
+        struct sf_value purchase[1] = { { .type = SF_VAL_INT, .i = 1250 } };
+        double t = run(loyalty, "purchase", purchase, 1, events, false, &checksum);
+        report("vm_loyalty_purchase", t, events, loyalty, checksum);
+    }
+    if (!*only || strcmp(only, "device") == 0) {
+        struct sf_value telemetry[2] = { { .type = SF_VAL_FLOAT, .f = 21.5 },
+                                         { .type = SF_VAL_INT, .i = 0 } };
+        double t = run(device, "telemetry", telemetry, 2, events, true, &checksum);
+        report("vm_device_telemetry", t, events, device, checksum);
+    }
 
     flow_def_free(loyalty);
     flow_def_free(device);

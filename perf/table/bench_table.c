@@ -8,6 +8,9 @@
  *   insert:          as apply_pipelined, every event creating its workflow
  *   apply_ref:       through the owner's 16-byte partition handles (wf_part_ref): prefetch
  *                    table lines; find + prefetch records; apply
+ *   apply_overlap:   apply_ref's three stages on three consecutive bursts at once (apply
+ *                    burst b-2, find b-1, hash b), as an owner loop can do across ring
+ *                    drains, so that each prefetch has a whole burst of work to arrive
  *   apply_pipelined: prefetch partition headers; prefetch table lines; find + prefetch
  *                    records; apply (every DRAM line of the burst is in flight together)
  *   apply_prefetch:  prefetch table lines; wf_part_apply
@@ -39,7 +42,7 @@
 #define WF_BENCH_TYPE_LEN   6u
 
 struct bench_event {
-    char id[WF_BENCH_ID_LEN + 8]; /* NUL-terminated, padded: 32-byte events */
+    char name[WF_BENCH_TYPE_LEN + WF_BENCH_ID_LEN + 2]; /* type then id, as in a frame */
     uint64_t event_id;
 };
 _Static_assert(sizeof(struct bench_event) == 32, "events are 32 bytes, like a small ring entry");
@@ -59,13 +62,15 @@ struct bench_store {
 enum bench_mode {
     BENCH_INSERT,
     BENCH_REF,
+    BENCH_OVERLAP,
     BENCH_PIPELINED,
     BENCH_PREFETCH,
     BENCH_PLAIN,
     BENCH_FLOOR
 };
-static const char *const bench_mode_name[] = { "insert",         "apply_ref",   "apply_pipelined",
-                                               "apply_prefetch", "apply_plain", "floor_2lines" };
+static const char *const bench_mode_name[] = { "insert",          "apply_ref",      "apply_overlap",
+                                               "apply_pipelined", "apply_prefetch", "apply_plain",
+                                               "floor_2lines" };
 
 /* CPU time of this thread: on a shared 2-core machine the TSC also counts time the
  * benchmark was descheduled; oncpu_cycles_per_event does not. */
@@ -89,8 +94,11 @@ static uint64_t bench_rand(void)
     return bench_rng;
 }
 
-static void bench_format_id(char *out, uint32_t n)
+/* "device" then "sensor-" and 9 digits, NUL-terminated. */
+static void bench_format_name(char *out, uint32_t n)
 {
+    memcpy(out, WF_BENCH_TYPE, WF_BENCH_TYPE_LEN);
+    out += WF_BENCH_TYPE_LEN;
     memcpy(out, "sensor-", 7);
     for (int d = 8; d >= 0; d--) {
         out[7 + d] = (char)('0' + n % 10);
@@ -119,30 +127,82 @@ static int bench_store_init(struct bench_store *s, uint64_t workflows)
     return 0;
 }
 
-/* A burst through the partition handles (wf_part_ref): hash + prefetch the table line;
- * find + prefetch the record; apply. Returns events refused. */
+/* One burst in flight through the partition handles (wf_part_ref). */
+struct bench_stage {
+    const struct bench_event *ev;
+    uint32_t n;
+    struct wf_key k[WF_BENCH_BURST_MAX];
+    uint32_t part[WF_BENCH_BURST_MAX], rec[WF_BENCH_BURST_MAX];
+};
+
+/* Stage 1: hash, partition, prefetch the table line. */
+static void bench_stage_hash(const struct bench_store *s, struct bench_stage *st)
+{
+    assert(st->n <= WF_BENCH_BURST_MAX);
+    for (uint32_t i = 0; i < st->n; i++) {
+        st->k[i] = wf_key_make(st->ev[i].name, WF_BENCH_TYPE_LEN,
+                               st->ev[i].name + WF_BENCH_TYPE_LEN, WF_BENCH_ID_LEN);
+        st->part[i] = wf_key_partition(st->k[i], WF_BENCH_PARTITIONS);
+        wf_ref_prefetch(&s->ref[st->part[i]], st->k[i]);
+    }
+}
+
+/* Stage 2: find, prefetch the record. */
+static void bench_stage_find(const struct bench_store *s, struct bench_stage *st)
+{
+    for (uint32_t i = 0; i < st->n; i++)
+        st->rec[i] = wf_ref_find_prefetch(&s->ref[st->part[i]], st->k[i]);
+}
+
+/* Stage 3: apply (create through the partition when stage 2 found nothing). Returns events
+ * refused. */
+static uint32_t bench_stage_apply(struct bench_store *s, const struct bench_stage *st, uint64_t ts)
+{
+    uint32_t refused = 0;
+    for (uint32_t i = 0; i < st->n; i++) {
+        const struct bench_event *e = &st->ev[i];
+        if (st->rec[i] != WF_REC_NONE) {
+            wf_ref_apply(&s->ref[st->part[i]], st->rec[i], e->event_id, ts);
+            s->ref_applied++;
+        } else {
+            refused += wf_part_apply_found(s->part[st->part[i]], WF_REC_NONE, st->k[i], e->name,
+                                           WF_BENCH_TYPE_LEN, e->name + WF_BENCH_TYPE_LEN,
+                                           WF_BENCH_ID_LEN, e->event_id, ts) < 0;
+        }
+    }
+    return refused;
+}
+
+/* The three stages on one burst, one after the other. Returns events refused. */
 static uint32_t bench_burst_ref(struct bench_store *s, const struct bench_event *ev, uint32_t n,
                                 uint64_t ts)
 {
-    struct wf_key k[WF_BENCH_BURST_MAX];
-    uint32_t part[WF_BENCH_BURST_MAX], rec[WF_BENCH_BURST_MAX];
-    uint32_t refused = 0;
-    assert(n <= WF_BENCH_BURST_MAX);
-    for (uint32_t i = 0; i < n; i++) {
-        k[i] = wf_key_make(WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN);
-        part[i] = wf_key_partition(k[i], WF_BENCH_PARTITIONS);
-        wf_ref_prefetch(&s->ref[part[i]], k[i]);
-    }
-    for (uint32_t i = 0; i < n; i++)
-        rec[i] = wf_ref_find_prefetch(&s->ref[part[i]], k[i]);
-    for (uint32_t i = 0; i < n; i++) {
-        if (rec[i] != WF_REC_NONE) {
-            wf_ref_apply(&s->ref[part[i]], rec[i], ev[i].event_id, ts);
-            s->ref_applied++;
-        } else {
-            refused += wf_part_apply_found(s->part[part[i]], rec[i], k[i], WF_BENCH_TYPE,
-                                           WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN,
-                                           ev[i].event_id, ts) < 0;
+    static struct bench_stage st;
+    st.ev = ev;
+    st.n = n;
+    bench_stage_hash(s, &st);
+    bench_stage_find(s, &st);
+    return bench_stage_apply(s, &st, ts);
+}
+
+/* The stages of three consecutive bursts overlapped: apply burst b-2, find burst b-1, hash
+ * burst b, so every prefetch has a whole burst of work to arrive. Returns events refused. */
+static uint64_t bench_run_overlap(struct bench_store *s, const struct bench_event *ev,
+                                  uint64_t events, uint64_t ts)
+{
+    static struct bench_stage st[3];
+    uint64_t bursts = (events + bench_burst_len - 1) / bench_burst_len, refused = 0;
+    for (uint64_t b = 0; b < bursts + 2; b++) {
+        if (b >= 2)
+            refused += bench_stage_apply(s, &st[(b - 2) % 3], ts);
+        if (b >= 1 && b - 1 < bursts)
+            bench_stage_find(s, &st[(b - 1) % 3]);
+        if (b < bursts) {
+            struct bench_stage *cur = &st[b % 3];
+            uint64_t base = b * bench_burst_len;
+            cur->ev = ev + base;
+            cur->n = events - base < bench_burst_len ? (uint32_t)(events - base) : bench_burst_len;
+            bench_stage_hash(s, cur);
         }
     }
     return refused;
@@ -182,7 +242,8 @@ static uint32_t bench_burst(struct bench_store *s, const struct bench_event *ev,
     assert(n <= WF_BENCH_BURST_MAX);
 
     for (uint32_t i = 0; i < n; i++) {
-        k[i] = wf_key_make(WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id, WF_BENCH_ID_LEN);
+        k[i] = wf_key_make(ev[i].name, WF_BENCH_TYPE_LEN, ev[i].name + WF_BENCH_TYPE_LEN,
+                           WF_BENCH_ID_LEN);
         part[i] = s->part[wf_key_partition(k[i], WF_BENCH_PARTITIONS)];
         if (mode == BENCH_PIPELINED || mode == BENCH_INSERT)
             wf_part_prefetch_header(part[i]);
@@ -196,13 +257,15 @@ static uint32_t bench_burst(struct bench_store *s, const struct bench_event *ev,
         for (uint32_t i = 0; i < n; i++)
             rec[i] = wf_part_find_prefetch(part[i], k[i]);
         for (uint32_t i = 0; i < n; i++)
-            refused += wf_part_apply_found(part[i], rec[i], k[i], WF_BENCH_TYPE, WF_BENCH_TYPE_LEN,
-                                           ev[i].id, WF_BENCH_ID_LEN, ev[i].event_id, ts) < 0;
+            refused += wf_part_apply_found(part[i], rec[i], k[i], ev[i].name, WF_BENCH_TYPE_LEN,
+                                           ev[i].name + WF_BENCH_TYPE_LEN, WF_BENCH_ID_LEN,
+                                           ev[i].event_id, ts) < 0;
         return refused;
     }
     for (uint32_t i = 0; i < n; i++)
-        refused += wf_part_apply(part[i], k[i], WF_BENCH_TYPE, WF_BENCH_TYPE_LEN, ev[i].id,
-                                 WF_BENCH_ID_LEN, ev[i].event_id, ts) < 0;
+        refused +=
+            wf_part_apply(part[i], k[i], ev[i].name, WF_BENCH_TYPE_LEN,
+                          ev[i].name + WF_BENCH_TYPE_LEN, WF_BENCH_ID_LEN, ev[i].event_id, ts) < 0;
     return refused;
 }
 
@@ -235,7 +298,9 @@ static void bench_run(struct bench_store *s, const struct bench_event *ev, uint6
     bench_region_begin();
     uint64_t cpu0 = bench_thread_cpu_ns();
     uint64_t t0 = bench_tsc();
-    for (uint64_t base = 0; base < events; base += bench_burst_len) {
+    if (mode == BENCH_OVERLAP)
+        refused += bench_run_overlap(s, ev, events, t0);
+    for (uint64_t base = 0; mode != BENCH_OVERLAP && base < events; base += bench_burst_len) {
         uint32_t n = events - base < bench_burst_len ? (uint32_t)(events - base) : bench_burst_len;
         if (mode == BENCH_REF)
             refused += bench_burst_ref(s, ev + base, n, t0);
@@ -295,18 +360,18 @@ static void bench_size(uint64_t workflows, uint64_t events)
         exit(1);
     }
     for (uint64_t i = 0; i < workflows; i++) {
-        bench_format_id(ev[i].id, (uint32_t)i);
+        bench_format_name(ev[i].name, (uint32_t)i);
         ev[i].event_id = i + 1;
     }
     bench_run(&s, ev, workflows, BENCH_INSERT, workflows);
 
     for (uint64_t i = 0; i < events; i++) {
-        bench_format_id(ev[i].id, (uint32_t)(bench_rand() % workflows));
+        bench_format_name(ev[i].name, (uint32_t)(bench_rand() % workflows));
         ev[i].event_id = workflows + i + 1;
     }
     uint64_t applied = workflows;
-    const enum bench_mode modes[] = { BENCH_REF, BENCH_PIPELINED, BENCH_PREFETCH, BENCH_PLAIN,
-                                      BENCH_FLOOR };
+    const enum bench_mode modes[] = { BENCH_REF,      BENCH_OVERLAP, BENCH_PIPELINED,
+                                      BENCH_PREFETCH, BENCH_PLAIN,   BENCH_FLOOR };
     for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
         if (bench_only_mode && strcmp(bench_only_mode, bench_mode_name[modes[m]]) != 0)
             continue;

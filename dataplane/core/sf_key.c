@@ -11,8 +11,8 @@
 
 struct wf_key wf_key_make(const char *type, size_t type_len, const char *id, size_t id_len)
 {
-    assert(type_len <= WF_KEY_PART_LEN_MAX && id_len <= WF_KEY_PART_LEN_MAX);
-    assert((type != NULL || type_len == 0) && (id != NULL || id_len == 0));
+    WF_ASSERT_HOT(type_len <= WF_KEY_PART_LEN_MAX && id_len <= WF_KEY_PART_LEN_MAX);
+    WF_ASSERT_HOT((type != NULL || type_len == 0) && (id != NULL || id_len == 0));
 
     XXH128_hash_t h;
     if (type_len == 0 || type + type_len == id) {

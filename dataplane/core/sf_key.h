@@ -28,6 +28,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * The two assertion tiers (STYLE): assert() is always on; WF_ASSERT_HOT is for the
+ * per-event inline paths (lookup, prefetch, apply, hashing) and is compiled in only with
+ * SF_DEBUG_HOT, which the unit tests, debug builds and sanitizer builds define.
+ */
+#ifdef SF_DEBUG_HOT
+#define WF_ASSERT_HOT(x) assert(x)
+#else
+#define WF_ASSERT_HOT(x) ((void)sizeof(x))
+#endif
+
 /* Longest type or id that can be hashed (the length prefix is one byte). */
 #define WF_KEY_PART_LEN_MAX 255u
 
@@ -64,7 +75,7 @@ static inline bool wf_key_equal(struct wf_key a, struct wf_key b)
  */
 static inline uint32_t wf_key_partition(struct wf_key k, uint32_t partition_count)
 {
-    assert(partition_count != 0 && (partition_count & (partition_count - 1)) == 0);
+    WF_ASSERT_HOT(partition_count != 0 && (partition_count & (partition_count - 1)) == 0);
     return (uint32_t)(k.hi & (uint64_t)(partition_count - 1));
 }
 

@@ -11,6 +11,8 @@
 #include <assert.h>
 #include <stdint.h>
 
+#include "sf_key.h" /* WF_ASSERT_HOT */
+
 #define WF_PARTITIONS_MAX 65536u
 #define WF_OWNERS_MAX     65535u /* owner ids are u16 */
 
@@ -30,7 +32,7 @@ int wf_partmap_init(struct wf_partmap *m, uint32_t partition_count, uint32_t own
 /** Owner of partition (which must be < m->count, asserted). Can't fail. */
 static inline uint16_t wf_partmap_owner(const struct wf_partmap *m, uint32_t partition)
 {
-    assert(partition < m->count);
+    WF_ASSERT_HOT(partition < m->count);
     return m->owner[partition];
 }
 

@@ -164,7 +164,7 @@ static int wf_table_insert_evict(struct wf_table *t, struct wf_key k, uint32_t r
 int wf_table_insert(struct wf_table *t, struct wf_key k, uint32_t rec)
 {
     assert(t->magic == WF_TABLE_MAGIC && t->count <= t->capacity);
-    assert(rec != WF_REC_NONE);
+    assert(rec < WF_TABLE_CAPACITY_MAX);
     if (wf_table_find(t, k) != WF_REC_NONE)
         return -EEXIST;
     if (t->count == t->capacity)

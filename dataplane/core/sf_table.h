@@ -56,6 +56,7 @@
 #include "sf_key.h"
 
 #define WF_REC_NONE            UINT32_MAX
+#define WF_REC_PENDING         (UINT32_MAX - 1) /* wf_ref_find_primary: look again later */
 #define WF_TABLE_BUCKET_SLOTS  3u
 #define WF_TABLE_LOAD_PCT      90u  /* fill limit at capacity, percent of slots */
 #define WF_TABLE_BFS_NODES_MAX 256u /* buckets examined by one insert's eviction search */
@@ -71,6 +72,7 @@ struct wf_bucket {
     uint16_t overflow;
 } __attribute__((aligned(WF_TABLE_LINE_BYTES)));
 _Static_assert(sizeof(struct wf_bucket) == WF_TABLE_LINE_BYTES, "a bucket is one cache line");
+_Static_assert(WF_TABLE_CAPACITY_MAX < WF_REC_PENDING, "record indices never look special");
 _Static_assert(offsetof(struct wf_bucket, rec) == 48, "keys first, 16-byte aligned");
 _Static_assert(offsetof(struct wf_bucket, overflow) == 62, "header in the last 4 bytes");
 
@@ -123,7 +125,7 @@ static inline uint32_t wf_buckets_secondary(uint32_t bucket_count, struct wf_key
 
 static inline uint32_t wf_table_bucket_find(const struct wf_bucket *b, struct wf_key k)
 {
-    assert(b->used <= WF_TABLE_BUCKET_SLOTS);
+    WF_ASSERT_HOT(b->used <= WF_TABLE_BUCKET_SLOTS);
     for (uint32_t i = 0; i < b->used; i++)
         if (wf_key_equal(b->key[i], k))
             return b->rec[i];
@@ -170,7 +172,7 @@ static inline void wf_table_prefetch_both(const struct wf_table *t, struct wf_ke
  *  in its primary and that bucket has overflowed. Can't fail. */
 static inline uint32_t wf_table_find(const struct wf_table *t, struct wf_key k)
 {
-    assert(t->magic == WF_TABLE_MAGIC);
+    WF_ASSERT_HOT(t->magic == WF_TABLE_MAGIC);
     return wf_buckets_find(t->bucket, t->bucket_count, k);
 }
 

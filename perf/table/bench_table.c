@@ -7,9 +7,10 @@
  * WF_BENCH_BURST: hash (type, id) → key, partition, then
  *   insert:          as apply_pipelined, every event creating its workflow
  *   apply_ref:       through the owner's 16-byte partition handles (wf_part_ref): prefetch
- *                    table lines; find + prefetch records; apply
- *   apply_overlap:   apply_ref's three stages on three consecutive bursts at once (apply
- *                    burst b-2, find b-1, hash b), as an owner loop can do across ring
+ *                    table lines; look in primary lines, prefetch records (or secondary
+ *                    lines); resolve those, prefetch their records; apply
+ *   apply_overlap:   apply_ref's four stages on four consecutive bursts at once (apply
+ *                    b-3, resolve b-2, find b-1, hash b), as an owner loop can do across ring
  *                    drains, so that each prefetch has a whole burst of work to arrive
  *   apply_pipelined: prefetch partition headers; prefetch table lines; find + prefetch
  *                    records; apply (every DRAM line of the burst is in flight together)
@@ -147,11 +148,19 @@ static void bench_stage_hash(const struct bench_store *s, struct bench_stage *st
     }
 }
 
-/* Stage 2: find, prefetch the record. */
+/* Stage 2: look in the primary line; prefetch the record, or the secondary line. */
 static void bench_stage_find(const struct bench_store *s, struct bench_stage *st)
 {
     for (uint32_t i = 0; i < st->n; i++)
-        st->rec[i] = wf_ref_find_prefetch(&s->ref[st->part[i]], st->k[i]);
+        st->rec[i] = wf_ref_find_primary(&s->ref[st->part[i]], st->k[i]);
+}
+
+/* Stage 2b: resolve the keys that may live in their secondary line; prefetch records. */
+static void bench_stage_resolve(const struct bench_store *s, struct bench_stage *st)
+{
+    for (uint32_t i = 0; i < st->n; i++)
+        if (st->rec[i] == WF_REC_PENDING)
+            st->rec[i] = wf_ref_find_prefetch(&s->ref[st->part[i]], st->k[i]);
 }
 
 /* Stage 3: apply (create through the partition when stage 2 found nothing). Returns events
@@ -182,23 +191,27 @@ static uint32_t bench_burst_ref(struct bench_store *s, const struct bench_event 
     st.n = n;
     bench_stage_hash(s, &st);
     bench_stage_find(s, &st);
+    bench_stage_resolve(s, &st);
     return bench_stage_apply(s, &st, ts);
 }
 
-/* The stages of three consecutive bursts overlapped: apply burst b-2, find burst b-1, hash
- * burst b, so every prefetch has a whole burst of work to arrive. Returns events refused. */
+/* The stages of four consecutive bursts overlapped: apply burst b-3, resolve b-2, find
+ * b-1, hash b, so every prefetch has a whole burst of work to arrive. Returns events
+ * refused. */
 static uint64_t bench_run_overlap(struct bench_store *s, const struct bench_event *ev,
                                   uint64_t events, uint64_t ts)
 {
-    static struct bench_stage st[3];
+    static struct bench_stage st[4];
     uint64_t bursts = (events + bench_burst_len - 1) / bench_burst_len, refused = 0;
-    for (uint64_t b = 0; b < bursts + 2; b++) {
-        if (b >= 2)
-            refused += bench_stage_apply(s, &st[(b - 2) % 3], ts);
+    for (uint64_t b = 0; b < bursts + 3; b++) {
+        if (b >= 3)
+            refused += bench_stage_apply(s, &st[(b - 3) % 4], ts);
+        if (b >= 2 && b - 2 < bursts)
+            bench_stage_resolve(s, &st[(b - 2) % 4]);
         if (b >= 1 && b - 1 < bursts)
-            bench_stage_find(s, &st[(b - 1) % 3]);
+            bench_stage_find(s, &st[(b - 1) % 4]);
         if (b < bursts) {
-            struct bench_stage *cur = &st[b % 3];
+            struct bench_stage *cur = &st[b % 4];
             uint64_t base = b * bench_burst_len;
             cur->ev = ev + base;
             cur->n = events - base < bench_burst_len ? (uint32_t)(events - base) : bench_burst_len;

@@ -244,6 +244,41 @@ static void test_part_ref_path(void **state)
     part_free(&m);
 }
 
+/* The deferring stage 2: every workflow is found either in its primary line or, after
+ * WF_REC_PENDING, by the full lookup; absent keys end as WF_REC_NONE. */
+static void test_part_ref_find_primary(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    struct part_mem m = part_new(N, N * 16);
+    struct wf_part_ref ref;
+    wf_part_ref_get(m.p, &ref);
+    char id[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "w%d", i);
+        assert_int_equal(apply_id(m.p, "device", id, 1, 1), WF_CREATED);
+    }
+    uint32_t pending = 0, pending_absent = 0;
+    for (int i = 0; i < 2 * N; i++) {
+        snprintf(id, sizeof(id), "w%d", i);
+        struct wf_key k = wf_key_make("device", 6, id, strlen(id));
+        uint32_t rec = wf_ref_find_primary(&ref, k);
+        if (rec == WF_REC_PENDING) {
+            rec = wf_ref_find_prefetch(&ref, k);
+            pending += i < N;
+            pending_absent += i >= N;
+        }
+        assert_int_equal(rec, wf_part_find(m.p, k));
+        if (i < N)
+            assert_true(rec < N);
+        else
+            assert_int_equal(rec, WF_REC_NONE);
+    }
+    assert_int_equal(pending, wf_table_in_secondary(wf_part_table(m.p)));
+    assert_true(pending > N / 10 && pending_absent > 0);
+    part_free(&m);
+}
+
 static void test_part_capacity_for(void **state)
 {
     (void)state;
@@ -261,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_part_keystore_roundtrip), cmocka_unit_test(test_part_full),
         cmocka_unit_test(test_part_types_full),         cmocka_unit_test(test_part_burst_form),
         cmocka_unit_test(test_part_capacity_for),       cmocka_unit_test(test_part_ref_path),
+        cmocka_unit_test(test_part_ref_find_primary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,6 +172,35 @@ void wf_part_ref_get(struct wf_part *p, struct wf_part_ref *ref)
     assert((char *)wf_ref_recs(ref) == (char *)p + p->recs_off);
 }
 
+uint32_t wf_burst_apply(struct wf_part *const *parts, const struct wf_part_ref *refs,
+                        const struct wf_burst_event *ev, uint32_t n, int8_t *result)
+{
+    assert(n <= WF_BURST_MAX && (n == 0 || (parts && refs && ev && result)));
+    uint32_t rec[WF_BURST_MAX];
+    uint32_t refused = 0;
+    for (uint32_t i = 0; i < n; i++)
+        wf_ref_prefetch(&refs[ev[i].partition], ev[i].key);
+    for (uint32_t i = 0; i < n; i++)
+        rec[i] = wf_ref_find_primary(&refs[ev[i].partition], ev[i].key);
+    for (uint32_t i = 0; i < n; i++)
+        if (rec[i] == WF_REC_PENDING)
+            rec[i] = wf_ref_find_prefetch(&refs[ev[i].partition], ev[i].key);
+    for (uint32_t i = 0; i < n; i++) {
+        const struct wf_burst_event *e = &ev[i];
+        if (rec[i] != WF_REC_NONE) {
+            wf_ref_apply(&refs[e->partition], rec[i], e->event_id, e->ts_ns);
+            result[i] = WF_APPLIED;
+            continue;
+        }
+        int r = wf_part_apply_found(parts[e->partition], WF_REC_NONE, e->key, e->type, e->type_len,
+                                    e->id, e->id_len, e->event_id, e->ts_ns);
+        result[i] = (int8_t)r;
+        refused += r < 0;
+    }
+    assert(refused <= n);
+    return refused;
+}
+
 const struct wf_count_rec *wf_part_rec(const struct wf_part *p, uint32_t rec)
 {
     assert(p->magic == WF_PART_MAGIC);

@@ -239,6 +239,31 @@ static inline void wf_ref_apply(const struct wf_part_ref *r, uint32_t rec, uint6
     c->last_ts_ns = ts_ns;
 }
 
+#define WF_BURST_MAX 64u /* events per wf_burst_apply call */
+
+/** One signal of a burst, as the owner core gets it from its rings (key computed by rx). */
+struct wf_burst_event {
+    struct wf_key key;
+    uint32_t partition; /* wf_key_partition(key, ...): index into parts[] and refs[] */
+    uint8_t type_len, id_len;
+    const char *type, *id; /* read only when the workflow is created */
+    uint64_t event_id, ts_ns;
+};
+
+/**
+ * Apply a burst of n (<= WF_BURST_MAX) signals to the owner core's partitions, the fast
+ * way: prefetch every table line, look in primary lines (prefetching records or
+ * secondary lines), resolve the secondaries, then apply in order. Same effect as calling
+ * wf_part_apply for each event in order (an event may create a workflow a later event of
+ * the same burst uses). parts[p] and refs[p] (from wf_part_ref_get) must be valid for
+ * every event's partition. result[i] gets event i's enum wf_apply_result. Signals applied
+ * to existing workflows through the handles are not counted in the partitions' `applied`
+ * counters (the caller counts per core). Returns the number of events refused (WF_FULL
+ * or WF_INVALID).
+ */
+uint32_t wf_burst_apply(struct wf_part *const *parts, const struct wf_part_ref *refs,
+                        const struct wf_burst_event *ev, uint32_t n, int8_t *result);
+
 /** The record of k, or NULL when absent. Valid until the region is freed. */
 const struct wf_count_rec *wf_part_get(const struct wf_part *p, struct wf_key k);
 

@@ -279,6 +279,69 @@ static void test_part_ref_find_primary(void **state)
     part_free(&m);
 }
 
+/* wf_burst_apply equals applying one event at a time: creates, repeats within a burst,
+ * refusals, counts. Two partitions, bursts mixing both. */
+static void test_burst_apply_matches_serial(void **state)
+{
+    (void)state;
+    enum { PARTS = 2, WORKFLOWS = 300, EVENTS = 2000 };
+    struct part_mem a[PARTS], b[PARTS];
+    struct wf_part *pa[PARTS];
+    struct wf_part_ref ra[PARTS];
+    for (int p = 0; p < PARTS; p++) {
+        a[p] = part_new(WORKFLOWS / 2 - 20, 8192); /* burst side; too small: refusals */
+        b[p] = part_new(WORKFLOWS / 2 - 20, 8192); /* serial side */
+        pa[p] = a[p].p;
+        wf_part_ref_get(pa[p], &ra[p]);
+    }
+    static char ids[EVENTS][16];
+    static struct wf_burst_event ev[EVENTS];
+    uint64_t rng = 12345;
+    for (int i = 0; i < EVENTS; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        int n = snprintf(ids[i], sizeof(ids[i]), "w%u", (unsigned)((rng >> 33) % WORKFLOWS));
+        struct wf_key k = wf_key_make("device", 6, ids[i], (size_t)n);
+        ev[i] = (struct wf_burst_event){ .key = k,
+                                         .partition = wf_key_partition(k, PARTS),
+                                         .type = "device",
+                                         .type_len = 6,
+                                         .id = ids[i],
+                                         .id_len = (uint8_t)n,
+                                         .event_id = (uint64_t)i + 1,
+                                         .ts_ns = (uint64_t)i * 3 };
+    }
+    int8_t result[WF_BURST_MAX];
+    uint32_t refused_burst = 0, refused_serial = 0, handled = 0;
+    for (uint32_t base = 0; base < EVENTS; base += handled) {
+        handled = EVENTS - base < 37 ? EVENTS - base : 37; /* odd burst size on purpose */
+        refused_burst += wf_burst_apply(pa, ra, &ev[base], handled, result);
+        for (uint32_t i = 0; i < handled; i++) {
+            const struct wf_burst_event *e = &ev[base + i];
+            int r = wf_part_apply(b[e->partition].p, e->key, e->type, e->type_len, e->id, e->id_len,
+                                  e->event_id, e->ts_ns);
+            assert_int_equal(result[i], r);
+            refused_serial += r < 0;
+        }
+    }
+    assert_int_equal(refused_burst, refused_serial);
+    assert_true(refused_burst > 0);
+    for (int p = 0; p < PARTS; p++) {
+        assert_int_equal(wf_part_count(a[p].p), wf_part_count(b[p].p));
+        uint64_t cursor = 0;
+        struct wf_key k;
+        const struct wf_count_rec *rec;
+        while (wf_part_next(b[p].p, &cursor, &k, &rec)) {
+            const struct wf_count_rec *other = wf_part_get(a[p].p, k);
+            assert_non_null(other);
+            assert_int_equal(other->signals, rec->signals);
+            assert_int_equal(other->last_event_id, rec->last_event_id);
+            assert_int_equal(other->last_ts_ns, rec->last_ts_ns);
+        }
+        part_free(&a[p]);
+        part_free(&b[p]);
+    }
+}
+
 static void test_part_capacity_for(void **state)
 {
     (void)state;
@@ -292,11 +355,16 @@ static void test_part_capacity_for(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_part_init_validation),    cmocka_unit_test(test_part_apply_counts),
-        cmocka_unit_test(test_part_keystore_roundtrip), cmocka_unit_test(test_part_full),
-        cmocka_unit_test(test_part_types_full),         cmocka_unit_test(test_part_burst_form),
-        cmocka_unit_test(test_part_capacity_for),       cmocka_unit_test(test_part_ref_path),
+        cmocka_unit_test(test_part_init_validation),
+        cmocka_unit_test(test_part_apply_counts),
+        cmocka_unit_test(test_part_keystore_roundtrip),
+        cmocka_unit_test(test_part_full),
+        cmocka_unit_test(test_part_types_full),
+        cmocka_unit_test(test_part_burst_form),
+        cmocka_unit_test(test_part_capacity_for),
+        cmocka_unit_test(test_part_ref_path),
         cmocka_unit_test(test_part_ref_find_primary),
+        cmocka_unit_test(test_burst_apply_matches_serial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,6 +40,9 @@
  * line, then slot line); linear probing over the same buckets keeps ~75 % in the home line
  * but has an unbounded tail (probe lengths of 300+ buckets at 90 % load). 4 slots per line
  * would need a 12-byte identity, weaker than the 128-bit identity DESIGN §5 asks for.
+ * Keys in a secondary line cost a second, dependent miss unless the caller defers them
+ * (wf_ref_find_primary / wf_burst_apply do); prefetching both lines of every key instead
+ * was slower in perf/table (one more line of bandwidth per event).
  *
  * Iteration (wf_table_next) walks slots in bucket order; a cursor stays valid across calls
  * as long as no insert happens in between (an insert may move keys between buckets).

@@ -1,0 +1,547 @@
+/* rt.c — the apply functions: signal-with-start, dedupe, VM, commands (see rt.h). */
+#include <errno.h>
+
+#include "rt_internal.h"
+
+void rt_event_from_sf(struct rt_event *out, const struct sf_event *ev, struct wf_key key,
+                      uint64_t now_ns, uint64_t cause)
+{
+    out->key = key;
+    out->type = ev->type;
+    out->type_len = ev->type_len;
+    out->id = ev->id;
+    out->id_len = ev->id_len;
+    out->signal = ev->signal;
+    out->signal_len = ev->signal_len;
+    out->fields = ev->fields;
+    out->fields_len = ev->fields_len;
+    out->fields_json = ev->fields_json;
+    out->event_id = ev->event_id;
+    out->has_event_id = ev->has_event_id;
+    out->now_ns = now_ns;
+    out->cause = cause;
+}
+
+void rt_prefetch(const struct rt_part *p, struct wf_key key)
+{
+    __builtin_prefetch(&rt_part_buckets(p)[wf_buckets_primary(p->bucket_count, key)], 0, 3);
+}
+
+void rt_prefetch_instance(const struct rt_part *p, struct wf_key key)
+{
+    uint32_t ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, key);
+    if (ref == WF_REC_NONE)
+        return;
+    const char *in = (const char *)rt_part_inst(p, ref);
+    __builtin_prefetch(in, 1, 3);
+    __builtin_prefetch(in + 64, 1, 3);
+    __builtin_prefetch(in + 128, 1, 3);
+}
+
+/* ---- dedupe ---- */
+
+static int rt_dd_check(const struct rt_inst *in, uint64_t e)
+{
+    if (!(in->flags & RT_INST_F_DEDUPE) || e > in->dd_hwm)
+        return RT_APPLIED;
+    if (e == in->dd_hwm)
+        return RT_DUPLICATE;
+    uint64_t back = in->dd_hwm - e; /* >= 1 */
+    if (back > RT_DEDUPE_WINDOW)
+        return RT_STALE;
+    return (in->dd_bits >> (back - 1)) & 1u ? RT_DUPLICATE : RT_APPLIED;
+}
+
+static void rt_dd_mark(struct rt_inst *in, uint64_t e)
+{
+    if (!(in->flags & RT_INST_F_DEDUPE)) {
+        in->flags |= RT_INST_F_DEDUPE;
+        in->dd_hwm = e;
+        in->dd_bits = 0;
+        return;
+    }
+    if (e > in->dd_hwm) {
+        uint64_t shift = e - in->dd_hwm;
+        /* the old mark moves into the window at position shift - 1 */
+        in->dd_bits = shift > RT_DEDUPE_WINDOW    ? 0
+                      : shift == RT_DEDUPE_WINDOW ? 1ull << 63
+                                                  : (in->dd_bits << shift) | 1ull << (shift - 1);
+        in->dd_hwm = e;
+        return;
+    }
+    uint64_t back = in->dd_hwm - e;
+    assert(back >= 1 && back <= RT_DEDUPE_WINDOW);
+    in->dd_bits |= 1ull << (back - 1);
+}
+
+/* ---- fields ---- */
+
+static bool rt_field_fits(enum flow_type want, const struct sf_value *v)
+{
+    return v->type == SF_VAL_NULL || (unsigned)v->type == (unsigned)want ||
+           (want == FLOW_T_FLOAT && v->type == SF_VAL_INT);
+}
+
+/* Decode ev's fields for signal sig of def into vals[] in declaration order; returns the
+ * number of values or -1 when they do not match the declaration. */
+static int rt_decode_fields(const struct flow_def *def, unsigned sig, const struct rt_event *ev,
+                            struct sf_value *vals)
+{
+    int nf = flow_def_signal_field_count(def, sig);
+    assert(nf >= 0 && nf <= (int)FLOW_FIELDS_MAX);
+    int n;
+    if (!ev->fields_json) {
+        n = sf_fields_decode(ev->fields, ev->fields_len, vals, FLOW_FIELDS_MAX);
+        if (n < 0)
+            return -1;
+    } else {
+        struct sf_json_field jf[SF_JSON_FIELDS_MAX];
+        int k = sf_json_fields_decode(ev->fields, ev->fields_len, jf, SF_JSON_FIELDS_MAX);
+        if (k < 0)
+            return -1;
+        for (int i = 0; i < nf; i++)
+            vals[i].type = SF_VAL_NULL;
+        for (int i = 0; i < k; i++) {
+            int at = flow_def_signal_field_index(def, sig, jf[i].name, jf[i].name_len);
+            if (at < 0)
+                return -1;
+            vals[at] = jf[i].value;
+        }
+        n = nf;
+    }
+    for (int i = 0; i < n && i < nf; i++)
+        if (!rt_field_fits(flow_def_signal_field_type(def, sig, (unsigned)i), &vals[i]))
+            return -1;
+    return n;
+}
+
+/* ---- instances ---- */
+
+static void rt_count_state(struct rt_core *c, const struct rt_def *d, const uint8_t *rec, int delta)
+{
+    if (!vm_record_started(d->def, rec) || vm_record_completed(d->def, rec))
+        return;
+    c->state_counts[d->def_id * FLOW_STATES_MAX + vm_record_state(d->def, rec)] += (uint32_t)delta;
+}
+
+/* Reserve the next record of d's arena without committing it: *ref and whether it needs a
+ * new chunk. Returns false when no chunk is left. */
+static bool rt_arena_peek(const struct rt_part *p, const struct rt_def *d, uint32_t *ref,
+                          bool *new_chunk)
+{
+    const struct rt_arena *a = &p->arena[d->def_id];
+    if (a->chunk != RT_NONE && a->used < RT_CHUNK_BYTES / d->stride) {
+        *ref = a->chunk << RT_CHUNK_SLOT_BITS | a->used;
+        *new_chunk = false;
+        return true;
+    }
+    if (p->chunks_used == p->chunk_count)
+        return false;
+    *ref = p->chunks_used << RT_CHUNK_SLOT_BITS;
+    *new_chunk = true;
+    return true;
+}
+
+static void rt_arena_commit(struct rt_part *p, const struct rt_def *d, bool new_chunk)
+{
+    struct rt_arena *a = &p->arena[d->def_id];
+    if (new_chunk) {
+        uint32_t ch = p->chunks_used++;
+        rt_part_dir(p)[ch] = d->def_id;
+        a->chunk = ch;
+        a->used = 0;
+        a->stride = (uint16_t)d->stride;
+        a->timer_slots = d->timer_slots;
+        a->record_size = d->record_size;
+    }
+    assert(a->stride == d->stride);
+    a->used++;
+}
+
+/* Initialise instance `in` of def d for id (fresh header, unlinked nodes, new record). */
+static void rt_inst_init(struct rt_inst *in, const struct rt_def *d, uint32_t key_ref,
+                         const char *id, size_t id_len, uint64_t now_ns)
+{
+    memset(in, 0, sizeof(*in) + (size_t)d->timer_slots * RT_TIMER_NODE_BYTES);
+    in->key_ref = key_ref;
+    in->task_head = RT_NONE;
+    in->def_id = d->def_id;
+    vm_record_init(d->def, rt_inst_record(in, d->timer_slots), id, id_len, now_ns);
+}
+
+/* Create the instance of ev (def d). Returns its ref, or RT_NONE when full (counted). */
+static uint32_t rt_inst_create(struct rt_core *c, struct rt_part *p, const struct rt_def *d,
+                               const struct rt_event *ev)
+{
+    uint32_t ref;
+    bool new_chunk;
+    if (p->keys_bytes - p->keys_used < 1u + ev->id_len) {
+        p->stats.full_keystore++;
+        return RT_NONE;
+    }
+    if (!rt_arena_peek(p, d, &ref, &new_chunk)) {
+        p->stats.full_arena++;
+        return RT_NONE;
+    }
+    if (wf_table_insert(rt_part_table(p), ev->key, ref) != 0) {
+        p->stats.full_table++;
+        return RT_NONE;
+    }
+    rt_arena_commit(p, d, new_chunk);
+    uint32_t key_ref = (uint32_t)p->keys_used;
+    uint8_t *e = rt_part_keys(p) + key_ref;
+    e[0] = ev->id_len;
+    memcpy(e + 1, ev->id, ev->id_len);
+    p->keys_used += 1u + ev->id_len;
+    struct rt_inst *in = rt_part_inst(p, ref);
+    rt_inst_init(in, d, key_ref, ev->id, ev->id_len, ev->now_ns);
+    p->stats.instances++;
+    c->running[d->def_id]++;
+    return ref;
+}
+
+/* Point the table slot of key at ref (the key is present). */
+static void rt_table_set(struct rt_part *p, struct wf_key key, uint32_t ref)
+{
+    struct wf_bucket *bk = (struct wf_bucket *)rt_part_buckets(p);
+    uint32_t b[2] = { wf_buckets_primary(p->bucket_count, key),
+                      wf_buckets_secondary(p->bucket_count, key) };
+    for (unsigned j = 0; j < 2; j++)
+        for (unsigned i = 0; i < bk[b[j]].used; i++)
+            if (wf_key_equal(bk[b[j]].key[i], key)) {
+                bk[b[j]].rec[i] = ref;
+                return;
+            }
+    assert(0 && "key present");
+}
+
+/* Free every in-flight task of in (its incarnation ended for good). */
+static void rt_inst_drop_tasks(struct rt_core *c, uint32_t pidx, struct rt_part *p,
+                               struct rt_inst *in)
+{
+    while (in->task_head != RT_NONE) {
+        const struct rt_task_slot *t = &rt_part_tasks(p)[in->task_head];
+        rt_task_finish(c, pidx, p, in, t->act, t->seq);
+    }
+}
+
+/* An expired tombstone gets a signal: start a new incarnation of the newest version in its
+ * place. Returns the new ref or RT_NONE (full). */
+static uint32_t rt_inst_restart(struct rt_core *c, uint32_t pidx, struct rt_part *p, uint32_t ref,
+                                const struct rt_def *nd, const struct rt_event *ev)
+{
+    struct rt_inst *old = rt_part_inst(p, ref);
+    uint32_t key_ref = old->key_ref;
+    uint16_t old_def = old->def_id;
+    if (nd->def_id != old_def) {
+        uint32_t nref;
+        bool new_chunk;
+        if (!rt_arena_peek(p, nd, &nref, &new_chunk)) {
+            p->stats.full_arena++;
+            return RT_NONE;
+        }
+        rt_inst_drop_tasks(c, pidx, p, old);
+        rt_arena_commit(p, nd, new_chunk);
+        rt_table_set(p, ev->key, nref);
+        p->stats.records_abandoned++;
+        ref = nref;
+    } else {
+        rt_inst_drop_tasks(c, pidx, p, old);
+    }
+    rt_inst_init(rt_part_inst(p, ref), nd, key_ref, ev->id, ev->id_len, ev->now_ns);
+    p->stats.instances++;
+    p->stats.tombstones_reused++;
+    c->completed[old_def]--;
+    c->running[nd->def_id]++;
+    return ref;
+}
+
+/* ---- running the VM and applying its commands ---- */
+
+struct rt_run {
+    struct rt_core *c;
+    struct rt_part *p;
+    uint32_t pidx;
+    uint32_t ref;
+    struct rt_inst *in;
+    const struct rt_def *d;
+    uint8_t *rec;
+    uint64_t now_ns;
+    uint64_t cause;
+    uint64_t old_due[FLOW_TIMER_SLOTS_MAX];
+};
+
+static void rt_run_begin(struct rt_run *r)
+{
+    for (unsigned s = 0; s < r->d->timer_slots; s++)
+        r->old_due[s] = vm_record_timer_due(r->d->def, r->rec, s);
+    rt_count_state(r->c, r->d, r->rec, -1);
+}
+
+/* Make the wheel agree with the record's timer slots. */
+static void rt_timers_sync(struct rt_run *r)
+{
+    struct rt_tnode *nodes = rt_inst_nodes(r->in);
+    for (unsigned s = 0; s < r->d->timer_slots; s++) {
+        uint64_t due = vm_record_timer_due(r->d->def, r->rec, s);
+        struct rt_tnode *n = &nodes[s];
+        if (due == 0) {
+            if (rt_tnode_linked(n))
+                rt_wheel_unlink(r->c, n);
+            continue;
+        }
+        if (rt_tnode_linked(n)) {
+            if (due >= r->old_due[s] && r->old_due[s] != 0)
+                continue; /* later than where it sits: found there and moved on (lazy) */
+            rt_wheel_unlink(r->c, n);
+        } else if (due == r->old_due[s]) {
+            continue; /* yielded by rt_timers_due, its firing not applied yet */
+        }
+        rt_wheel_link(r->c, rt_tref(r->pidx, r->ref, s), n, due);
+    }
+}
+
+static void rt_run_end(struct rt_run *r, int ncmds, struct rt_effects *fx)
+{
+    struct rt_core *c = r->c;
+    for (int i = 0; i < ncmds; i++) {
+        const struct vm_cmd *m = &c->cmds[i];
+        switch (m->kind) {
+        case VM_CMD_ACTIVITY_RUN:
+            rt_task_create(c, r->pidx, r->p, r->ref, r->in, m, r->cause);
+            if (fx)
+                fx->tasks++;
+            break;
+        case VM_CMD_ACTIVITY_CANCEL:
+            rt_task_finish(c, r->pidx, r->p, r->in, m->index, m->seq);
+            rt_task_cancel_notice(c, r->pidx, r->ref, m->index, m->seq, r->cause);
+            if (fx)
+                fx->cancels++;
+            break;
+        case VM_CMD_COMPLETE:
+            r->in->flags |= RT_INST_F_COMPLETED;
+            r->in->completed_s = (uint32_t)(r->now_ns >> 30);
+            r->p->stats.completed++;
+            c->running[r->d->def_id]--;
+            c->completed[r->d->def_id]++;
+            if (fx)
+                fx->completed = true;
+            break;
+        default:
+            break; /* timers: synchronised from the record below */
+        }
+    }
+    rt_timers_sync(r);
+    rt_count_state(c, r->d, r->rec, +1);
+}
+
+static int rt_done(struct rt_core *c, int st)
+{
+    c->stats.status[st]++;
+    return st;
+}
+
+/* Enough free task slots for the worst case of one handler of d? (Counted when not.) */
+static bool rt_tasks_room(struct rt_part *p, const struct rt_def *d, uint32_t freed)
+{
+    if (p->task_free_count + freed >= d->activity_count)
+        return true;
+    p->stats.full_tasks++;
+    return false;
+}
+
+int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                    struct rt_effects *fx)
+{
+    assert(p->magic == RT_PART_MAGIC && c->reg != NULL);
+    if (fx)
+        *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
+    const struct rt_registry *reg = c->reg;
+    uint32_t pidx = rt_core_part_index(c, p);
+    uint32_t ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, ev->key);
+    const struct rt_def *d;
+    struct rt_inst *in = NULL;
+    int st = RT_APPLIED;
+    if (ref != WF_REC_NONE) {
+        in = rt_part_inst(p, ref);
+        d = rt_registry_def(reg, in->def_id);
+        if (d == NULL)
+            return rt_done(c, RT_UNKNOWN_TYPE);
+        if (in->flags & RT_INST_F_COMPLETED) {
+            uint64_t expires = ((uint64_t)in->completed_s << 30) + c->cfg.tombstone_retention_ns;
+            if (ev->now_ns < expires)
+                return rt_done(c, RT_COMPLETED);
+            d = rt_registry_newest(reg, d->type_id);
+            in = NULL; /* restarted below, once the signal is known to be good */
+            st = RT_CREATED;
+        } else if (ev->has_event_id) {
+            int dd = rt_dd_check(in, ev->event_id);
+            if (dd != RT_APPLIED)
+                return rt_done(c, dd);
+        }
+    } else {
+        int t = rt_registry_type(reg, ev->type, ev->type_len);
+        if (t < 0)
+            return rt_done(c, RT_UNKNOWN_TYPE);
+        d = rt_registry_newest(reg, (unsigned)t);
+        st = RT_CREATED;
+    }
+    int sig = flow_def_signal_index(d->def, ev->signal, ev->signal_len);
+    if (sig < 0)
+        return rt_done(c, RT_UNKNOWN_SIGNAL);
+    struct sf_value vals[FLOW_FIELDS_MAX];
+    int nvals = rt_decode_fields(d->def, (unsigned)sig, ev, vals);
+    if (nvals < 0)
+        return rt_done(c, RT_BAD_FIELDS);
+    if (!rt_tasks_room(p, d, 0))
+        return rt_done(c, RT_FULL);
+    if (st == RT_CREATED) {
+        ref = ref == WF_REC_NONE ? rt_inst_create(c, p, d, ev)
+                                 : rt_inst_restart(c, pidx, p, ref, d, ev);
+        if (ref == RT_NONE)
+            return rt_done(c, RT_FULL);
+        in = rt_part_inst(p, ref);
+    }
+    struct rt_run r = { .c = c,
+                        .p = p,
+                        .pidx = pidx,
+                        .ref = ref,
+                        .in = in,
+                        .d = d,
+                        .rec = rt_inst_record(in, d->timer_slots),
+                        .now_ns = ev->now_ns,
+                        .cause = ev->cause };
+    rt_run_begin(&r);
+    int rc = vm_run_signal(d->def, r.rec, (unsigned)sig, vals, (unsigned)nvals, ev->id, ev->id_len,
+                           ev->now_ns, c->cmds, RT_CMDS_MAX);
+    assert(rc >= 0); /* fields were checked, the instance is running, cmds are sized */
+    if (ev->has_event_id) {
+        rt_dd_mark(in, ev->event_id);
+        in->last_event_id = ev->event_id;
+    }
+    in->signals++;
+    rt_run_end(&r, rc, fx);
+    if (fx) {
+        fx->inst_ref = ref;
+        fx->def_id = d->def_id;
+        fx->vm_rc = rc;
+    }
+    return rt_done(c, st);
+}
+
+/* Find the running instance of key for a timer / activity input. */
+static int rt_input_instance(struct rt_core *c, struct rt_part *p, struct wf_key key,
+                             struct rt_run *r)
+{
+    uint32_t ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, key);
+    if (ref == WF_REC_NONE)
+        return RT_NOT_FOUND;
+    r->c = c;
+    r->p = p;
+    r->pidx = rt_core_part_index(c, p);
+    r->ref = ref;
+    r->in = rt_part_inst(p, ref);
+    r->d = rt_registry_def(c->reg, r->in->def_id);
+    if (r->d == NULL)
+        return RT_UNKNOWN_TYPE;
+    r->rec = rt_inst_record(r->in, r->d->timer_slots);
+    return RT_APPLIED;
+}
+
+int rt_apply_timer(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned slot,
+                   uint64_t due_ns, uint64_t cause, struct rt_effects *fx)
+{
+    if (fx)
+        *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
+    struct rt_run r;
+    int st = rt_input_instance(c, p, key, &r);
+    if (st != RT_APPLIED)
+        return rt_done(c, st);
+    if (r.in->flags & RT_INST_F_COMPLETED)
+        return rt_done(c, RT_COMPLETED);
+    if (slot >= r.d->timer_slots || vm_record_timer_due(r.d->def, r.rec, slot) != due_ns ||
+        due_ns == 0) {
+        /* stale firing: make sure a yielded node whose slot was re-armed is linked again */
+        if (slot < r.d->timer_slots) {
+            for (unsigned s = 0; s < r.d->timer_slots; s++)
+                r.old_due[s] = 0;
+            rt_timers_sync(&r);
+        }
+        return rt_done(c, RT_IGNORED);
+    }
+    if (!rt_tasks_room(p, r.d, 0))
+        return rt_done(c, RT_FULL);
+    r.now_ns = due_ns;
+    r.cause = cause;
+    rt_run_begin(&r);
+    uint8_t id_len;
+    const char *id = rt_inst_id(p, r.in, &id_len);
+    struct rt_tnode *n = &rt_inst_nodes(r.in)[slot];
+    if (rt_tnode_linked(n))
+        rt_wheel_unlink(c, n); /* replay, or a firing applied before it was yielded */
+    r.old_due[slot] = 0;       /* the node is out of the wheel: relink whatever is armed */
+    int rc = vm_run_timer(r.d->def, r.rec, slot, due_ns, id, id_len, c->cmds, RT_CMDS_MAX);
+    assert(rc >= 0);
+    rt_run_end(&r, rc, fx);
+    if (fx) {
+        fx->inst_ref = r.ref;
+        fx->def_id = r.d->def_id;
+        fx->vm_rc = rc;
+    }
+    return rt_done(c, RT_APPLIED);
+}
+
+int rt_apply_activity_result(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned act,
+                             uint32_t seq, bool failed, int64_t result, uint64_t now_ns,
+                             uint64_t cause, struct rt_effects *fx)
+{
+    if (fx)
+        *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
+    struct rt_run r;
+    int st = rt_input_instance(c, p, key, &r);
+    if (st != RT_APPLIED)
+        return rt_done(c, st);
+    if (act >= r.d->activity_count)
+        return rt_done(c, RT_IGNORED);
+    uint32_t pending_seq;
+    if (!vm_record_activity(r.d->def, r.rec, act, &pending_seq, NULL) || pending_seq != seq)
+        return rt_done(c, RT_IGNORED);
+    if (r.in->flags & RT_INST_F_COMPLETED) {
+        rt_task_finish(c, r.pidx, p, r.in, act, seq); /* the activity is over all the same */
+        return rt_done(c, RT_COMPLETED);
+    }
+    /* the result's own task is freed before the handler runs */
+    if (!rt_tasks_room(p, r.d, 1))
+        return rt_done(c, RT_FULL);
+    r.now_ns = now_ns;
+    r.cause = cause;
+    rt_task_finish(c, r.pidx, p, r.in, act, seq);
+    rt_run_begin(&r);
+    uint8_t id_len;
+    const char *id = rt_inst_id(p, r.in, &id_len);
+    int rc = failed ? vm_run_activity_failed(r.d->def, r.rec, act, seq, id, id_len, now_ns, c->cmds,
+                                             RT_CMDS_MAX)
+                    : vm_run_activity_done(r.d->def, r.rec, act, seq, result, id, id_len, now_ns,
+                                           c->cmds, RT_CMDS_MAX);
+    assert(rc >= 0);
+    rt_run_end(&r, rc, fx);
+    if (fx) {
+        fx->inst_ref = r.ref;
+        fx->def_id = r.d->def_id;
+        fx->vm_rc = rc;
+    }
+    return rt_done(c, RT_APPLIED);
+}
+
+int rt_note_attempt(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned act,
+                    uint32_t seq)
+{
+    struct rt_run r;
+    int st = rt_input_instance(c, p, key, &r);
+    if (st != RT_APPLIED)
+        return rt_done(c, st);
+    if (act >= r.d->activity_count)
+        return rt_done(c, RT_IGNORED);
+    int rc = vm_note_attempt(r.d->def, r.rec, act, seq);
+    return rt_done(c, rc == 1 ? RT_APPLIED : RT_IGNORED);
+}

@@ -1,0 +1,464 @@
+/*
+ * rt.h — the workflow runtime of an owner core, on plain memory (no DPDK, no I/O).
+ *
+ * Everything an owner core needs to run workflow instances: per-partition instance state
+ * (table, record arenas, key store, in-flight activity tasks), the apply functions for the
+ * three inputs (signals, timer firings, activity results), a per-core hierarchical timer
+ * wheel and a per-core bounded outbound task queue.
+ *
+ * DETERMINISM. The partition state (struct rt_part and its region) is a pure function of
+ * the sequence of apply calls made on it (rt_apply_signal, rt_apply_timer,
+ * rt_apply_activity_result, rt_note_attempt) and the registry's deploy sequence: the same
+ * calls in the same order give byte-identical state (rt_part_digest; the timer-node words
+ * inside each instance are core-side links and are excluded). The wheel, the outbound
+ * queue and the counters of struct rt_core are volatile core state: they are rebuilt from
+ * the partitions after recovery (rt_timers_rebuild, rt_tasks_reset, rt_core_recount).
+ *
+ * OWNER LOOP (what the daemon does, in this order):
+ *   signal:  key = wf_key_make(type, id); part = the partition of key;
+ *            [burst: rt_prefetch(part, key) then rt_prefetch_instance(part, key)]
+ *            reserve log space → log the event (with its receive time) → LSN
+ *            st = rt_apply_signal(core, part, &ev /+ now_ns, cause = LSN/, &res)
+ *            ACK st (rt_status_ack) once LSN is durable.
+ *   timers:  n = rt_timers_due(core, now_ns, max, firings);   (nothing applied yet)
+ *            for each firing: log (partition, key, slot, due_ns) → LSN;
+ *            rt_apply_timer(core, part, key, slot, due_ns, LSN, &res)
+ *            EVERY yielded firing must be applied (or the wheel rebuilt): a yielded timer
+ *            is out of the wheel until its firing is applied.
+ *   result:  log (partition, key, activity index, seq, done/failed, result) → LSN;
+ *            rt_apply_activity_result(...);  attempts: log, then rt_note_attempt(...)
+ *   tasks:   while (rt_tasks_peek(core, &t) == 0 && t.cause <= durable_lsn)
+ *                send t to the control plane; rt_tasks_pop(core);
+ *   deploy:  compile off the data path, log the blob, rt_registry_deploy → publish with
+ *            RCU → rt_core_set_registry(core, reg) at the top of the loop.
+ *   recovery: load snapshot partitions, deploy the logged defs, replay the logged inputs
+ *            through the same apply functions (do NOT call rt_timers_due meanwhile), then
+ *            rt_timers_rebuild(core), rt_tasks_reset(core) (re-dispatches every in-flight
+ *            activity: at-least-once), and resume. Timers due while the node was down sit
+ *            in the wheel below its position and fire, in due order, at the next
+ *            rt_timers_due.
+ *
+ * MEMORY. A partition is one caller-allocated region (sf_mem_alloc), sized by
+ * rt_part_mem_size(cfg) from configuration, laid out by rt_part_init:
+ *   struct rt_part                header (deterministic state only)
+ *   wf_table                      128-bit key → instance ref (sf_table.h)
+ *   key store                     append-only: u8 id_len, id bytes; an instance's key_ref
+ *                                 is the offset of its entry (the type comes from def_id)
+ *   task pool                     tasks_max x struct rt_task_slot (256 B): in-flight
+ *                                 activities with their encoded arguments
+ *   chunk directory               u16 def id per chunk (RT_DEF_NONE: free)
+ *   chunks                        chunk_count x RT_CHUNK_BYTES; a chunk belongs to one def
+ *                                 (type, version) and holds instances of its stride
+ * An instance ref is chunk << RT_CHUNK_SLOT_BITS | index in chunk. An instance is
+ *   struct rt_inst (48 B) | rt_tnode per timer slot (16 B each) | the VM record.
+ * Nothing is allocated per event. When the table, the chunks or the key store are full a
+ * new instance is refused with RT_FULL (counted per cause); when the task pool cannot hold
+ * the handler's worst-case new tasks the input is refused with RT_FULL before anything
+ * runs. The daemon NACKs RT_FULL as "overloaded".
+ *
+ * DEDUPE. Per instance a high-water mark H (largest event id applied) and a 64-bit window:
+ * bit i set = id H-1-i was applied. An id > H is new (the window slides); H itself or a set
+ * bit is a duplicate; an id below H-64 is stale; an unset bit inside the window is applied
+ * and set. Events without event id (JSON without "event_id") skip dedupe. The first
+ * signal of a new instance always applies and starts the window.
+ *
+ * TOMBSTONES. A completed instance stays in the table (the table has no delete) with its
+ * record and dedupe state; signals to it return RT_COMPLETED and change nothing (results
+ * of its still running activities are accepted only to free their tasks). After
+ * tombstone_retention_ns the tombstone has expired: the next signal to that id starts a
+ * new instance of the newest version in its place (the old record is re-initialised when
+ * the def is the same, otherwise a new record is taken and the old one is abandoned,
+ * counted in tombstones_reused / records_abandoned). Expired tombstones nobody signals
+ * keep their memory; rt_list with RT_LIST_COMPLETED reports them.
+ *
+ * Single writer: the owner core. Nothing here is thread safe except reading a registry.
+ */
+#ifndef RT_H
+#define RT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt_registry.h"
+#include "sf_flow.h"
+#include "sf_key.h"
+#include "sf_proto.h"
+#include "sf_table.h"
+
+/* ---- limits ---------------------------------------------------------------------------- */
+
+#define RT_CHUNK_BYTES      16384u /* arena chunk: the unit a (type, version) grows by */
+#define RT_CHUNK_SLOT_BITS  8u     /* instances per chunk < 256 (min stride 64 B) */
+#define RT_CHUNKS_MAX       (1u << 24)
+#define RT_TASK_SLOT_BYTES  256u
+#define RT_TASK_ARGS_BYTES  208u /* CBOR array of an activity's arguments */
+#define RT_CMDS_MAX         64u  /* commands of one VM call the core can hold */
+#define RT_DEDUPE_WINDOW    64u  /* event ids kept behind the high-water mark */
+#define RT_WHEEL_LEVELS     6u
+#define RT_WHEEL_BUCKETS    256u
+#define RT_WHEEL_TICK_SHIFT 20u /* one tick = 2^20 ns = 1.048576 ms */
+#define RT_NONE             UINT32_MAX
+#define RT_PART_MAGIC       0x52545054u /* "RTPT" */
+#define RT_CORE_PARTS_MAX   65536u      /* partitions of one core (16 bits in timer links) */
+
+_Static_assert(RT_CHUNK_BYTES / 64u <= (1u << RT_CHUNK_SLOT_BITS), "slot bits hold a chunk");
+_Static_assert(RT_WHEEL_LEVELS * 8u >= 64u - RT_WHEEL_TICK_SHIFT, "levels cover u64 ns");
+
+/* ---- status ---------------------------------------------------------------------------- */
+
+enum rt_status {
+    RT_APPLIED = 0,        /* applied to a running instance */
+    RT_CREATED = 1,        /* signal-with-start: new instance created, then applied */
+    RT_DUPLICATE = 2,      /* event id already applied: nothing changed */
+    RT_STALE = 3,          /* event id older than the dedupe window: nothing changed */
+    RT_UNKNOWN_TYPE = 4,   /* no deployed type of that name */
+    RT_UNKNOWN_SIGNAL = 5, /* the instance's version declares no such signal */
+    RT_BAD_FIELDS = 6,     /* fields malformed or not matching the signal's declaration */
+    RT_COMPLETED = 7,      /* the instance has completed (tombstone): nothing changed */
+    RT_FULL = 8,           /* no room (table, arena, key store or tasks): refused */
+    RT_NOT_FOUND = 9,      /* timer / activity input for an instance that does not exist */
+    RT_IGNORED = 10,       /* timer or activity result no longer current (cancelled,
+                              re-armed, superseded): nothing changed */
+};
+#define RT_STATUS_COUNT 11
+
+/** Stable snake_case name of a status ("applied", ...). Can't fail. */
+const char *rt_status_name(int st);
+
+/** The ACK status a signal's rt_status maps to (duplicate/completed → duplicate, full →
+ *  overloaded, unknown type/signal → unknown, bad fields → malformed). Can't fail. */
+enum sf_ack_status rt_status_ack(int st);
+
+/* ---- partition ------------------------------------------------------------------------- */
+
+struct rt_part_config {
+    uint32_t instances_max;  /* table capacity (instances incl. tombstones) */
+    uint32_t chunk_count;    /* arena chunks of RT_CHUNK_BYTES */
+    uint32_t tasks_max;      /* in-flight activity tasks */
+    uint64_t keystore_bytes; /* id bytes + 1 per instance */
+};
+
+/**
+ * Configuration for a partition that holds `instances` instances of stride `stride_max`
+ * bytes (the largest def stride expected), `defs_expected` defs growing arenas at the same
+ * time, ids of id_len_avg bytes and tasks_max tasks. Can't fail (clamps to the limits).
+ */
+void rt_part_config_for(struct rt_part_config *cfg, uint32_t instances, uint32_t stride_max,
+                        uint32_t defs_expected, uint32_t id_len_avg, uint32_t tasks_max);
+
+/** Bytes a partition of cfg needs, 0 when cfg is out of range. Can't fail. */
+size_t rt_part_mem_size(const struct rt_part_config *cfg);
+
+struct rt_part; /* one partition's state, in its region */
+
+/**
+ * Initialise an empty partition `part_id` in mem[0..mem_bytes) (64-byte aligned, e.g. a
+ * slice of an sf_mem_alloc region). Returns the partition, or NULL when cfg is out of
+ * range, mem is misaligned or too small.
+ */
+struct rt_part *rt_part_init(void *mem, size_t mem_bytes, const struct rt_part_config *cfg,
+                             uint32_t part_id);
+
+/** Per-partition counters (deterministic: part of the partition state). */
+struct rt_part_stats {
+    uint64_t instances;         /* instances created (tombstone reuses included) */
+    uint64_t completed;         /* instances that completed */
+    uint64_t full_table;        /* refused: table full */
+    uint64_t full_arena;        /* refused: no free chunk */
+    uint64_t full_keystore;     /* refused: key store full */
+    uint64_t full_tasks;        /* refused: task pool could not hold the handler's tasks */
+    uint64_t tombstones_reused; /* expired tombstones restarted by a signal */
+    uint64_t records_abandoned; /* records left behind by a reuse on another version */
+    uint64_t args_truncated;    /* task arguments shortened to RT_TASK_ARGS_BYTES */
+};
+
+uint32_t rt_part_id(const struct rt_part *p);
+uint32_t rt_part_count(const struct rt_part *p); /* instances in the table */
+void rt_part_stats_get(const struct rt_part *p, struct rt_part_stats *out);
+/** Bytes in use: chunks taken x RT_CHUNK_BYTES, key store bytes, table and task pool
+ *  bytes, as separate numbers (memory reporting). Can't fail. */
+void rt_part_usage(const struct rt_part *p, uint64_t *chunk_bytes, uint64_t *keystore_bytes,
+                   uint64_t *table_bytes, uint64_t *task_bytes);
+
+/**
+ * 64-bit digest of the partition's deterministic state (header, table, key store, task
+ * pool, chunk directory, every instance header and record; not the timer links). Two
+ * partitions fed the same inputs have the same digest. O(size). Can't fail.
+ */
+uint64_t rt_part_digest(const struct rt_part *p);
+
+/* ---- core -------------------------------------------------------------------------------- */
+
+struct rt_core_config {
+    uint32_t parts_max;              /* partitions this core owns (<= RT_CORE_PARTS_MAX) */
+    uint32_t outbound_cap;           /* tasks the outbound queue holds (power of two) */
+    uint64_t tombstone_retention_ns; /* how long a completed instance refuses signals */
+    uint64_t start_ns;               /* wheel position at start (e.g. the boot time) */
+};
+
+struct rt_core;
+
+/** Bytes a core of cfg needs; 0 when cfg is out of range. Can't fail. */
+size_t rt_core_mem_size(const struct rt_core_config *cfg);
+
+/** Initialise a core in mem (64-byte aligned, zeroed or not). Returns it or NULL (bad cfg,
+ *  misaligned, too small). */
+struct rt_core *rt_core_init(void *mem, size_t mem_bytes, const struct rt_core_config *cfg);
+
+/** Make the core own partition p (initialised). Returns its core-local index (>= 0), or
+ *  -ENOSPC (parts_max reached), -EEXIST (already attached). */
+int rt_core_attach(struct rt_core *c, struct rt_part *p);
+
+/** Use registry `reg` from now on (the RCU reader side: call at a quiescent point). Every
+ *  def an instance of this core uses must be in reg (registries only grow). Can't fail. */
+void rt_core_set_registry(struct rt_core *c, const struct rt_registry *reg);
+
+const struct rt_registry *rt_core_registry(const struct rt_core *c);
+
+/** Per-core volatile counters (summed over cores by the reader). */
+struct rt_core_stats {
+    uint64_t status[RT_STATUS_COUNT]; /* results of the apply calls, by status */
+    uint64_t timers_fired;            /* firings yielded by rt_timers_due */
+    uint64_t timers_armed;            /* nodes linked into the wheel */
+    uint64_t tasks_queued;            /* tasks put into the outbound queue */
+    uint64_t tasks_flagged;           /* tasks that found the queue full (sent later) */
+    uint64_t tasks_popped;
+    uint64_t cancels_dropped; /* cancel notices that found the queue full */
+};
+
+void rt_core_stats_get(const struct rt_core *c, struct rt_core_stats *out);
+
+/** Instances of def_id on this core: running and completed (tombstones). Can't fail. */
+void rt_core_def_counts(const struct rt_core *c, unsigned def_id, uint64_t *running,
+                        uint64_t *completed);
+
+/** Running instances of def_id in state `state` on this core (live view). Can't fail. */
+uint64_t rt_core_state_count(const struct rt_core *c, unsigned def_id, unsigned state);
+
+/** Recompute the per-def and per-state counts from the attached partitions (after a
+ *  snapshot load). O(instances). Can't fail. */
+void rt_core_recount(struct rt_core *c);
+
+/* ---- inputs ------------------------------------------------------------------------------ */
+
+/** One signal, as the daemon logged it. Strings are views (not NUL-terminated). */
+struct rt_event {
+    struct wf_key key; /* wf_key_make(type, id) */
+    const char *type;
+    const char *id;
+    const char *signal;
+    const uint8_t *fields; /* raw CBOR array, or raw JSON fields object when fields_json */
+    uint64_t event_id;
+    uint64_t now_ns; /* the node's receive time: the handler's `now` */
+    uint64_t cause;  /* opaque (the LSN of the logged event): copied to tasks */
+    uint16_t fields_len;
+    uint8_t type_len, id_len, signal_len;
+    bool has_event_id;
+    bool fields_json;
+};
+
+/** Fill *out from a parsed protocol event. Can't fail. */
+void rt_event_from_sf(struct rt_event *out, const struct sf_event *ev, struct wf_key key,
+                      uint64_t now_ns, uint64_t cause);
+
+/** What one apply did (optional out-parameter). */
+struct rt_effects {
+    uint32_t inst_ref; /* RT_NONE when no instance was involved */
+    uint16_t def_id;
+    uint16_t tasks;   /* activity tasks created */
+    uint16_t cancels; /* activity runs cancelled */
+    bool completed;   /* this call completed the instance */
+    int vm_rc;        /* the VM's return (commands) or enum vm_err */
+};
+
+/** Burst stage 1: prefetch the table line of key. Can't fail. */
+void rt_prefetch(const struct rt_part *p, struct wf_key key);
+/** Burst stage 2 (after stage 1 had time to land): prefetch the instance of key, if any.
+ *  Can't fail. */
+void rt_prefetch_instance(const struct rt_part *p, struct wf_key key);
+
+/**
+ * Apply signal ev to partition p (owned by core c): signal-with-start, dedupe, decode the
+ * fields by the signal's declaration (CBOR positional, JSON by name), run the handler,
+ * then apply its commands: timers (re)linked in the wheel, activities stored as tasks and
+ * queued, complete → tombstone. Deterministic and bounded. Returns the enum rt_status;
+ * *fx (may be NULL) says what happened. Only RT_APPLIED and RT_CREATED change state.
+ */
+int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                    struct rt_effects *fx);
+
+/**
+ * Fire timer `slot` of instance key, armed for due_ns (a firing from rt_timers_due, as
+ * logged). The handler runs at time due_ns. Returns RT_APPLIED, RT_IGNORED (not armed for
+ * exactly due_ns any more), RT_NOT_FOUND, RT_COMPLETED, RT_FULL (task pool), RT_UNKNOWN_TYPE
+ * (def missing from the registry).
+ */
+int rt_apply_timer(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned slot,
+                   uint64_t due_ns, uint64_t cause, struct rt_effects *fx);
+
+/**
+ * Deliver activity `act` run `seq` of instance key: done with `result` (failed == false)
+ * or failed. Frees the task. The handler runs at now_ns. Returns RT_APPLIED, RT_IGNORED
+ * (seq not the pending run), RT_NOT_FOUND, RT_COMPLETED (instance completed; the task is
+ * freed all the same), RT_FULL, RT_UNKNOWN_TYPE.
+ */
+int rt_apply_activity_result(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned act,
+                             uint32_t seq, bool failed, int64_t result, uint64_t now_ns,
+                             uint64_t cause, struct rt_effects *fx);
+
+/** Count one more attempt of activity `act` run `seq` (the control plane retried).
+ *  Returns RT_APPLIED, RT_IGNORED (stale seq), RT_NOT_FOUND, RT_UNKNOWN_TYPE. */
+int rt_note_attempt(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned act,
+                    uint32_t seq);
+
+/* ---- timers -------------------------------------------------------------------------------- */
+
+/** One due timer, not yet applied. */
+struct rt_firing {
+    struct rt_part *part;
+    uint32_t part_id;
+    uint32_t slot;
+    struct wf_key key;
+    uint64_t due_ns;
+};
+
+/**
+ * Advance the wheel to now_ns and yield up to max firings whose due time lies before the
+ * tick that contains now_ns (so a timer fires at most one tick, ~1 ms, late; its handler
+ * sees its exact due time). Firings come in due order (tick order across instances, exact
+ * due order within one instance). Nothing is applied: the caller logs each firing, then
+ * calls rt_apply_timer. Returns the number yielded (0..max). Bounded by max plus the
+ * cascades of the ticks crossed. Can't fail.
+ */
+unsigned rt_timers_due(struct rt_core *c, uint64_t now_ns, unsigned max, struct rt_firing *out);
+
+/** Timer nodes linked in the wheel (armed and not yet yielded). Can't fail. */
+uint64_t rt_timers_armed(const struct rt_core *c);
+
+/**
+ * Rebuild the wheel from the attached partitions' records (after snapshot load + replay):
+ * every armed timer slot of every running instance is linked again, the wheel starts at
+ * the earliest due time found, so timers that came due while the node was down fire first,
+ * in order. O(instances). Can't fail.
+ */
+void rt_timers_rebuild(struct rt_core *c);
+
+/* ---- outbound tasks ---------------------------------------------------------------------- */
+
+enum rt_task_kind {
+    RT_TASK_RUN = 1,    /* run the activity (attempt, args) */
+    RT_TASK_CANCEL = 2, /* advisory: the workflow cancelled run `seq`; stop retrying it */
+};
+
+/** One activity task for the control plane (views valid until the next call on the core). */
+struct rt_task {
+    uint8_t kind; /* enum rt_task_kind */
+    uint32_t part_id;
+    uint16_t act_index;
+    uint8_t nargs;
+    uint8_t type_len, id_len;
+    uint32_t seq;     /* activity sequence number in its instance */
+    uint32_t attempt; /* 1 + attempts counted so far */
+    struct wf_key key;
+    const char *type, *id, *activity;
+    const uint8_t *args; /* CBOR array of the arguments (sf_fields_decode) */
+    uint16_t args_len;
+    uint64_t cause;  /* the cause of the apply call that scheduled it (LSN) */
+    uint64_t serial; /* partition-wide task number */
+};
+
+/**
+ * The oldest queued task, without removing it. Returns 0, or -ENOENT when no task is
+ * queued. Tasks whose activity ended (result, cancel) before they were popped are skipped.
+ */
+int rt_tasks_peek(struct rt_core *c, struct rt_task *out);
+
+/** Remove the task rt_tasks_peek returned, refill from tasks flagged while the queue was
+ *  full. Returns 0 or -ENOENT. */
+int rt_tasks_pop(struct rt_core *c);
+
+/** Tasks in the outbound queue (some may be stale) and tasks waiting for room. */
+void rt_tasks_pending(const struct rt_core *c, uint32_t *queued, uint64_t *flagged);
+
+/** Forget the queue and queue every in-flight task of every attached partition again, in
+ *  creation order (after recovery: at-least-once re-dispatch). Can't fail. */
+void rt_tasks_reset(struct rt_core *c);
+
+/** The idempotency key "KEYHEX-SEQ" of a task into buf (>= 45 bytes). Returns its
+ *  length or -ENOSPC. */
+int rt_task_idempotency_key(const struct rt_task *t, char *buf, size_t cap);
+
+/* ---- inspection ---------------------------------------------------------------------------- */
+
+struct rt_describe_var {
+    const char *name;
+    struct sf_value value; /* text: view into the record */
+};
+
+struct rt_describe_queue {
+    const char *name;
+    unsigned len;
+    struct sf_value items[FLOW_QUEUE_CAP_MAX];
+};
+
+struct rt_describe_timer {
+    const char *name, *kind;
+    unsigned slot;
+    uint64_t due_ns;
+};
+
+struct rt_describe_activity {
+    const char *name;
+    unsigned index;
+    uint32_t seq, attempts;
+};
+
+struct rt_describe {
+    const char *type;
+    const char *id; /* view into the key store */
+    uint8_t id_len;
+    uint16_t def_id;
+    uint32_t version;
+    const char *state;
+    bool completed;
+    uint64_t signals, last_event_id, dedupe_hwm, created_ns;
+    unsigned nvars, nqueues, ntimers, nactivities;
+    struct rt_describe_var vars[FLOW_VARS_MAX];
+    struct rt_describe_queue queues[FLOW_QUEUES_MAX];
+    struct rt_describe_timer timers[FLOW_TIMER_SLOTS_MAX];
+    struct rt_describe_activity activities[FLOW_ACTIVITIES_MAX]; /* pending runs */
+};
+
+/** Describe instance key of partition p. Returns 0, -ENOENT (no such instance), -EINVAL
+ *  (its def is not in the core's registry). */
+int rt_describe(const struct rt_core *c, const struct rt_part *p, struct wf_key key,
+                struct rt_describe *out);
+
+#define RT_LIST_RUNNING   0x1u
+#define RT_LIST_COMPLETED 0x2u
+
+struct rt_list_filter {
+    int type_id;       /* -1: any type */
+    const char *state; /* NULL: any state */
+    unsigned which;    /* RT_LIST_RUNNING | RT_LIST_COMPLETED (0 means both) */
+};
+
+struct rt_list_entry {
+    struct wf_key key;
+    uint16_t def_id;
+    uint8_t id_len;
+    bool completed;
+    const char *type, *id, *state;
+};
+
+/**
+ * List up to max instances of p matching f (NULL: all), starting at *cursor (0 first) and
+ * advancing it; the walk is in table order and stays valid while no instance is created.
+ * Returns the number stored; 0 with *cursor == UINT64_MAX at the end. Bounded: examines at
+ * most 64 * max + 64 slots per call (returns early, cursor saved). Can't fail.
+ */
+unsigned rt_list(const struct rt_core *c, const struct rt_part *p, const struct rt_list_filter *f,
+                 uint64_t *cursor, struct rt_list_entry *out, unsigned max);
+
+#endif /* RT_H */

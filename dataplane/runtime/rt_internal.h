@@ -1,0 +1,218 @@
+/*
+ * rt_internal.h — layouts shared by the runtime's .c files (not an interface).
+ *
+ * Instance (in its def's arena chunk, `stride` bytes, 16-byte aligned):
+ *   struct rt_inst             48 B  dedupe, counters, key store ref, task list, flags
+ *   struct rt_tnode[slots]     16 B  each: the timer wheel links of timer slot i
+ *   VM record                  flow_def_record_size bytes (8-byte aligned)
+ *
+ * Timer links are u64 references: 0 = none; bit 63 set = a wheel list head (index in the
+ * low bits); otherwise bit 62 set and (core-local part << 37 | inst ref << 5 | slot).
+ */
+#ifndef RT_INTERNAL_H
+#define RT_INTERNAL_H
+
+#include <assert.h>
+#include <string.h>
+
+#include "rt.h"
+
+#define RT_INST_F_DEDUPE    0x1u /* dd_hwm holds an event id */
+#define RT_INST_F_COMPLETED 0x2u /* tombstone */
+
+struct rt_inst {
+    uint64_t dd_hwm;        /* highest event id applied */
+    uint64_t dd_bits;       /* bit i: id dd_hwm - 1 - i applied */
+    uint64_t last_event_id; /* of the last signal applied (with an id) */
+    uint64_t signals;       /* signals applied */
+    uint32_t key_ref;       /* offset of the id in the key store */
+    uint32_t task_head;     /* first in-flight task of this instance (RT_NONE) */
+    uint32_t completed_s;   /* completion time >> 30 (~1.07 s units); tombstones */
+    uint16_t def_id;
+    uint16_t flags; /* RT_INST_F_* */
+};
+_Static_assert(sizeof(struct rt_inst) == RT_INST_HDR_BYTES, "instance header");
+
+struct rt_tnode {
+    uint64_t next, prev;
+};
+_Static_assert(sizeof(struct rt_tnode) == RT_TIMER_NODE_BYTES, "timer node");
+
+struct rt_arena {
+    uint32_t chunk;  /* chunk being filled, RT_NONE before the first */
+    uint16_t used;   /* instances in that chunk */
+    uint16_t stride; /* bytes per instance (0 before the first chunk) */
+    uint16_t timer_slots;
+    uint16_t reserved;
+    uint32_t record_size;
+};
+_Static_assert(sizeof(struct rt_arena) == 16, "arena descriptor");
+
+struct rt_task_slot {
+    uint64_t serial; /* partition task number; 0 = free */
+    uint64_t cause;
+    uint32_t inst_ref;
+    uint32_t next_inst;  /* next task of the same instance */
+    uint32_t next, prev; /* in-flight list in creation order; free list: next */
+    uint32_t seq;
+    uint16_t act;
+    uint16_t args_len;
+    uint8_t nargs;
+    uint8_t reserved[7];
+    uint8_t args[RT_TASK_ARGS_BYTES];
+};
+_Static_assert(sizeof(struct rt_task_slot) == RT_TASK_SLOT_BYTES, "task slot");
+
+struct rt_part {
+    uint32_t magic;
+    uint32_t part_id;
+    uint32_t core_index; /* volatile: index in the owning core (not in the digest) */
+    uint32_t bucket_count;
+    uint32_t chunk_count, chunks_used;
+    uint32_t tasks_max;
+    uint32_t task_free, task_free_count; /* free list */
+    uint32_t task_head, task_tail;       /* in-flight tasks, oldest first */
+    uint64_t task_serial;
+    uint64_t keys_bytes, keys_used;
+    uint64_t buckets_off, table_off, keys_off, tasks_off, dir_off, chunks_off, mem_bytes;
+    struct rt_part_config cfg;
+    struct rt_part_stats stats;
+    struct rt_arena arena[RT_DEFS_MAX];
+} __attribute__((aligned(64)));
+
+struct rt_core_part {
+    struct rt_part *p;
+    uint32_t unqueued; /* first in-flight task not yet in the outbound queue, RT_NONE */
+    uint32_t reserved;
+};
+
+#define RT_QENT_CANCEL 0x80000000u /* part_idx flag: a cancel notice */
+
+struct rt_qent {
+    uint32_t part_idx; /* core-local partition index | RT_QENT_CANCEL */
+    uint32_t ref;      /* run: task slot; cancel: instance ref */
+    uint64_t serial;   /* run: task serial; cancel: act << 32 | seq */
+    uint64_t cause;    /* cancel: cause of the apply that cancelled */
+};
+
+#define RT_TREF_HEAD   (1ull << 63)
+#define RT_TREF_NODE   (1ull << 62)
+#define RT_WHEEL_READY (RT_WHEEL_LEVELS * RT_WHEEL_BUCKETS) /* head index of the ready list */
+
+struct rt_wheel {
+    uint64_t cur;   /* every tick < cur has been processed */
+    uint64_t armed; /* nodes linked (buckets + ready) */
+    uint64_t ready_tail;
+    uint64_t occ[RT_WHEEL_LEVELS][RT_WHEEL_BUCKETS / 64];
+    uint64_t head[RT_WHEEL_LEVELS * RT_WHEEL_BUCKETS + 1]; /* + the ready list */
+};
+
+struct rt_core {
+    const struct rt_registry *reg;
+    struct rt_core_config cfg;
+    uint32_t part_count;
+    uint32_t unqueued_parts; /* partitions with unqueued != RT_NONE */
+    uint32_t refill_cursor;
+    uint32_t q_mask;
+    uint64_t q_head, q_tail; /* outbound ring: entries q_head..q_tail-1 */
+    struct rt_core_stats stats;
+    uint64_t running[RT_DEFS_MAX], completed[RT_DEFS_MAX];
+    uint32_t *state_counts; /* [RT_DEFS_MAX][FLOW_STATES_MAX] */
+    struct rt_core_part *parts;
+    struct rt_qent *queue;
+    struct vm_cmd *cmds; /* RT_CMDS_MAX */
+    struct rt_wheel wheel;
+};
+
+/* ---- partition helpers ---- */
+
+static inline const struct wf_bucket *rt_part_buckets(const struct rt_part *p)
+{
+    return (const struct wf_bucket *)((const char *)p + p->buckets_off);
+}
+
+static inline struct wf_table *rt_part_table(const struct rt_part *p)
+{
+    return (struct wf_table *)((char *)p + p->table_off);
+}
+
+static inline uint16_t *rt_part_dir(const struct rt_part *p)
+{
+    return (uint16_t *)((char *)p + p->dir_off);
+}
+
+static inline uint8_t *rt_part_keys(const struct rt_part *p)
+{
+    return (uint8_t *)p + p->keys_off;
+}
+
+static inline struct rt_task_slot *rt_part_tasks(const struct rt_part *p)
+{
+    return (struct rt_task_slot *)((char *)p + p->tasks_off);
+}
+
+static inline struct rt_inst *rt_part_inst(const struct rt_part *p, uint32_t ref)
+{
+    uint32_t chunk = ref >> RT_CHUNK_SLOT_BITS;
+    assert(chunk < p->chunks_used);
+    uint16_t def = rt_part_dir(p)[chunk];
+    assert(def < RT_DEFS_MAX);
+    size_t off = p->chunks_off + (size_t)chunk * RT_CHUNK_BYTES +
+                 (size_t)(ref & ((1u << RT_CHUNK_SLOT_BITS) - 1)) * p->arena[def].stride;
+    return (struct rt_inst *)((char *)p + off);
+}
+
+static inline struct rt_tnode *rt_inst_nodes(struct rt_inst *in)
+{
+    return (struct rt_tnode *)(in + 1);
+}
+
+static inline uint8_t *rt_inst_record(struct rt_inst *in, unsigned timer_slots)
+{
+    return (uint8_t *)(in + 1) + (size_t)timer_slots * RT_TIMER_NODE_BYTES;
+}
+
+/** The id of an instance (key store view). */
+static inline const char *rt_inst_id(const struct rt_part *p, const struct rt_inst *in,
+                                     uint8_t *len)
+{
+    const uint8_t *e = rt_part_keys(p) + in->key_ref;
+    *len = e[0];
+    return (const char *)e + 1;
+}
+
+/* ---- wheel (rt_wheel.c) ---- */
+
+static inline uint64_t rt_tref(uint32_t part_idx, uint32_t ref, unsigned slot)
+{
+    return RT_TREF_NODE | (uint64_t)part_idx << 37 | (uint64_t)ref << 5 | slot;
+}
+
+void rt_wheel_init(struct rt_wheel *w, uint64_t start_ns);
+/** Link the node of (part_idx, ref, slot) for due_ns. The node must be unlinked. */
+void rt_wheel_link(struct rt_core *c, uint64_t tref, struct rt_tnode *n, uint64_t due_ns);
+/** Unlink a linked node. */
+void rt_wheel_unlink(struct rt_core *c, struct rt_tnode *n);
+
+static inline bool rt_tnode_linked(const struct rt_tnode *n)
+{
+    return n->prev != 0;
+}
+
+/* ---- tasks (rt_tasks.c) ---- */
+
+/** Store a task for VM command m of instance `ref` and queue it. Returns 0 (the caller
+ *  checked that a slot is free). */
+void rt_task_create(struct rt_core *c, uint32_t part_idx, struct rt_part *p, uint32_t ref,
+                    struct rt_inst *in, const struct vm_cmd *m, uint64_t cause);
+/** Free the in-flight task of instance `in` for (act, seq), if there is one. */
+void rt_task_finish(struct rt_core *c, uint32_t part_idx, struct rt_part *p, struct rt_inst *in,
+                    unsigned act, uint32_t seq);
+/** Queue a cancel notice (best effort). */
+void rt_task_cancel_notice(struct rt_core *c, uint32_t part_idx, uint32_t ref, unsigned act,
+                           uint32_t seq, uint64_t cause);
+
+/** Core-local index of p (asserted attached). */
+uint32_t rt_core_part_index(const struct rt_core *c, const struct rt_part *p);
+
+#endif /* RT_INTERNAL_H */

@@ -45,7 +45,7 @@ static struct flow_def *rt_test_compile(const char *name)
     return def;
 }
 
-static struct flow_def *rt_test_compile_src(const char *src)
+static __attribute__((unused)) struct flow_def *rt_test_compile_src(const char *src)
 {
     struct flow_def *def = NULL;
     struct flow_errors errs;
@@ -139,8 +139,9 @@ static int rt_send(struct rt_env *e, const char *type, const char *id, const cha
     return rt_apply_signal(e->core, rt_part_of(e, ev.key), &ev, NULL);
 }
 
-static int rt_send_json(struct rt_env *e, const char *type, const char *id, const char *signal,
-                        uint64_t event_id, bool has_id, uint64_t now_ns, const char *fields)
+static __attribute__((unused)) int rt_send_json(struct rt_env *e, const char *type, const char *id,
+                                                const char *signal, uint64_t event_id, bool has_id,
+                                                uint64_t now_ns, const char *fields)
 {
     struct rt_event ev = {
         .key = rt_key(type, id),

@@ -89,6 +89,7 @@ enum dp_counter {
     DP_C_ACK_ENTRIES,        /* event statuses carried by them */
     DP_C_NACKS,              /* NACK datagrams sent at once (refused events: overloaded) */
     DP_C_REPLAYED,           /* records replayed from the log at start-up */
+    DP_C_DUPLICATES,         /* events not applied: id at or below the workflow's mark */
     DP_C_COUNT
 };
 
@@ -132,6 +133,7 @@ struct dp_lcore {
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
     uint64_t wal_replayed_lsn; /* last LSN replayed at start-up */
     bool io_wait;             /* batches in flight or ACKs waiting: keep back-off short */
+    volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
 
     /* rx staging: events waiting for a ring enqueue, per owner */
     struct dp_event stage[DP_LCORES_MAX][DP_STAGE_EVENTS] __rte_cache_aligned;
@@ -173,6 +175,7 @@ struct dp_node {
     uint64_t start_realtime_ns;
     volatile bool force_quit;
     volatile int fatal;       /* -errno that stopped the node (a failed log), 0 if none */
+    volatile uint64_t power_cut_seed; /* tests: a power cut was started (seed, never 0) */
     char fatal_reason[256];
 };
 
@@ -289,6 +292,15 @@ void dp_rx_flush(struct dp_lcore *lc);
 /** One owner pass: mailbox, then drain every inbound ring. Returns events applied. */
 unsigned dp_owner_poll(struct dp_lcore *lc);
 
+/** True when the event's id is at or below its workflow's high-water mark. */
+bool dp_owner_is_duplicate(const struct wf_part *part, struct wf_key key, uint64_t event_id,
+                           bool has_event_id);
+/** Apply one event to its workflow (live and replay: the same deterministic code).
+ *  Returns its ACK status (applied; overloaded when the table is full). */
+uint8_t dp_owner_apply_one(struct dp_lcore *lc, struct wf_part *part, struct wf_key key,
+                           const char *type, uint8_t type_len, const char *id, uint8_t id_len,
+                           uint64_t event_id, uint64_t rx_ns);
+
 /** Apply a burst of events (prefetch pass, then apply pass) and free their mbufs. */
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n);
 
@@ -310,6 +322,11 @@ bool dp_ack_room(const struct dp_lcore *lc);
 /** Note the status of an ACK-requested event: sent once `lsn` is durable (lsn 0: a NACK of
  *  an event refused before logging, sent at once). */
 void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn);
+/** Tests ([wal] fault_injection): arm a fault by name ("powercut", "write_eio",
+ *  "fsync_eio", "enospc", "short_write") after `skip` operations. 0 or -errno. */
+int dp_wal_fault(struct dp_node *node, const char *kind, uint32_t skip, uint64_t seed);
+/** After a power cut: drain the logs, rewrite the files as a disk would look, exit 137. */
+void dp_wal_power_cut_finish(struct dp_node *node) __attribute__((noreturn));
 /** Flush and close every owner's log (shutdown). */
 void dp_wal_close_all(struct dp_node *node);
 /** Owner loop: drive the log, release ACKs whose records are durable. Returns work done;

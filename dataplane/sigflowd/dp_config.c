@@ -258,6 +258,9 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
     if (strcmp(name, "enabled") == 0) {
         if (!cfg_bool(value, &cfg->wal_enabled))
             return cfg_fail(p, "enabled: '%s' is not true/false%s", value, "");
+    } else if (strcmp(name, "fault_injection") == 0) {
+        if (!cfg_bool(value, &cfg->wal_fault_injection))
+            return cfg_fail(p, "fault_injection: '%s' is not true/false%s", value, "");
     } else if (strcmp(name, "direct_io") == 0) {
         if (!cfg_bool(value, &cfg->wal_direct_io))
             return cfg_fail(p, "direct_io: '%s' is not true/false%s", value, "");

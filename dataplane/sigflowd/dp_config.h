@@ -55,6 +55,7 @@ struct dp_config {
     unsigned wal_inflight_max;
     bool wal_direct_io;
     unsigned ack_groups;            /* frames per owner waiting for durability to be ACKed */
+    bool wal_fault_injection;       /* tests only: the `fault` control command (power cut, EIO) */
 };
 
 /** Fill *cfg with the defaults documented in README.md. Can't fail. */

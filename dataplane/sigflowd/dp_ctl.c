@@ -361,6 +361,36 @@ static json_t *dp_ctl_tune(json_t *jreq)
     return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
 }
 
+/* Tests only: needs [wal] fault_injection = true in the configuration. */
+static json_t *dp_ctl_fault(json_t *jreq)
+{
+    const char *kind = json_string_value(json_object_get(jreq, "kind"));
+    json_int_t skip = json_integer_value(json_object_get(jreq, "skip"));
+    json_int_t seed = json_integer_value(json_object_get(jreq, "seed"));
+    if (!kind || skip < 0 || skip > UINT32_MAX)
+        return dp_ctl_error("fault needs \"kind\" and optional \"skip\", \"seed\"");
+    int rc = dp_wal_fault(&dp_node, kind, (uint32_t)skip, (uint64_t)seed);
+    if (rc == -EPERM)
+        return dp_ctl_error("fault injection is off ([wal] fault_injection = false)");
+    if (rc == -ENOENT)
+        return dp_ctl_error("unknown fault (powercut, write_eio, fsync_eio, enospc, short_write)");
+    if (rc != 0)
+        return dp_ctl_error(strerror(-rc));
+    if (strcmp(kind, "powercut") == 0) {
+        /* stop once every owner reaped what it had in flight (bounded wait) */
+        for (int i = 0; i < 5000; i++) {
+            bool drained = true;
+            for (unsigned o = 0; o < dp_node.owner_count; o++)
+                drained = drained && dp_node.owner_by_index[o]->power_cut_drained;
+            if (drained)
+                break;
+            usleep(1000);
+        }
+        dp_node.force_quit = true;
+    }
+    return json_pack("{s:b, s:s}", "ok", 1, "kind", kind);
+}
+
 static json_t *dp_ctl_dispatch(const char *line)
 {
     json_error_t jerr;
@@ -379,6 +409,8 @@ static json_t *dp_ctl_dispatch(const char *line)
         out = dp_ctl_describe(req);
     else if (strcmp(cmd, "list") == 0)
         out = dp_ctl_list(req);
+    else if (strcmp(cmd, "fault") == 0)
+        out = dp_ctl_fault(req);
     else if (strcmp(cmd, "tune") == 0)
         out = dp_ctl_tune(req);
     else if (strcmp(cmd, "ping") == 0)

@@ -39,6 +39,7 @@ static const char *const dp_counter_names[] = {
     [DP_C_POLLS] = "polls",                 [DP_C_BUSY_POLLS] = "busy_polls",
     [DP_C_ACKS_SENT] = "acks_sent",         [DP_C_ACK_ENTRIES] = "ack_entries",
     [DP_C_NACKS] = "nacks",                 [DP_C_REPLAYED] = "replayed",
+    [DP_C_DUPLICATES] = "duplicates",
 };
 
 static const char *const dp_drop_names[] = {

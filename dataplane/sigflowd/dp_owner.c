@@ -11,13 +11,27 @@
 
 #include "dp.h"
 
-/* Apply one logged (or, without a log, volatile) event; returns its ACK status. */
-static uint8_t dp_owner_apply_one(struct dp_lcore *lc, struct wf_part *part,
-                                  const struct dp_event *ev)
+/*
+ * Dedupe of the counting records: a workflow's last event id is its high-water mark; an
+ * event id at or below it is a duplicate (events without an id are never deduplicated).
+ * Senders use increasing event ids per workflow (DESIGN §4). Duplicates are neither logged
+ * nor applied, so replay sees exactly the applied events.
+ */
+bool dp_owner_is_duplicate(const struct wf_part *part, struct wf_key key, uint64_t event_id,
+                           bool has_event_id)
 {
-    const char *base = rte_pktmbuf_mtod(ev->m, const char *);
-    int r = wf_part_apply(part, ev->key, base + ev->type_off, ev->type_len, base + ev->id_off,
-                          ev->id_len, ev->event_id, ev->rx_ns);
+    if (!has_event_id)
+        return false;
+    const struct wf_count_rec *rec = wf_part_get(part, key);
+    return rec && event_id <= rec->last_event_id;
+}
+
+/* Apply one logged (or, without a log, volatile) event; returns its ACK status. */
+uint8_t dp_owner_apply_one(struct dp_lcore *lc, struct wf_part *part, struct wf_key key,
+                           const char *type, uint8_t type_len, const char *id, uint8_t id_len,
+                           uint64_t event_id, uint64_t rx_ns)
+{
+    int r = wf_part_apply(part, key, type, type_len, id, id_len, event_id, rx_ns);
     if (likely(r == WF_APPLIED)) {
         lc->counters[DP_C_EVENTS_APPLIED]++;
         return SF_ACK_APPLIED;
@@ -43,16 +57,27 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
         uint64_t lsn = 0;
         /* Refuse before logging when the log is behind or no ACK slot is free: nothing is
          * applied and the sender resends (NACK "overloaded"). */
-        ack = ack && lc->wal; /* without a log nothing is ever acknowledged as durable */
+        ack = ack && lc->wal;
+        struct wf_part *part = parts[ev->partition];
         if (unlikely(ack && !dp_ack_room(lc))) {
             lc->drop[DP_DROP_ACK_QUEUE_FULL]++;
             dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
+        } else if (dp_owner_is_duplicate(part, ev->key, ev->event_id,
+                                         (ev->flags & DP_EV_HAS_EVENT_ID) != 0)) {
+            /* Not logged, not applied. Its ACK waits for everything logged so far, which
+             * covers the original's record. */
+            lc->counters[DP_C_DUPLICATES]++;
+            if (ack)
+                dp_ack_note(lc, ev, SF_ACK_DUPLICATE, wal_next_lsn(lc->wal) - 1);
         } else if (lc->wal && unlikely(dp_wal_log_signal(lc, ev, &lsn) != 0)) {
             lc->drop[DP_DROP_OVERLOADED]++;
             if (ack && !dp_node.fatal)
                 dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
         } else {
-            uint8_t status = dp_owner_apply_one(lc, parts[ev->partition], ev);
+            const char *base = rte_pktmbuf_mtod(ev->m, const char *);
+            uint8_t status = dp_owner_apply_one(lc, part, ev->key, base + ev->type_off,
+                                                ev->type_len, base + ev->id_off, ev->id_len,
+                                                ev->event_id, ev->rx_ns);
             if (ack)
                 dp_ack_note(lc, ev, status, lsn);
         }
@@ -153,7 +178,7 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
     if (unlikely(!rte_ring_empty(lc->mailbox)))
         dp_owner_mailbox(lc);
     total += dp_wal_poll(lc);
-    if (unlikely(dp_node.fatal))
+    if (unlikely(dp_node.fatal || dp_node.power_cut_seed))
         return 0;
     for (unsigned r = 0; r < lc->in_count; r++) {
         unsigned n = rte_ring_sc_dequeue_burst_elem(lc->in[r], evs, sizeof(evs[0]), burst, NULL);

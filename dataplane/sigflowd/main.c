@@ -196,6 +196,8 @@ int main(int argc, char **argv)
 
     fprintf(stderr, "sigflowd: stopping\n");
     dp_ctl_stop();
+    if (dp_node.power_cut_seed)
+        dp_wal_power_cut_finish(&dp_node);
     if (dp_node.fatal) {
         /* A failed log: exit at once, for a clean recovery; never flush what failed. */
         fprintf(stderr, "sigflowd: %s\n", dp_node.fatal_reason);

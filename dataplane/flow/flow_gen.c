@@ -42,6 +42,8 @@ static size_t buf_put(struct buf *b, const void *data, size_t n)
         b->cap = cap;
     }
     size_t at = b->n;
+    if (n == 0)
+        return at; /* b->p may still be NULL: memcpy/memset need a valid pointer */
     if (data)
         memcpy(b->p + at, data, n);
     else

@@ -176,6 +176,7 @@ struct dp_node {
     volatile bool force_quit;
     volatile int fatal;       /* -errno that stopped the node (a failed log), 0 if none */
     volatile uint64_t power_cut_seed; /* tests: a power cut was started (seed, never 0) */
+    unsigned power_cut_flags;         /* tests: SF_IO_CUT_* of that cut */
     char fatal_reason[256];
 };
 
@@ -322,8 +323,8 @@ bool dp_ack_room(const struct dp_lcore *lc);
 /** Note the status of an ACK-requested event: sent once `lsn` is durable (lsn 0: a NACK of
  *  an event refused before logging, sent at once). */
 void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn);
-/** Tests ([wal] fault_injection): arm a fault by name ("powercut", "write_eio",
- *  "fsync_eio", "enospc", "short_write") after `skip` operations. 0 or -errno. */
+/** Tests ([wal] fault_injection): arm a fault by name ("powercut", "powercut_reorder",
+ *  "write_eio", "fsync_eio", "enospc", "short_write") after `skip` operations. */
 int dp_wal_fault(struct dp_node *node, const char *kind, uint32_t skip, uint64_t seed);
 /** After a power cut: drain the logs, rewrite the files as a disk would look, exit 137. */
 void dp_wal_power_cut_finish(struct dp_node *node) __attribute__((noreturn));

@@ -373,10 +373,10 @@ static json_t *dp_ctl_fault(json_t *jreq)
     if (rc == -EPERM)
         return dp_ctl_error("fault injection is off ([wal] fault_injection = false)");
     if (rc == -ENOENT)
-        return dp_ctl_error("unknown fault (powercut, write_eio, fsync_eio, enospc, short_write)");
+        return dp_ctl_error("unknown fault (powercut, powercut_reorder, write_eio, fsync_eio, enospc, short_write)");
     if (rc != 0)
         return dp_ctl_error(strerror(-rc));
-    if (strcmp(kind, "powercut") == 0) {
+    if (strncmp(kind, "powercut", 8) == 0) {
         /* stop once every owner reaped what it had in flight (bounded wait) */
         for (int i = 0; i < 5000; i++) {
             bool drained = true;

@@ -434,7 +434,10 @@ int dp_wal_fault(struct dp_node *node, const char *kind, uint32_t skip, uint64_t
     };
     if (!node->cfg.wal_fault_injection)
         return -EPERM;
-    if (strcmp(kind, "powercut") == 0) {
+    if (strcmp(kind, "powercut") == 0 || strcmp(kind, "powercut_reorder") == 0) {
+        /* "powercut": un-synced writes are lost in order and the last one is torn;
+         * "powercut_reorder": other un-synced writes may also survive whole. */
+        node->power_cut_flags = kind[8] == '_' ? SF_IO_CUT_REORDER : 0;
         int rc = sf_io_power_cut_begin();
         if (rc == 0)
             node->power_cut_seed = seed ? seed : 1;
@@ -453,7 +456,7 @@ void dp_wal_power_cut_finish(struct dp_node *node)
     /* The logs are not closed: a machine that loses power flushes nothing. Every owner
      * reaped its operations in flight before the loop stopped (dp_wal_poll). */
     struct sf_io_cut_report rep;
-    int rc = sf_io_power_cut_apply(node->power_cut_seed, SF_IO_CUT_REORDER, &rep);
+    int rc = sf_io_power_cut_apply(node->power_cut_seed, node->power_cut_flags, &rep);
     fprintf(stderr,
             "sigflowd: POWER CUT (test): %u un-synced writes lost, %u kept, %u files removed, "
             "torn at %s:%" PRIu64 " (%s)\n",

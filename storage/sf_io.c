@@ -53,9 +53,12 @@ struct sf_io_tracked {
     char path[PATH_MAX];
 };
 
+/* An operation queued on a ring. Keyed by (ring, user_data): every log has its own ring and
+ * they all number their operations the same way (batch slot, op, attempt). */
 struct sf_io_op {
     bool used;
     enum sf_io_op_kind kind;
+    const struct io_uring *ring;
     uint64_t user_data;
     int32_t inject_res; /* 0: none; else the result to report */
     uint64_t prep_clock;
@@ -162,11 +165,11 @@ static void sf_io_mark_durable(struct sf_io_tracked *t, uint64_t fsync_ud, uint6
     }
 }
 
-static struct sf_io_op *sf_io_op_find(uint64_t user_data);
+static struct sf_io_op *sf_io_op_find(const struct io_uring *ring, uint64_t user_data);
 
-static struct sf_io_op *sf_io_op_alloc(uint64_t user_data)
+static struct sf_io_op *sf_io_op_alloc(const struct io_uring *ring, uint64_t user_data)
 {
-    struct sf_io_op *stale = sf_io_op_find(user_data);
+    struct sf_io_op *stale = sf_io_op_find(ring, user_data);
     if (stale) { /* a completion that never came back through sf_io_complete */
         stale->used = false;
         atomic_fetch_sub(&sf_io_g.ops_used, 1);
@@ -176,15 +179,18 @@ static struct sf_io_op *sf_io_op_alloc(uint64_t user_data)
             atomic_fetch_add(&sf_io_g.ops_used, 1);
             memset(&sf_io_g.ops[i], 0, sizeof(sf_io_g.ops[i]));
             sf_io_g.ops[i].used = true;
+            sf_io_g.ops[i].ring = ring;
+            sf_io_g.ops[i].user_data = user_data;
             return &sf_io_g.ops[i];
         }
     return NULL;
 }
 
-static struct sf_io_op *sf_io_op_find(uint64_t user_data)
+static struct sf_io_op *sf_io_op_find(const struct io_uring *ring, uint64_t user_data)
 {
     for (uint32_t i = 0; i < SF_IO_OPS_MAX; i++)
-        if (sf_io_g.ops[i].used && sf_io_g.ops[i].user_data == user_data)
+        if (sf_io_g.ops[i].used && sf_io_g.ops[i].ring == ring &&
+            sf_io_g.ops[i].user_data == user_data)
             return &sf_io_g.ops[i];
     return NULL;
 }
@@ -430,7 +436,7 @@ int sf_io_prep_write(struct sf_io_file *f, struct io_uring *ring, const void *bu
 #if SF_IO_FAULT_INJECTION
     if (sf_io_active()) {
         pthread_mutex_lock(&sf_io_g.mu);
-        struct sf_io_op *op = sf_io_op_alloc(user_data);
+        struct sf_io_op *op = sf_io_op_alloc(ring, user_data);
         int32_t inject = 0;
         if (sf_io_g.cut || sf_io_take_fault(SF_IO_FAULT_WRITE_EIO))
             inject = -EIO;
@@ -477,7 +483,7 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
 #if SF_IO_FAULT_INJECTION
     if (sf_io_active()) {
         pthread_mutex_lock(&sf_io_g.mu);
-        struct sf_io_op *op = sf_io_op_alloc(user_data);
+        struct sf_io_op *op = sf_io_op_alloc(ring, user_data);
         int32_t inject = 0;
         if (sf_io_g.cut)
             inject = -EIO;
@@ -487,7 +493,7 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
             inject = -EIO;
         f->cancel_next_fsync = false;
         if (sf_io_g.fsync_latency_ns && inject == 0) {
-            struct sf_io_op *t = sf_io_op_alloc(SF_IO_USER_DATA_INTERNAL | user_data);
+            struct sf_io_op *t = sf_io_op_alloc(ring, SF_IO_USER_DATA_INTERNAL | user_data);
             if (t) {
                 t->kind = SF_IO_OP_TIMEOUT;
                 t->user_data = SF_IO_USER_DATA_INTERNAL | user_data;
@@ -528,13 +534,13 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
     return 0;
 }
 
-int32_t sf_io_complete(uint64_t user_data, int32_t res)
+int32_t sf_io_complete(const struct io_uring *ring, uint64_t user_data, int32_t res)
 {
 #if SF_IO_FAULT_INJECTION
     if (!sf_io_active() && atomic_load(&sf_io_g.ops_used) == 0)
         return res;
     pthread_mutex_lock(&sf_io_g.mu);
-    struct sf_io_op *op = sf_io_op_find(user_data);
+    struct sf_io_op *op = sf_io_op_find(ring, user_data);
     if (op) {
         if (op->inject_res != 0)
             res = op->inject_res;
@@ -550,7 +556,7 @@ int32_t sf_io_complete(uint64_t user_data, int32_t res)
     pthread_mutex_unlock(&sf_io_g.mu);
     return res;
 #else
-    (void)user_data;
+    (void)ring, (void)user_data;
     return res;
 #endif
 }

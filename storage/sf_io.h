@@ -107,11 +107,14 @@ static inline bool sf_io_is_internal(uint64_t user_data)
 }
 
 /**
- * Filter a completion: returns the result the caller must act on (an injected error, or
- * @res unchanged). Must be called exactly once for each completion of an op queued with
- * sf_io_prep_*, including internal ones. Can't fail.
+ * Filter a completion reaped from @ring: returns the result the caller must act on (an
+ * injected error, or @res unchanged). Must be called exactly once for each completion of an
+ * op queued with sf_io_prep_* on @ring, including internal ones. Operations are identified
+ * by (@ring, @user_data): several rings (one per log) may use the same user_data values at
+ * once, but one ring must not have two operations with the same user_data in flight.
+ * Can't fail.
  */
-int32_t sf_io_complete(uint64_t user_data, int32_t res);
+int32_t sf_io_complete(const struct io_uring *ring, uint64_t user_data, int32_t res);
 
 /* ---- fault injection (tests only; every function is a no-op returning -ENOTSUP when the
  *      build has fault_injection=false) ---- */

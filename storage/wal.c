@@ -682,7 +682,7 @@ static unsigned wal_reap(struct wal *w)
     while ((n = io_uring_peek_batch_cqe(&w->ring, cqes, 32)) > 0) {
         for (unsigned i = 0; i < n; i++) {
             uint64_t ud = io_uring_cqe_get_data64(cqes[i]);
-            int32_t res = sf_io_complete(ud, cqes[i]->res);
+            int32_t res = sf_io_complete(&w->ring, ud, cqes[i]->res);
             if (!sf_io_is_internal(ud))
                 wal_on_completion(w, ud, res);
         }

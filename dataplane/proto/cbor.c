@@ -190,14 +190,10 @@ static inline int cbor_walk(const uint8_t *buf, size_t len, struct sf_value *val
     return (int)count;
 }
 
-/*
- * Validation table, per initial byte: head length (1 + argument bytes) in the low 4 bits,
- * 0 for an item that is never accepted; CBOR_V_TEXT: a text string whose argument is its
- * length; CBOR_V_INT64: an 8-byte integer argument whose top bit must be clear.
- */
-#define CBOR_V_TEXT  0x10u
-#define CBOR_V_INT64 0x20u
-static const uint8_t cbor_valid[256] = {
+/* Validation table (sf_proto_internal.h): head length and checks per initial byte. */
+#define CBOR_V_TEXT  SF_CBOR_V_TEXT
+#define CBOR_V_INT64 SF_CBOR_V_INT64
+const uint8_t sf_cbor_valid[256] = {
     [0x00 ... 0x17] = 1,
     [0x18] = 2,
     [0x19] = 3,
@@ -221,54 +217,11 @@ static const uint8_t cbor_valid[256] = {
     [CBOR_DOUBLE] = 9,
 };
 
-/* The length argument of a text head of `head` bytes at p. */
-static inline uint64_t cbor_text_len(const uint8_t *p, unsigned head)
-{
-    switch (head) {
-    case 1:
-        return p[0] & 31u;
-    case 2:
-        return p[1];
-    case 3:
-        return sf_ld_be16(p + 1);
-    case 5:
-        return sf_ld_be32(p + 1);
-    default:
-        return sf_ld_be64(p + 1);
-    }
-}
-
 /* The per-event check: table-driven, no decoding; accepts exactly what cbor_walk does. */
 int sf_fields_validate(const uint8_t *buf, size_t len)
 {
     assert(buf != NULL || len == 0);
-    if (len == 0)
-        return 0;
-    size_t pos = 0;
-    uint64_t count;
-    if (cbor_head(buf, len, &pos, &count) != CBOR_MAJOR_ARRAY || count > len - pos)
-        return SF_ERR_BAD_FIELDS;
-    for (uint64_t i = 0; i < count; i++) {
-        if (pos >= len)
-            return SF_ERR_BAD_FIELDS;
-        unsigned info = cbor_valid[buf[pos]];
-        unsigned head = info & 0x0fu;
-        if (head == 0 || head > len - pos)
-            return SF_ERR_BAD_FIELDS;
-        if ((info & CBOR_V_INT64) && (buf[pos + 1] & 0x80u))
-            return SF_ERR_BAD_FIELDS;
-        if (info & CBOR_V_TEXT) {
-            uint64_t n = cbor_text_len(buf + pos, head);
-            if (n > len - pos - head || n > UINT16_MAX)
-                return SF_ERR_BAD_FIELDS;
-            pos += n;
-        }
-        pos += head;
-    }
-    if (pos != len)
-        return SF_ERR_BAD_FIELDS;
-    assert(count <= len);
-    return (int)count;
+    return sf_cbor_validate(buf, len);
 }
 
 int sf_fields_decode(const uint8_t *buf, size_t len, struct sf_value *vals, unsigned max)

@@ -29,6 +29,7 @@
 
 #include <assert.h>
 #include <emmintrin.h>
+#include <tmmintrin.h>
 
 #include "sf_proto_internal.h"
 
@@ -119,52 +120,70 @@ bool sf_name_valid_signal(const char *s, size_t len)
 }
 
 /*
- * Fast name checks for the per-event path: 16 bytes per step with SSE2 compares instead of
- * a table lookup per byte. Each returns the lane mask of valid bytes.
+ * Fast name checks for the per-event path: 16 bytes per step with SIMD compares instead of
+ * a table lookup per byte. Each returns the lane mask of invalid bytes.
+ *
+ * [A-Za-z0-9_.-] by nibble lookup (SSSE3 pshufb): a byte is valid when the class bits of
+ * its low nibble and of its high nibble intersect. Bits: 0x01 high 4/6 with low 1..f
+ * (A-O, a-o); 0x02 high 5/7 with low 0..a (P-Z, p-z); 0x04 high 5 with low f ('_');
+ * 0x08 high 3 with low 0..9 (digits); 0x10 high 2 with low d/e ('-', '.'). High nibbles
+ * 8..f (bytes >= 0x80) have no bits. Checked against sf_char_class for all 256 bytes by
+ * perf/proto/bench_proto's self-check and the fuzzer's accept-side checks.
  */
-__attribute__((always_inline)) static inline unsigned sf_simd_ident_mask(__m128i v)
+__attribute__((always_inline)) static inline unsigned sf_simd_ident_bad(__m128i v)
 {
-    __m128i lower = _mm_or_si128(v, _mm_set1_epi8(0x20)); /* bytes >= 0x80 stay negative */
-    __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(lower, _mm_set1_epi8('a' - 1)),
-                                   _mm_cmplt_epi8(lower, _mm_set1_epi8('z' + 1)));
-    __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
-                                  _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
-    __m128i special = _mm_or_si128(
-        _mm_cmpeq_epi8(v, _mm_set1_epi8('_')),
-        _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')), _mm_cmpeq_epi8(v, _mm_set1_epi8('-'))));
-    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), special));
+    const __m128i lo_class = _mm_setr_epi8(0x0a, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b, 0x0b,
+                                           0x0b, 0x03, 0x01, 0x01, 0x11, 0x11, 0x05);
+    const __m128i hi_class =
+        _mm_setr_epi8(0, 0, 0x10, 0x08, 0x01, 0x06, 0x01, 0x02, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i nibble = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_shuffle_epi8(lo_class, _mm_and_si128(v, nibble));
+    __m128i hi = _mm_shuffle_epi8(hi_class, _mm_and_si128(_mm_srli_epi16(v, 4), nibble));
+    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(lo, hi), _mm_setzero_si128()));
 }
 
-__attribute__((always_inline)) static inline unsigned sf_simd_id_mask(__m128i v)
+/* Workflow ids: lanes of bytes that are controls (< 0x20, 0x7f), '"' or '\\'. */
+__attribute__((always_inline)) static inline unsigned sf_simd_id_bad(__m128i v)
 {
     __m128i ctrl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v); /* v <= 0x1f */
     __m128i bad = _mm_or_si128(_mm_or_si128(ctrl, _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))),
                                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
                                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
-    return ~(unsigned)_mm_movemask_epi8(bad) & 0xffffu;
+    return (unsigned)_mm_movemask_epi8(bad);
+}
+
+__attribute__((always_inline)) static inline unsigned sf_simd_bad(__m128i v, bool ident)
+{
+    return ident ? sf_simd_ident_bad(v) : sf_simd_id_bad(v);
 }
 
 /*
- * Whether all len (>= 1) bytes at s are in the class. Loads stay inside [s + len - 16,
- * s + len) and [s, s + len): the caller guarantees that the 16 bytes before s + len are
- * readable (in a frame, the 24-byte event header precedes every name).
+ * Whether all len (1..16) bytes at s are in the class: one load of the 16 bytes that end at
+ * s + len (the caller guarantees they are readable: in a frame, the 24-byte event header
+ * precedes every name), the name in its top len lanes.
  */
-__attribute__((always_inline)) static inline bool sf_name_span_valid(const char *s, size_t len,
-                                                                     bool ident)
+__attribute__((always_inline)) static inline bool sf_name_short_valid(const char *s, unsigned len,
+                                                                      bool ident)
+{
+    SF_ASSERT_HOT(len >= 1 && len <= 16);
+    __m128i v;
+    memcpy(&v, s + len - 16, sizeof(v));
+    return ((sf_simd_bad(v, ident) << len) & 0xffff0000u) == 0;
+}
+
+/* Any length >= 1, 16 bytes per step; loads stay inside [s + len - 16, s + len). */
+__attribute__((noinline)) static bool sf_name_long_valid(const char *s, size_t len, bool ident)
 {
     assert(len >= 1);
     const char *end = s + len;
     __m128i v;
     while (end - s > 16) {
         memcpy(&v, s, sizeof(v));
-        if ((ident ? sf_simd_ident_mask(v) : sf_simd_id_mask(v)) != 0xffffu)
+        if (sf_simd_bad(v, ident) != 0)
             return false;
         s += 16;
     }
-    size_t tail = (size_t)(end - s); /* 1..16 bytes, the top lanes of the last 16 */
-    memcpy(&v, end - 16, sizeof(v));
-    unsigned mask = (ident ? sf_simd_ident_mask(v) : sf_simd_id_mask(v)) >> (16 - tail);
-    return mask == (1u << tail) - 1;
+    return sf_name_short_valid(s, (unsigned)(end - s), ident);
 }
 
 int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
@@ -219,23 +238,26 @@ size_t sf_frame_events_end(const struct sf_frame_hdr *hdr, size_t len)
     return len - tag;
 }
 
-int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_event *ev)
+/*
+ * Check the event at p, with `avail` bytes left before the end of the events, in the order
+ * sf_proto.h documents for sf_frame_next_event; on success fill *span (type_off relative
+ * to p) and return the event's length, else a negative sf_err. Shared by every frame
+ * parser so that they accept exactly the same events.
+ */
+__attribute__((always_inline)) static inline int sf_event_check(const uint8_t *p, size_t avail,
+                                                                struct sf_event_span *span)
 {
-    size_t pos = *off;
-    assert(pos <= end && ev != NULL);
-    if (end - pos < SF_EVENT_HDR_LEN)
+    if (SF_UNLIKELY(avail < SF_EVENT_HDR_LEN))
         return SF_ERR_TRUNC_EVENT;
-
-    const uint8_t *p = buf + pos;
     unsigned event_len = sf_ld_le16(p + SF_EV_OFF_LEN);
     unsigned type_len = p[SF_EV_OFF_TYPE_LEN];
     unsigned id_len = p[SF_EV_OFF_ID_LEN];
     unsigned signal_len = p[SF_EV_OFF_SIGNAL_LEN];
     unsigned fields_len = sf_ld_le16(p + SF_EV_OFF_FIELDS_LEN);
-    if (p[SF_EV_OFF_RESERVED] != 0 ||
-        event_len != SF_EVENT_HDR_LEN + type_len + id_len + signal_len + fields_len)
+    if (SF_UNLIKELY(p[SF_EV_OFF_RESERVED] != 0 ||
+                    event_len != SF_EVENT_HDR_LEN + type_len + id_len + signal_len + fields_len))
         return SF_ERR_BAD_EVENT_LEN;
-    if (event_len > end - pos)
+    if (SF_UNLIKELY(event_len > avail))
         return SF_ERR_TRUNC_EVENT;
 
     const char *type = (const char *)p + SF_EVENT_HDR_LEN;
@@ -243,30 +265,88 @@ int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_e
     const char *signal = id + id_len;
     const uint8_t *fields = (const uint8_t *)signal + signal_len;
     _Static_assert(SF_EVENT_HDR_LEN >= 16, "16 readable bytes precede every name");
-    if (type_len - 1u >= SF_TYPE_LEN_MAX || id_len - 1u >= SF_ID_LEN_MAX ||
-        signal_len - 1u >= SF_SIGNAL_LEN_MAX || !sf_name_span_valid(type, type_len, true) ||
-        !sf_name_span_valid(id, id_len, false) || !sf_name_span_valid(signal, signal_len, true))
+    if (SF_UNLIKELY(type_len - 1u >= SF_TYPE_LEN_MAX || id_len - 1u >= SF_ID_LEN_MAX ||
+                    signal_len - 1u >= SF_SIGNAL_LEN_MAX))
         return SF_ERR_BAD_NAME;
-    if (fields_len > SF_FIELDS_LEN_MAX || sf_fields_validate(fields, fields_len) < 0)
+    bool names_ok;
+    if (SF_LIKELY(((type_len - 1u) | (id_len - 1u) | (signal_len - 1u)) < 16u)) {
+        /* Every name 1..16 bytes: one load each, no branch between them. */
+        names_ok = sf_name_short_valid(type, type_len, true) &
+                   sf_name_short_valid(id, id_len, false) &
+                   sf_name_short_valid(signal, signal_len, true);
+    } else {
+        names_ok = sf_name_long_valid(type, type_len, true) &&
+                   sf_name_long_valid(id, id_len, false) &&
+                   sf_name_long_valid(signal, signal_len, true);
+    }
+    if (SF_UNLIKELY(!names_ok))
+        return SF_ERR_BAD_NAME;
+    if (SF_UNLIKELY(fields_len > SF_FIELDS_LEN_MAX || sf_cbor_validate(fields, fields_len) < 0))
         return SF_ERR_BAD_FIELDS;
 
-    ev->type = type;
-    ev->id = id;
-    ev->signal = signal;
-    ev->fields = fields;
-    ev->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
+    span->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
+    span->type_off = SF_EVENT_HDR_LEN;
+    span->fields_len = (uint16_t)fields_len;
+    span->type_len = (uint8_t)type_len;
+    span->id_len = (uint8_t)id_len;
+    span->signal_len = (uint8_t)signal_len;
+    span->reserved = 0;
+    assert(event_len >= SF_EVENT_HDR_LEN && event_len <= SF_EVENT_LEN_MAX);
+    return (int)event_len;
+}
+
+int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_event *ev)
+{
+    size_t pos = *off;
+    assert(pos <= end && ev != NULL);
+    struct sf_event_span span;
+    const uint8_t *p = buf + pos;
+    int event_len = sf_event_check(p, end - pos, &span);
+    if (event_len < 0)
+        return event_len;
+
+    ev->type = (const char *)p + span.type_off;
+    ev->id = ev->type + span.type_len;
+    ev->signal = ev->id + span.id_len;
+    ev->fields = (const uint8_t *)ev->signal + span.signal_len;
+    ev->event_id = span.event_id;
     ev->ts_ns = sf_ld_le64(p + SF_EV_OFF_TS_NS);
-    ev->fields_len = (uint16_t)fields_len;
-    ev->type_len = (uint8_t)type_len;
-    ev->id_len = (uint8_t)id_len;
-    ev->signal_len = (uint8_t)signal_len;
+    ev->fields_len = span.fields_len;
+    ev->type_len = span.type_len;
+    ev->id_len = span.id_len;
+    ev->signal_len = span.signal_len;
     ev->has_event_id = true;
     ev->fields_json = false;
     ev->offset = (uint16_t)pos;
     ev->length = (uint16_t)event_len;
-    *off = pos + event_len;
+    *off = pos + (size_t)event_len;
     assert(*off <= end);
     return SF_OK;
+}
+
+int sf_frame_scan(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                  struct sf_event_span *spans, unsigned spans_max)
+{
+    assert(hdr != NULL && (spans != NULL || spans_max == 0));
+    size_t off;
+    int rc = sf_frame_parse_header(buf, len, hdr, &off);
+    if (SF_UNLIKELY(rc < 0))
+        return rc;
+    size_t end = sf_frame_events_end(hdr, len);
+    unsigned count = hdr->event_count;
+    struct sf_event_span scratch;
+    for (unsigned i = 0; i < count; i++) {
+        struct sf_event_span *span = SF_LIKELY(i < spans_max) ? &spans[i] : &scratch;
+        int event_len = sf_event_check(buf + off, end - off, span);
+        if (SF_UNLIKELY(event_len < 0))
+            return event_len;
+        span->type_off = (uint16_t)(span->type_off + off);
+        off += (size_t)event_len;
+    }
+    if (SF_UNLIKELY(off != end))
+        return SF_ERR_TRAILING;
+    assert(count >= 1 && count <= SF_FRAME_EVENTS_MAX && off <= len);
+    return (int)count;
 }
 
 int sf_datagram_parse(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,

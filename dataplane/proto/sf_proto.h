@@ -179,6 +179,33 @@ int sf_datagram_parse(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
                       struct sf_event *evs, unsigned events_max);
 
 /**
+ * Where one validated event of a binary frame lies in its datagram (sf_frame_scan): the
+ * type starts at type_off, the id follows it, then the signal, then fields_len bytes of
+ * fields (a CBOR array, already validated). 16 bytes, so a frame's spans stay in L1.
+ */
+struct sf_event_span {
+    uint64_t event_id;
+    uint16_t type_off;   /* offset of the type within the datagram */
+    uint16_t fields_len; /* 0..SF_FIELDS_LEN_MAX */
+    uint8_t type_len;    /* 1..SF_TYPE_LEN_MAX */
+    uint8_t id_len;      /* 1..SF_ID_LEN_MAX */
+    uint8_t signal_len;  /* 1..SF_SIGNAL_LEN_MAX */
+    uint8_t reserved;    /* 0 */
+};
+_Static_assert(sizeof(struct sf_event_span) == 16, "a span is 16 bytes");
+
+/**
+ * The receive path's form of sf_datagram_parse for binary frames: the same checks in the
+ * same order with the same error codes (header, every event, names, fields, no trailing
+ * bytes), but each event is given as a compact span instead of a struct sf_event. Fills up
+ * to spans_max spans (all events are validated even when there are more) and returns the
+ * event count (>= 1), or a negative sf_err of the first problem. A datagram starting with
+ * '{' is not a frame: SF_ERR_BAD_MAGIC (the caller parses the JSON form with sf_json_parse).
+ */
+int sf_frame_scan(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                  struct sf_event_span *spans, unsigned spans_max);
+
+/**
  * Encoder: start a frame in out[0..cap) from hdr's sender_id, frame_seq, flags and auth
  * fields (hdr->version 0 or 1 both mean version 1; hdr->event_count is ignored, the count
  * starts at 0). Returns SF_FRAME_HDR_LEN, or SF_ERR_NO_SPACE, SF_ERR_BAD_VERSION,

@@ -7,9 +7,24 @@
 #ifndef SF_PROTO_INTERNAL_H
 #define SF_PROTO_INTERNAL_H
 
+#include <assert.h>
 #include <endian.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "sf_proto.h"
+
+#define SF_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define SF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Debug-only assertions for the per-event paths (the STYLE's second tier): compiled in
+ * with SF_DEBUG_HOT, as in tests, debug and sanitizer builds. */
+#ifdef SF_DEBUG_HOT
+#define SF_ASSERT_HOT(x) assert(x)
+#else
+#define SF_ASSERT_HOT(x) ((void)sizeof(x))
+#endif
 
 static inline uint16_t sf_ld_le16(const uint8_t *p)
 {
@@ -103,5 +118,80 @@ enum {
 #define SF_CHAR_IDENT 0x01u /* type and signal: [A-Za-z0-9_.-] */
 #define SF_CHAR_ID    0x02u /* workflow id: printable, no '"' or '\\' */
 extern const uint8_t sf_char_class[256];
+
+/*
+ * CBOR validation table (cbor.c), per initial byte: head length (1 + argument bytes) in the
+ * low 4 bits, 0 for an item that is never accepted; SF_CBOR_V_TEXT: a text string whose
+ * argument is its length; SF_CBOR_V_INT64: an 8-byte integer argument whose top bit must be
+ * clear.
+ */
+#define SF_CBOR_V_TEXT  0x10u
+#define SF_CBOR_V_INT64 0x20u
+extern const uint8_t sf_cbor_valid[256];
+
+/* The length argument of a CBOR text head of `head` (1, 2, 3, 5 or 9) bytes at p. */
+static inline uint64_t sf_cbor_text_len(const uint8_t *p, unsigned head)
+{
+    switch (head) {
+    case 1:
+        return p[0] & 31u;
+    case 2:
+        return p[1];
+    case 3:
+        return sf_ld_be16(p + 1);
+    case 5:
+        return sf_ld_be32(p + 1);
+    default:
+        return sf_ld_be64(p + 1);
+    }
+}
+
+/*
+ * sf_fields_validate's body, inlined into the frame parser's per-event path: a CBOR array
+ * of scalars, table-driven, nothing decoded. Accepts exactly what cbor.c's decoder accepts
+ * (the fuzzer checks the two agree). Returns the number of values or SF_ERR_BAD_FIELDS.
+ */
+__attribute__((always_inline)) static inline int sf_cbor_validate(const uint8_t *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    /* Array head: major type 4, definite length; the argument is the item count. */
+    unsigned ib = buf[0];
+    uint64_t count;
+    size_t pos;
+    if (SF_LIKELY(ib - 0x80u < 24u)) { /* up to 23 items: the count is in the first byte */
+        count = ib - 0x80u;
+        pos = 1;
+    } else {
+        unsigned head = sf_cbor_valid[ib & 0x1fu] & 0x0fu; /* an unsigned head's width */
+        if ((ib >> 5) != 4u || head == 0 || head > len)
+            return SF_ERR_BAD_FIELDS;
+        count = sf_cbor_text_len(buf, head);
+        pos = head;
+    }
+    if (count > len - pos) /* every item takes at least one byte */
+        return SF_ERR_BAD_FIELDS;
+    for (uint64_t i = 0; i < count; i++) {
+        if (SF_UNLIKELY(pos >= len))
+            return SF_ERR_BAD_FIELDS;
+        unsigned info = sf_cbor_valid[buf[pos]];
+        unsigned item = info & 0x0fu;
+        if (SF_UNLIKELY(item == 0 || item > len - pos))
+            return SF_ERR_BAD_FIELDS;
+        if (SF_UNLIKELY((info & SF_CBOR_V_INT64) && (buf[pos + 1] & 0x80u)))
+            return SF_ERR_BAD_FIELDS;
+        if (info & SF_CBOR_V_TEXT) {
+            uint64_t n = sf_cbor_text_len(buf + pos, item);
+            if (SF_UNLIKELY(n > len - pos - item || n > UINT16_MAX))
+                return SF_ERR_BAD_FIELDS;
+            pos += n;
+        }
+        pos += item;
+    }
+    if (pos != len)
+        return SF_ERR_BAD_FIELDS;
+    assert(count <= len);
+    return (int)count;
+}
 
 #endif /* SF_PROTO_INTERNAL_H */

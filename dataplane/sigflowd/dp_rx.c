@@ -14,6 +14,7 @@
 #include <rte_branch_prediction.h>
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
+#include <rte_ring_elem.h>
 
 #include "dp.h"
 
@@ -26,15 +27,28 @@ static inline void dp_count_proto_drop(struct dp_lcore *lc, int err)
     lc->drop_proto[idx < SF_ERR_COUNT ? idx : 0]++;
 }
 
+/*
+ * The rings to owners are single-producer (RING_F_SP_ENQ), so the zero-copy enqueue applies:
+ * reserve slots, copy the staged records in one or two memcpy (the ring may wrap), publish.
+ * rte_ring's own element copy moves a 64-byte record as sixteen 32-bit words.
+ */
 void dp_rx_flush(struct dp_lcore *lc)
 {
     for (unsigned o = 0; o < dp_node.owner_count; o++) {
         unsigned n = lc->stage_count[o];
         if (n == 0)
             continue;
-        unsigned sent =
-            rte_ring_sp_enqueue_burst_elem(lc->out[o], lc->stage[o], sizeof(struct dp_event),
-                                           n, NULL);
+        RTE_ASSERT(n <= DP_STAGE_EVENTS);
+        struct rte_ring_zc_data zcd;
+        unsigned sent = rte_ring_enqueue_zc_burst_elem_start(lc->out[o], sizeof(struct dp_event), n,
+                                                             &zcd, NULL);
+        if (likely(sent != 0)) {
+            RTE_ASSERT(zcd.n1 <= sent);
+            memcpy(zcd.ptr1, lc->stage[o], zcd.n1 * sizeof(struct dp_event));
+            if (unlikely(sent > zcd.n1))
+                memcpy(zcd.ptr2, &lc->stage[o][zcd.n1], (sent - zcd.n1) * sizeof(struct dp_event));
+            rte_ring_enqueue_zc_elem_finish(lc->out[o], sent);
+        }
         lc->counters[DP_C_EVENTS_ROUTED] += sent;
         for (unsigned i = sent; i < n; i++) {
             lc->drop[DP_DROP_RING_FULL]++;
@@ -44,63 +58,115 @@ void dp_rx_flush(struct dp_lcore *lc)
     }
 }
 
-static inline void dp_rx_stage(struct dp_lcore *lc, const struct dp_event *ev)
+/* The next free stage slot for owner o (flushing every stage first when o's is full). */
+static inline struct dp_event *dp_rx_stage_slot(struct dp_lcore *lc, unsigned o)
 {
-    unsigned o = wf_partmap_owner(dp_node.partmap, ev->partition);
     RTE_ASSERT(o < dp_node.owner_count);
-    if (unlikely(lc->stage_count[o] == DP_STAGE_EVENTS)) {
+    if (unlikely(lc->stage_count[o] == DP_STAGE_EVENTS))
         dp_rx_flush(lc);
-    }
-    lc->stage[o][lc->stage_count[o]++] = *ev;
+    return &lc->stage[o][lc->stage_count[o]++];
 }
 
-/* Fill the routing part of a dp_event from a parsed sf_event. */
-static inline void dp_rx_event_init(struct dp_event *out, const struct sf_event *ev,
-                                    const uint8_t *base, struct rte_mbuf *m, uint64_t rx_ns)
+/* The JSON form (one event per datagram, a convenience path): parse, then stage. */
+static void dp_rx_route_json(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, uint16_t len,
+                             uint8_t port, uint8_t queue, uint64_t rx_ns)
 {
-    out->m = m;
-    out->key = wf_key_make(ev->type, ev->type_len, ev->id, ev->id_len);
-    out->partition = (uint16_t)wf_key_partition(out->key, dp_node.partmap->count);
-    out->event_id = ev->event_id;
-    out->rx_ns = rx_ns;
-    out->type_off = (uint16_t)((const uint8_t *)ev->type - base);
-    out->id_off = (uint16_t)((const uint8_t *)ev->id - base);
-    out->signal_off = (uint16_t)((const uint8_t *)ev->signal - base);
-    out->fields_off = ev->fields_len ? (uint16_t)(ev->fields - base) : 0;
-    out->fields_len = ev->fields_len;
-    out->type_len = ev->type_len;
-    out->id_len = ev->id_len;
-    out->signal_len = ev->signal_len;
-    out->flags = (ev->has_event_id ? DP_EV_HAS_EVENT_ID : 0) |
-                 (ev->fields_json ? DP_EV_FIELDS_JSON : 0);
+    struct sf_frame_hdr hdr;
+    struct sf_event sev;
+    const uint8_t *base = rte_pktmbuf_mtod(m, const uint8_t *);
+    int n = sf_datagram_parse(base + off, len, &hdr, &sev, 1);
+    if (n <= 0) {
+        dp_count_proto_drop(lc, n == 0 ? SF_ERR_BAD_COUNT : n);
+        rte_pktmbuf_free(m);
+        return;
+    }
+    RTE_ASSERT(n == 1 && sev.fields_json);
+    lc->counters[DP_C_JSON_EVENTS]++;
+    struct wf_key key = wf_key_make(sev.type, sev.type_len, sev.id, sev.id_len);
+    uint32_t partition = wf_key_partition(key, dp_node.partmap->count);
+    struct dp_event *ev = dp_rx_stage_slot(lc, wf_partmap_owner(dp_node.partmap, partition));
+    *ev = (struct dp_event){
+        .m = m,
+        .key = key,
+        .event_id = sev.event_id,
+        .rx_ns = rx_ns,
+        .type_off = (uint16_t)((const uint8_t *)sev.type - base),
+        .id_off = (uint16_t)((const uint8_t *)sev.id - base),
+        .signal_off = (uint16_t)((const uint8_t *)sev.signal - base),
+        .fields_off = sev.fields_len ? (uint16_t)(sev.fields - base) : 0,
+        .fields_len = sev.fields_len,
+        .partition = (uint16_t)partition,
+        .type_len = sev.type_len,
+        .id_len = sev.id_len,
+        .signal_len = sev.signal_len,
+        .ev_index = 0,
+        .flags = (uint8_t)((sev.has_event_id ? DP_EV_HAS_EVENT_ID : 0) | DP_EV_FIELDS_JSON),
+        .src_lcore = (uint8_t)lc->index,
+        .port = port,
+        .queue = queue,
+    };
 }
 
+/*
+ * A binary frame, in two passes over bytes that stay in L1: sf_frame_scan validates the
+ * whole frame (a malformed frame routes nothing, its drop counted under its own name) and
+ * leaves one 16-byte span per event; then each event is hashed and its record built in
+ * place in its owner's stage slot (no intermediate copy).
+ */
 void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, uint16_t len,
                          uint8_t port, uint8_t queue, uint64_t rx_ns)
 {
-    struct sf_frame_hdr hdr;
-    struct sf_event evs[SF_FRAME_EVENTS_MAX];
     const uint8_t *base = rte_pktmbuf_mtod(m, const uint8_t *);
-    int n = sf_datagram_parse(base + off, len, &hdr, evs, SF_FRAME_EVENTS_MAX);
+    if (unlikely(len > 0 && base[off] == '{')) {
+        dp_rx_route_json(lc, m, off, len, port, queue, rx_ns);
+        return;
+    }
+    struct sf_frame_hdr hdr;
+    struct sf_event_span spans[SF_FRAME_EVENTS_MAX];
+    int n = sf_frame_scan(base + off, len, &hdr, spans, SF_FRAME_EVENTS_MAX);
     if (unlikely(n <= 0)) {
         dp_count_proto_drop(lc, n == 0 ? SF_ERR_BAD_COUNT : n);
         rte_pktmbuf_free(m);
         return;
     }
-    bool json = base[off] == '{';
-    lc->counters[json ? DP_C_JSON_EVENTS : DP_C_FRAMES]++;
-    /* One mbuf reference per routed event; each owner frees its own. */
+    RTE_ASSERT(n <= (int)SF_FRAME_EVENTS_MAX);
+    lc->counters[DP_C_FRAMES]++;
+    /* One mbuf reference per routed event; each owner frees its own. Set before any event
+     * can reach a ring (a full stage flushes inside the loop). */
     rte_mbuf_refcnt_set(m, (uint16_t)n);
-    uint8_t ack = (!json && (hdr.flags & SF_FLAG_ACK_REQ)) ? DP_EV_ACK_REQ : 0;
+    const uint8_t flags = DP_EV_HAS_EVENT_ID | ((hdr.flags & SF_FLAG_ACK_REQ) ? DP_EV_ACK_REQ : 0);
+    const uint8_t src_lcore = (uint8_t)lc->index;
+    const struct wf_partmap *partmap = dp_node.partmap;
+    const uint32_t partitions = partmap->count;
     for (int i = 0; i < n; i++) {
-        struct dp_event ev;
-        dp_rx_event_init(&ev, &evs[i], base, m, rx_ns);
-        ev.flags |= ack;
-        ev.ev_index = (uint8_t)i;
-        ev.src_lcore = (uint8_t)lc->index;
-        ev.port = port;
-        ev.queue = queue;
-        dp_rx_stage(lc, &ev);
+        const struct sf_event_span *sp = &spans[i];
+        uint16_t type_off = (uint16_t)(off + sp->type_off);
+        uint16_t id_off = (uint16_t)(type_off + sp->type_len);
+        uint16_t signal_off = (uint16_t)(id_off + sp->id_len);
+        uint16_t fields_off = (uint16_t)(signal_off + sp->signal_len);
+        /* The id follows the type in a frame: one hash over the packet's bytes in place. */
+        struct wf_key key = wf_key_make((const char *)base + type_off, sp->type_len,
+                                        (const char *)base + id_off, sp->id_len);
+        uint32_t partition = wf_key_partition(key, partitions);
+        struct dp_event *ev = dp_rx_stage_slot(lc, wf_partmap_owner(partmap, partition));
+        ev->m = m;
+        ev->key = key;
+        ev->event_id = sp->event_id;
+        ev->rx_ns = rx_ns;
+        ev->type_off = type_off;
+        ev->id_off = id_off;
+        ev->signal_off = signal_off;
+        ev->fields_off = sp->fields_len ? fields_off : 0;
+        ev->fields_len = sp->fields_len;
+        ev->partition = (uint16_t)partition;
+        ev->type_len = sp->type_len;
+        ev->id_len = sp->id_len;
+        ev->signal_len = sp->signal_len;
+        ev->ev_index = (uint8_t)i;
+        ev->flags = flags;
+        ev->src_lcore = src_lcore;
+        ev->port = port;
+        ev->queue = queue;
     }
 }
 
@@ -119,8 +185,7 @@ static void dp_rx_tx_one(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t port,
 static void dp_rx_answer(struct dp_lcore *lc, struct rte_mbuf *m, const struct dp_port *p,
                          const struct pkt_info *info, enum pkt_verdict v, uint16_t queue)
 {
-    if ((v == PKT_ICMP_ECHO || v == PKT_ICMP6_ECHO) &&
-        !pkt_tb_take(&lc->icmp_tb, dp_now_ns())) {
+    if ((v == PKT_ICMP_ECHO || v == PKT_ICMP6_ECHO) && !pkt_tb_take(&lc->icmp_tb, dp_now_ns())) {
         lc->drop[DP_DROP_ICMP_RATE]++;
         rte_pktmbuf_free(m);
         return;

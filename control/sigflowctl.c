@@ -4,8 +4,14 @@
  *
  *   sigflowctl [--dir DIR | --socket PATH] [--json] stats
  *   sigflowctl ... workflow describe TYPE ID
- *   sigflowctl ... workflow list [--type T] [--limit N] [--after CURSOR]
+ *   sigflowctl ... workflow list [--type T] [--state S] [--limit N] [--after CURSOR]
  *   sigflowctl definition check FILE...
+ *   sigflowctl ... definition deploy FILE...
+ *   sigflowctl ... definition list
+ *   sigflowctl ... activity list [--limit N]
+ *   sigflowctl ... activity complete TYPE ID SEQ [RESULT]
+ *   sigflowctl ... activity fail TYPE ID SEQ
+ *   sigflowctl ... tune KEY VALUE
  *
  * Exit status per sysexits: 0 ok, 64 usage, 69 node unavailable, 65 the node refused the
  * request (e.g. workflow not found), 74 I/O error on the socket.
@@ -37,6 +43,7 @@ struct ctl_opts {
     const char *socket;
     const char *type;
     const char *after;
+    const char *state;
     long limit;
     bool json;
     const char *words[CTL_WORDS_MAX];
@@ -51,10 +58,18 @@ static void ctl_usage(FILE *out)
             "commands:\n"
             "  stats                          node, per-core and NIC counters, drops by reason\n"
             "  workflow describe TYPE ID      one workflow instance\n"
-            "  workflow list [--type T] [--limit N] [--after CURSOR]\n"
+            "  workflow list [--type T] [--state S] [--limit N] [--after CURSOR]\n"
             "                                 workflows, paged (N <= 1000, default 100)\n"
             "  definition check FILE...       compile .flow files offline, print record size\n"
             "                                 and each handler's instruction bound\n"
+            "  definition deploy FILE...      compile on the node and deploy (new instances\n"
+            "                                 start on the newest version)\n"
+            "  definition list                deployed versions, instances by state\n"
+            "  activity list [--limit N]      activity tasks dispatched and not finished\n"
+            "  activity complete TYPE ID SEQ [RESULT]   deliver ACTIVITY.done (RESULT int)\n"
+            "  activity fail TYPE ID SEQ      deliver ACTIVITY.failed\n"
+            "  tune KEY VALUE                 wal.batch_bytes_max, wal.batch_deadline_us,\n"
+            "                                 wal.inflight_max, idle_sleep_max_us, ...\n"
             "\n"
             "options:\n"
             "  --dir DIR       node directory (default ./run): socket DIR/sigflowd.sock\n"
@@ -81,6 +96,8 @@ static int ctl_parse(int argc, char **argv, struct ctl_opts *o)
             o->socket = argv[++i];
         } else if (strcmp(a, "--type") == 0 && has_next) {
             o->type = argv[++i];
+        } else if (strcmp(a, "--state") == 0 && has_next) {
+            o->state = argv[++i];
         } else if (strcmp(a, "--after") == 0 && has_next) {
             o->after = argv[++i];
         } else if (strcmp(a, "--limit") == 0 && has_next) {
@@ -232,33 +249,171 @@ static void ctl_print_time(json_int_t ns)
     printf("%s.%03dZ", buf, (int)((ns / 1000000) % 1000));
 }
 
+static void ctl_print_value(json_t *v)
+{
+    if (json_is_string(v))
+        printf("\"%s\"", json_string_value(v));
+    else if (json_is_integer(v))
+        printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        printf("%g", json_real_value(v));
+    else if (json_is_boolean(v))
+        printf("%s", json_is_true(v) ? "true" : "false");
+    else
+        printf("null");
+}
+
 static void ctl_print_workflow(json_t *w)
 {
-    printf("type:           %s\n", json_string_value(json_object_get(w, "type")));
+    printf("type:           %s (version %" JSON_INTEGER_FORMAT ")\n",
+           json_string_value(json_object_get(w, "type")), ctl_int(w, "version"));
     printf("id:             %s\n", json_string_value(json_object_get(w, "id")));
+    printf("state:          %s%s\n", json_string_value(json_object_get(w, "state")),
+           json_is_true(json_object_get(w, "completed")) ? " (completed)" : "");
     printf("signals:        %" JSON_INTEGER_FORMAT "\n", ctl_int(w, "signals"));
     printf("last_event_id:  %" JSON_INTEGER_FORMAT "\n", ctl_int(w, "last_event_id"));
-    printf("last_signal:    ");
-    ctl_print_time(ctl_int(w, "last_signal_ns"));
+    printf("created:        ");
+    ctl_print_time(ctl_int(w, "created_ns"));
     printf("\npartition:      %" JSON_INTEGER_FORMAT " (owner lcore %" JSON_INTEGER_FORMAT ")\n",
            ctl_int(w, "partition"), ctl_int(w, "owner_lcore"));
+    const char *k;
+    json_t *v;
+    printf("variables:\n");
+    json_object_foreach(json_object_get(w, "vars"), k, v)
+    {
+        printf("  %-20s ", k);
+        ctl_print_value(v);
+        printf("\n");
+    }
+    json_object_foreach(json_object_get(w, "queues"), k, v)
+    {
+        printf("queue %s (%zu):", k, json_array_size(v));
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            printf(" ");
+            ctl_print_value(item);
+        }
+        printf("\n");
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(w, "timers"), i, t)
+    {
+        printf("timer %-12s (%s) due ", json_string_value(json_object_get(t, "name")),
+               json_string_value(json_object_get(t, "kind")));
+        ctl_print_time(ctl_int(t, "due_ns"));
+        printf("\n");
+    }
+    json_array_foreach(json_object_get(w, "activities"), i, t)
+    {
+        printf("activity %s seq %" JSON_INTEGER_FORMAT " in flight, %" JSON_INTEGER_FORMAT
+               " attempts\n",
+               json_string_value(json_object_get(t, "activity")), ctl_int(t, "seq"),
+               ctl_int(t, "attempts"));
+    }
 }
 
 static void ctl_print_list(json_t *r)
 {
     size_t i;
     json_t *w;
-    printf("%-16s %-40s %12s %20s\n", "TYPE", "ID", "SIGNALS", "LAST_EVENT_ID");
+    printf("%-12s %-32s %-16s %4s %10s %20s\n", "TYPE", "ID", "STATE", "VER", "SIGNALS",
+           "LAST_EVENT_ID");
     json_array_foreach(json_object_get(r, "workflows"), i, w)
     {
-        printf("%-16s %-40s %12" JSON_INTEGER_FORMAT " %20" JSON_INTEGER_FORMAT "\n",
+        printf("%-12s %-32s %-16s %4" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
+               " %20" JSON_INTEGER_FORMAT "\n",
                json_string_value(json_object_get(w, "type")),
-               json_string_value(json_object_get(w, "id")), ctl_int(w, "signals"),
-               ctl_int(w, "last_event_id"));
+               json_string_value(json_object_get(w, "id")),
+               json_string_value(json_object_get(w, "state")), ctl_int(w, "version"),
+               ctl_int(w, "signals"), ctl_int(w, "last_event_id"));
     }
     json_t *next = json_object_get(r, "next");
     if (next)
         printf("(more: --after %s)\n", json_string_value(next));
+}
+
+static void ctl_print_definitions(json_t *r)
+{
+    size_t i;
+    json_t *d;
+    printf("%-12s %7s %10s %10s %7s  %s\n", "TYPE", "VERSION", "RUNNING", "COMPLETED", "RECORD",
+           "BY STATE");
+    json_array_foreach(json_object_get(r, "definitions"), i, d)
+    {
+        printf("%-12s %7" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
+               " %6" JSON_INTEGER_FORMAT "B ",
+               json_string_value(json_object_get(d, "type")), ctl_int(d, "version"),
+               ctl_int(d, "running"), ctl_int(d, "completed"), ctl_int(d, "record_bytes"));
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(d, "states"), k, v)
+            printf(" %s=%" JSON_INTEGER_FORMAT, k, json_integer_value(v));
+        printf("\n");
+    }
+}
+
+static void ctl_print_tasks(json_t *r)
+{
+    size_t i;
+    json_t *t;
+    printf("%-12s %-24s %-16s %5s %7s  %s\n", "TYPE", "ID", "ACTIVITY", "SEQ", "ATTEMPT",
+           "IDEMPOTENCY KEY");
+    json_array_foreach(json_object_get(r, "tasks"), i, t)
+    {
+        printf("%-12s %-24s %-16s %5" JSON_INTEGER_FORMAT " %7" JSON_INTEGER_FORMAT "  %s\n",
+               json_string_value(json_object_get(t, "type")),
+               json_string_value(json_object_get(t, "id")),
+               json_string_value(json_object_get(t, "activity")), ctl_int(t, "seq"),
+               ctl_int(t, "attempt"), json_string_value(json_object_get(t, "idempotency_key")));
+    }
+}
+
+/* definition deploy FILE...: one request per file; the node compiles it. */
+static int ctl_deploy(const struct ctl_opts *o)
+{
+    int ex = 0;
+    for (int i = 2; i < o->word_count; i++) {
+        FILE *f = fopen(o->words[i], "rb");
+        if (!f) {
+            fprintf(stderr, "sigflowctl: %s: %s\n", o->words[i], strerror(errno));
+            return 66; /* EX_NOINPUT */
+        }
+        static char src[1 << 20];
+        size_t len = fread(src, 1, sizeof(src), f);
+        bool too_big = !feof(f);
+        fclose(f);
+        if (too_big) {
+            fprintf(stderr, "sigflowctl: %s: larger than 1 MiB\n", o->words[i]);
+            return CTL_EX_DATAERR;
+        }
+        json_t *req = json_pack("{s:s, s:s, s:s#}", "cmd", "deploy", "file", o->words[i], "source",
+                                src, (int)len);
+        int cex = 0;
+        json_t *r = ctl_call(o, req, &cex);
+        if (!r)
+            return cex;
+        bool ok = json_is_true(json_object_get(r, "ok"));
+        bool exists = json_is_true(json_object_get(r, "exists"));
+        if (o->json) {
+            char *text = json_dumps(r, JSON_COMPACT);
+            puts(text);
+            free(text);
+        } else if (ok) {
+            printf("%s\n", json_string_value(json_object_get(r, "message")));
+        } else {
+            fprintf(stderr, "%s%s", json_string_value(json_object_get(r, "error")),
+                    exists ? "\n" : "");
+        }
+        if (!ok && !exists)
+            ex = CTL_EX_DATAERR;
+        else if (!ok && ex == 0)
+            ex = 73; /* EX_CANTCREAT: that version is already deployed */
+        json_decref(r);
+    }
+    return ex;
 }
 
 static json_t *ctl_request(const struct ctl_opts *o)
@@ -269,10 +424,42 @@ static json_t *ctl_request(const struct ctl_opts *o)
     if (strcmp(noun, "workflow") == 0 && strcmp(verb, "describe") == 0 && o->word_count == 4)
         return json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", o->words[2], "id",
                          o->words[3]);
+    if (strcmp(noun, "definition") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
+        return json_pack("{s:s}", "cmd", "definitions");
+    if (strcmp(noun, "activity") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
+        return json_pack("{s:s, s:i}", "cmd", "activities", "limit",
+                         (int)(o->limit > 0 ? o->limit : 100));
+    if (strcmp(noun, "activity") == 0 &&
+        ((strcmp(verb, "complete") == 0 && (o->word_count == 5 || o->word_count == 6)) ||
+         (strcmp(verb, "fail") == 0 && o->word_count == 5))) {
+        char *end;
+        long long seq = strtoll(o->words[4], &end, 10);
+        if (*end || seq <= 0)
+            return NULL;
+        long long result = 0;
+        if (o->word_count == 6) {
+            result = strtoll(o->words[5], &end, 10);
+            if (*end)
+                return NULL;
+        }
+        return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "cmd", "activity", "type",
+                         o->words[2], "id", o->words[3], "seq", (json_int_t)seq, "outcome",
+                         verb[0] == 'c' ? "done" : "failed", "result", (json_int_t)result);
+    }
+    if (strcmp(noun, "tune") == 0 && o->word_count == 3) {
+        char *end;
+        long long v = strtoll(o->words[2], &end, 10);
+        if (*end || v < 0)
+            return NULL;
+        return json_pack("{s:s, s:s, s:I}", "cmd", "tune", "key", o->words[1], "value",
+                         (json_int_t)v);
+    }
     if (strcmp(noun, "workflow") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2) {
         json_t *req = json_pack("{s:s}", "cmd", "list");
         if (o->type)
             json_object_set_new(req, "type", json_string(o->type));
+        if (o->state)
+            json_object_set_new(req, "state", json_string(o->state));
         if (o->after)
             json_object_set_new(req, "after", json_string(o->after));
         if (o->limit > 0)
@@ -302,6 +489,9 @@ int main(int argc, char **argv)
         args[n] = NULL;
         return flow_check_main(n, args);
     }
+    if (strcmp(o.words[0], "definition") == 0 && o.word_count >= 3 &&
+        strcmp(o.words[1], "deploy") == 0)
+        return ctl_deploy(&o);
     json_t *req = ctl_request(&o);
     if (!req) {
         ctl_usage(stderr);
@@ -309,6 +499,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     bool is_stats = strcmp(cmd, "stats") == 0, is_list = strcmp(cmd, "list") == 0;
+    bool is_defs = strcmp(cmd, "definitions") == 0, is_tasks = strcmp(cmd, "activities") == 0;
+    bool is_describe = strcmp(cmd, "describe") == 0;
     int ex = 0;
     json_t *r = ctl_call(&o, req, &ex);
     if (!r)
@@ -324,8 +516,15 @@ int main(int argc, char **argv)
         ctl_print_stats(r);
     } else if (is_list) {
         ctl_print_list(r);
-    } else {
+    } else if (is_defs) {
+        ctl_print_definitions(r);
+    } else if (is_tasks) {
+        ctl_print_tasks(r);
+    } else if (is_describe) {
         ctl_print_workflow(r);
+    } else {
+        const char *status = json_string_value(json_object_get(r, "status"));
+        printf("ok%s%s\n", status ? ": " : "", status ? status : "");
     }
     json_decref(r);
     return ok ? 0 : CTL_EX_DATAERR;

@@ -28,7 +28,7 @@
 #include "sf_partmap.h"
 #include "sf_pkt.h"
 #include "sf_proto.h"
-#include "sf_wfstore.h"
+#include "rt.h"
 #include "wal.h"
 
 #define DP_RXQ_PER_LCORE_MAX  (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
@@ -40,6 +40,14 @@
 #define DP_LIST_LIMIT_MAX     1000
 #define DP_ACK_RING_SIZE      1024 /* ACK mbufs from one owner to one rx lcore */
 #define DP_IO_WAIT_SLEEP_MAX_US 20 /* idle sleep cap while log batches or ACKs are pending */
+#define DP_WAL_SIGNAL_HDR     24u  /* fixed part of a DP_WAL_SIGNAL payload (dp_wal.c) */
+#define DP_REGISTRY_GENERATIONS_MAX (RT_DEFS_MAX + 1) /* deploys on one node, + the empty one */
+#define DP_OUTBOUND_TASKS     4096 /* activity tasks queued per owner (rt outbound queue) */
+#define DP_FIRINGS_MAX        64   /* timer firings taken per owner loop iteration */
+#define DP_TASKS_PER_POLL     64   /* tasks dispatched per owner loop iteration */
+#define DP_TASK_LIST_MAX      4096 /* dispatched tasks kept for `activity list` per owner */
+#define DP_DEFS_REPORT_MAX    64
+#define DP_STATES_REPORT_MAX  FLOW_STATES_MAX
 
 /* flags of struct dp_event */
 #define DP_EV_HAS_EVENT_ID    0x01
@@ -89,7 +97,8 @@ enum dp_counter {
     DP_C_ACK_ENTRIES,        /* event statuses carried by them */
     DP_C_NACKS,              /* NACK datagrams sent at once (refused events: overloaded) */
     DP_C_REPLAYED,           /* records replayed from the log at start-up */
-    DP_C_DUPLICATES,         /* events not applied: id at or below the workflow's mark */
+    DP_C_TIMERS_FIRED,       /* timer firings logged and applied */
+    DP_C_TASKS_DISPATCHED,   /* activity tasks released after their record was durable */
     DP_C_COUNT
 };
 
@@ -133,6 +142,12 @@ struct dp_lcore {
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
     uint64_t wal_replayed_lsn; /* last LSN replayed at start-up */
     bool io_wait;             /* batches in flight or ACKs waiting: keep back-off short */
+    struct rt_core *rt;       /* this owner's workflow runtime (dp_runtime.c) */
+    uint64_t reg_gen;         /* registry generation this owner uses (and has logged) */
+    struct rt_firing firings[DP_FIRINGS_MAX]; /* due timers not yet logged and applied */
+    unsigned firing_count;
+    struct dp_task_list *tasks; /* dispatched activity tasks, for `activity list` */
+    uint64_t rt_status[RT_STATUS_COUNT]; /* apply results by status */
     volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
 
     /* rx staging: events waiting for a ring enqueue, per owner */
@@ -166,7 +181,9 @@ struct dp_node {
     struct dp_lcore *rx_by_index[DP_LCORES_MAX];
     struct dp_lcore *owner_by_index[DP_LCORES_MAX];
     struct wf_partmap *partmap;
-    struct wf_part **parts;   /* by partition; each written only by its owner */
+    struct rt_part **parts;   /* by partition; each written only by its owner */
+    struct rt_registry *registries[DP_REGISTRY_GENERATIONS_MAX]; /* by generation */
+    uint64_t registry_gen;    /* newest published generation (atomic) */
     uint32_t part_capacity;   /* workflows per partition */
     struct rte_mempool *pool;
     uint64_t tsc_hz;
@@ -210,6 +227,39 @@ enum dp_req_kind {
     DP_REQ_LIST,
     DP_REQ_WAL_STATS,
     DP_REQ_TUNE,
+    DP_REQ_ACTIVITY,   /* complete or fail an activity run by hand */
+    DP_REQ_COUNTS,     /* instances by definition and state, tasks, timers */
+    DP_REQ_TASKS,      /* dispatched tasks */
+};
+
+/** A dispatched activity task (until the control plane executes them). */
+struct dp_task {
+    struct wf_key key;
+    uint32_t part_id;
+    uint16_t act_index;
+    uint16_t args_len;
+    uint32_t seq, attempt;
+    uint64_t dispatched_ns;
+    bool done;                 /* its result was applied */
+    char type[SF_TYPE_LEN_MAX + 1];
+    char id[SF_ID_LEN_MAX + 1];
+    char activity[FLOW_NAME_LEN_MAX + 1];
+    char idempotency_key[48];
+    uint8_t args[RT_TASK_ARGS_BYTES];
+};
+
+struct dp_task_list {
+    uint64_t next;
+    unsigned count;
+    struct dp_task task[DP_TASK_LIST_MAX];
+};
+
+struct dp_def_counts {
+    const struct flow_def *def;
+    uint16_t def_id;
+    unsigned state_count;
+    uint64_t running, completed;
+    uint64_t in_state[DP_STATES_REPORT_MAX];
 };
 
 struct dp_list_entry {
@@ -217,6 +267,8 @@ struct dp_list_entry {
     uint64_t cursor_after;    /* resume point inside the partition */
     char type[SF_TYPE_LEN_MAX + 1];
     char id[SF_ID_LEN_MAX + 1];
+    char state[FLOW_NAME_LEN_MAX + 1];
+    uint32_t version;
     uint64_t signals;
     uint64_t last_event_id;
     uint64_t last_ts_ns;
@@ -228,12 +280,27 @@ struct dp_req {
     struct wf_key key;
     uint32_t partition;
     bool found;
-    struct dp_list_entry one;
+    struct rt_describe desc;
+    char arena[65536];        /* copies of the texts desc points to */
+    size_t arena_used;
     /* list */
     uint32_t start_partition;
     uint64_t start_cursor;
     unsigned limit;
     char type_filter[SF_TYPE_LEN_MAX + 1];
+    char state_filter[FLOW_NAME_LEN_MAX + 1];
+    /* activity */
+    uint32_t seq;
+    bool failed;
+    int64_t activity_result;
+    int rt_status;
+    /* counts */
+    struct dp_def_counts defs[DP_DEFS_REPORT_MAX];
+    unsigned def_count;
+    uint64_t tasks_queued, tasks_flagged, timers_armed;
+    /* tasks */
+    struct dp_task *task_out;
+    unsigned task_count;
     struct dp_list_entry *entries;
     unsigned entry_count;
     bool more;                /* the owner stopped at limit with partitions left */
@@ -293,24 +360,47 @@ void dp_rx_flush(struct dp_lcore *lc);
 /** One owner pass: mailbox, then drain every inbound ring. Returns events applied. */
 unsigned dp_owner_poll(struct dp_lcore *lc);
 
-/** True when the event's id is at or below its workflow's high-water mark. */
-bool dp_owner_is_duplicate(const struct wf_part *part, struct wf_key key, uint64_t event_id,
-                           bool has_event_id);
-/** Apply one event to its workflow (live and replay: the same deterministic code).
- *  Returns its ACK status (applied; overloaded when the table is full). */
-uint8_t dp_owner_apply_one(struct dp_lcore *lc, struct wf_part *part, struct wf_key key,
-                           const char *type, uint8_t type_len, const char *id, uint8_t id_len,
-                           uint64_t event_id, uint64_t rx_ns);
-
 /** Apply a burst of events (prefetch pass, then apply pass) and free their mbufs. */
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n);
 
 /* ---- durability (dp_wal.c) ---- */
 
-/** Log record types of the dataplane. */
+/** Log record types of the dataplane (layouts in dp_wal.c and dp_runtime.c). */
 enum dp_wal_type {
-    DP_WAL_SIGNAL = 1, /* an applied signal: the event as received, with its receive time */
+    DP_WAL_SIGNAL = 1,   /* a signal: the event as received, with its receive time */
+    DP_WAL_TIMER = 2,    /* a timer firing */
+    DP_WAL_ACTIVITY = 3, /* an activity result */
+    DP_WAL_DEPLOY = 4,   /* this core switched to a registry generation */
 };
+
+/* ---- workflows (dp_runtime.c) ---- */
+
+/** Load the definitions store (DIR/defs) into the registry chain. 0 or -errno. */
+int dp_runtime_start(struct dp_node *node);
+/** Bytes of an owner's runtime region (core + its partitions). */
+size_t dp_runtime_owner_bytes(const struct dp_node *node, unsigned owned);
+/** Carve owner's runtime (core + partitions) from mem[0..bytes). 0 or -errno. */
+int dp_runtime_init(struct dp_node *node, unsigned owner, void *mem, size_t bytes);
+/** Compile and deploy .flow text (control thread). 0, -EINVAL (compile errors in msg),
+ *  -EEXIST (version deployed), -errno. msg gets a one-line outcome or the errors. */
+int dp_runtime_deploy(const char *file, const char *src, size_t len, char *msg, size_t msg_cap);
+/** Replay one log record (start-up). 0 or -EBADMSG/-ENOENT. */
+int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r);
+/** After replay: rebuild the timer wheel, re-dispatch tasks, recount. */
+void dp_runtime_recovered(struct dp_lcore *lc);
+/** Owner loop: adopt new deploys, fire due timers, dispatch durable tasks. */
+unsigned dp_runtime_poll(struct dp_lcore *lc);
+/** Burst prefetch of the events' table lines and instances. */
+void dp_runtime_prefetch(struct dp_event *evs, unsigned n);
+/** Is the event's workflow type deployed (on this owner's registry)? */
+bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev);
+/** Apply a logged event; returns its ACK status. */
+uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn);
+void dp_runtime_describe(struct dp_lcore *lc, struct dp_req *req);
+void dp_runtime_list(struct dp_lcore *lc, struct dp_req *req);
+void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req);
+void dp_runtime_counts(struct dp_lcore *lc, struct dp_req *req);
+void dp_runtime_tasks_copy(struct dp_lcore *lc, struct dp_req *req);
 
 /** Recover every owner's log (replaying it into the tables) and open it for appending.
  *  Blocking; start-up only. Returns 0 or -errno (reason printed). */

@@ -275,9 +275,35 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
     return 1;
 }
 
+static const struct cfg_uint_key cfg_runtime_keys[] = {
+    { "instance_bytes", offsetof(struct dp_config, instance_bytes), 64, 16384, false },
+    { "tasks_per_partition", offsetof(struct dp_config, tasks_per_partition), 1, 65536, false },
+    { "tombstone_retention_s", offsetof(struct dp_config, tombstone_retention_s), 0,
+      365u * 86400u, false },
+};
+
+static int cfg_runtime(struct dp_config_parse *p, const char *name, const char *value)
+{
+    for (size_t i = 0; i < sizeof(cfg_runtime_keys) / sizeof(cfg_runtime_keys[0]); i++) {
+        const struct cfg_uint_key *k = &cfg_runtime_keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        unsigned v;
+        char range[64];
+        snprintf(range, sizeof(range), "%u..%u", k->min, k->max);
+        if (!cfg_uint(value, k->min, k->max, &v))
+            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
+        memcpy((char *)p->cfg + k->offset, &v, sizeof(v));
+        return 1;
+    }
+    return cfg_fail(p, "unknown key '%s' in section [%s]", name, "runtime");
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
+    if (strcmp(section, "runtime") == 0)
+        return cfg_runtime(p, name, value);
     if (strcmp(section, "wal") == 0)
         return cfg_wal(p, name, value);
     if (strcmp(section, "node") == 0)
@@ -314,6 +340,9 @@ void dp_config_defaults(struct dp_config *cfg)
     cfg->wal_inflight_max = 4;
     cfg->wal_direct_io = false;
     cfg->ack_groups = 8192;
+    cfg->instance_bytes = 256;
+    cfg->tasks_per_partition = 16;
+    cfg->tombstone_retention_s = 86400;
 }
 
 static int cfg_check(const struct dp_config *cfg, char *reason, size_t len)

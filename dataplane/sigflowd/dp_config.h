@@ -56,6 +56,10 @@ struct dp_config {
     bool wal_direct_io;
     unsigned ack_groups;            /* frames per owner waiting for durability to be ACKed */
     bool wal_fault_injection;       /* tests only: the `fault` control command (power cut, EIO) */
+    /* [runtime] */
+    unsigned instance_bytes;        /* largest instance (header + timers + record) planned for */
+    unsigned tasks_per_partition;   /* activity runs in flight per partition */
+    unsigned tombstone_retention_s; /* how long a completed workflow refuses new signals */
 };
 
 /** Fill *cfg with the defaults documented in README.md. Can't fail. */

@@ -26,7 +26,7 @@
 
 #include "dp.h"
 
-#define DP_CTL_LINE_MAX        8192
+#define DP_CTL_LINE_MAX        (2u << 20) /* a deploy carries a whole .flow file */
 #define DP_CTL_REQ_TIMEOUT_MS  2000
 #define DP_CTL_XSTATS_MAX      512
 
@@ -86,6 +86,12 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                                             (json_int_t)lc->rxq[q].packets));
     json_object_set_new(c, "rx_queues", qs);
     json_object_set_new(c, "drops", dp_ctl_drops(lc));
+    if (lc->owner) {
+        json_t *st = json_object();
+        for (unsigned i = 0; i < RT_STATUS_COUNT; i++)
+            json_object_set_new(st, rt_status_name((int)i), json_integer((json_int_t)lc->rt_status[i]));
+        json_object_set_new(c, "signals", st);
+    }
     if (lc->owner) {
         struct dp_req *req = calloc(1, sizeof(*req));
         if (req) {
@@ -153,6 +159,10 @@ static json_t *dp_ctl_stats(void)
     json_t *v;
     json_object_foreach(drops, k, v) drop_sum += json_integer_value(v);
     json_object_set_new(total, "drops", drops);
+    json_t *sig = json_object();
+    for (unsigned i = 0; i < dp_node.lcore_count; i++)
+        dp_ctl_sum_into(sig, json_object_get(json_array_get(cores, i), "signals"));
+    json_object_set_new(total, "signals", sig);
     json_object_set_new(total, "drops_total", json_integer(drop_sum));
     json_t *ports = json_array();
     for (unsigned p = 0; p < dp_node.port_count; p++)
@@ -186,9 +196,59 @@ static int dp_ctl_ask(unsigned owner, struct dp_req *req)
 
 static json_t *dp_ctl_entry_json(const struct dp_list_entry *e)
 {
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:i}", "type", e->type, "id", e->id, "signals",
+    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i}", "type", e->type, "id", e->id,
+                     "state", e->state, "version", (int)e->version, "signals",
                      (json_int_t)e->signals, "last_event_id", (json_int_t)e->last_event_id,
-                     "last_signal_ns", (json_int_t)e->last_ts_ns, "partition", (int)e->partition);
+                     "partition", (int)e->partition);
+}
+
+static json_t *dp_ctl_value(const struct sf_value *v)
+{
+    switch (v->type) {
+    case SF_VAL_INT:
+        return json_integer(v->i);
+    case SF_VAL_FLOAT:
+        return json_real(v->f);
+    case SF_VAL_BOOL:
+        return json_boolean(v->b);
+    case SF_VAL_TEXT:
+        return json_stringn(v->text.ptr, v->text.len);
+    default:
+        return json_null();
+    }
+}
+
+/* The whole instance: variables, queues, timers, activities in flight. */
+static json_t *dp_ctl_describe_json(const struct rt_describe *d)
+{
+    json_t *vars = json_object(), *queues = json_object(), *timers = json_array(),
+           *acts = json_array();
+    for (unsigned i = 0; i < d->nvars; i++)
+        json_object_set_new(vars, d->vars[i].name, dp_ctl_value(&d->vars[i].value));
+    for (unsigned q = 0; q < d->nqueues; q++) {
+        json_t *items = json_array();
+        for (unsigned i = 0; i < d->queues[q].len; i++)
+            json_array_append_new(items, dp_ctl_value(&d->queues[q].items[i]));
+        json_object_set_new(queues, d->queues[q].name, items);
+    }
+    for (unsigned t = 0; t < d->ntimers; t++)
+        json_array_append_new(timers, json_pack("{s:s, s:s, s:i, s:I}", "name", d->timers[t].name,
+                                                "kind", d->timers[t].kind, "slot",
+                                                (int)d->timers[t].slot, "due_ns",
+                                                (json_int_t)d->timers[t].due_ns));
+    for (unsigned a = 0; a < d->nactivities; a++)
+        json_array_append_new(acts, json_pack("{s:s, s:i, s:I, s:I}", "activity",
+                                              d->activities[a].name, "index",
+                                              (int)d->activities[a].index, "seq",
+                                              (json_int_t)d->activities[a].seq, "attempts",
+                                              (json_int_t)d->activities[a].attempts));
+    return json_pack("{s:b, s:s, s:s#, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
+                     "ok", 1, "type", d->type, "id", d->id, (int)d->id_len, "version",
+                     (int)d->version, "state", d->state, "completed", d->completed, "signals",
+                     (json_int_t)d->signals, "last_event_id", (json_int_t)d->last_event_id,
+                     "dedupe_hwm", (json_int_t)d->dedupe_hwm, "created_ns",
+                     (json_int_t)d->created_ns, "vars", vars, "queues", queues, "timers", timers,
+                     "activities", acts);
 }
 
 static bool dp_ctl_name(json_t *req, const char *key, size_t max, const char **out, size_t *len)
@@ -225,8 +285,8 @@ static json_t *dp_ctl_describe(json_t *jreq)
         out = json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error", "workflow not found", "type",
                         type, "id", id);
     else {
-        out = dp_ctl_entry_json(&req->one);
-        json_object_set_new(out, "ok", json_true());
+        out = dp_ctl_describe_json(&req->desc);
+        json_object_set_new(out, "partition", json_integer(req->partition));
         json_object_set_new(out, "owner_lcore",
                             json_integer(dp_node.owner_by_index[owner]->lcore_id));
     }
@@ -271,10 +331,13 @@ static json_t *dp_ctl_list(json_t *jreq)
     json_t *jt = json_object_get(jreq, "type");
     if (jt && (!json_is_string(jt) || json_string_length(jt) > SF_TYPE_LEN_MAX))
         return dp_ctl_error("type must be a string of at most 32 bytes");
+    json_t *js = json_object_get(jreq, "state");
+    if (js && (!json_is_string(js) || json_string_length(js) > FLOW_NAME_LEN_MAX))
+        return dp_ctl_error("state must be a string of at most 31 bytes");
 
     unsigned owners = dp_node.owner_count;
     struct dp_list_entry *all = calloc((size_t)limit * owners, sizeof(*all));
-    struct dp_req *reqs = calloc(owners, sizeof(*reqs));
+    struct dp_req *reqs = calloc(owners, sizeof(*reqs)); /* large: heap, off the data path */
     if (!all || !reqs) {
         free(all);
         free(reqs);
@@ -290,6 +353,8 @@ static json_t *dp_ctl_list(json_t *jreq)
         r->entries = all + (size_t)o * (size_t)limit;
         if (jt)
             snprintf(r->type_filter, sizeof(r->type_filter), "%s", json_string_value(jt));
+        if (js)
+            snprintf(r->state_filter, sizeof(r->state_filter), "%s", json_string_value(js));
         if (dp_ctl_ask(o, r) != 0)
             return dp_ctl_error("owner core did not answer in time"); /* leaks on purpose */
         memmove(all + total, r->entries, r->entry_count * sizeof(*all));
@@ -309,9 +374,16 @@ static json_t *dp_ctl_list(json_t *jreq)
     json_t *out = json_pack("{s:b, s:o, s:i}", "ok", 1, "workflows", arr, "count", (int)total);
     if (more && total > 0) {
         char cur[48];
-        snprintf(cur, sizeof(cur), "%u:%" PRIu64, all[total - 1].partition,
-                 all[total - 1].cursor_after);
-        json_object_set_new(out, "next", json_string(cur));
+        uint32_t np = all[total - 1].partition;
+        uint64_t nc = all[total - 1].cursor_after;
+        if (nc == UINT64_MAX) { /* that partition is done: resume at the next one */
+            np++;
+            nc = 0;
+        }
+        if (np < dp_node.partmap->count) {
+            snprintf(cur, sizeof(cur), "%u:%" PRIu64, np, nc);
+            json_object_set_new(out, "next", json_string(cur));
+        }
     }
     free(all);
     free(reqs);
@@ -391,6 +463,162 @@ static json_t *dp_ctl_fault(json_t *jreq)
     return json_pack("{s:b, s:s}", "ok", 1, "kind", kind);
 }
 
+static json_t *dp_ctl_deploy(json_t *jreq)
+{
+    const char *file = json_string_value(json_object_get(jreq, "file"));
+    json_t *src = json_object_get(jreq, "source");
+    if (!file || !json_is_string(src))
+        return dp_ctl_error("deploy needs \"file\" and \"source\"");
+    static char msg[16384];
+    int rc = dp_runtime_deploy(file, json_string_value(src), json_string_length(src), msg,
+                               sizeof(msg));
+    if (rc == 0) {
+        /* wait (bounded) until every owner uses it, so the caller's next signals see it */
+        uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
+        for (int i = 0; i < 2000; i++) {
+            bool all = true;
+            for (unsigned o = 0; o < dp_node.owner_count; o++)
+                all = all && __atomic_load_n(&dp_node.owner_by_index[o]->reg_gen,
+                                             __ATOMIC_RELAXED) >= g;
+            if (all)
+                break;
+            usleep(1000);
+        }
+        return json_pack("{s:b, s:s, s:I}", "ok", 1, "message", msg, "generation",
+                         (json_int_t)g);
+    }
+    return json_pack("{s:b, s:s, s:b}", "ok", 0, "error", msg, "exists", rc == -EEXIST);
+}
+
+/* Ask every owner for its counts; the caller frees the array. NULL on timeout. */
+static struct dp_req *dp_ctl_counts(void)
+{
+    struct dp_req *reqs = calloc(dp_node.owner_count, sizeof(*reqs));
+    if (!reqs)
+        return NULL;
+    for (unsigned o = 0; o < dp_node.owner_count; o++) {
+        reqs[o].kind = DP_REQ_COUNTS;
+        if (dp_ctl_ask(o, &reqs[o]) != 0)
+            return NULL; /* the owner may still write it: leave it */
+    }
+    return reqs;
+}
+
+static json_t *dp_ctl_definitions(void)
+{
+    struct dp_req *reqs = dp_ctl_counts();
+    if (!reqs)
+        return dp_ctl_error("owner core did not answer in time");
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < reqs[0].def_count; i++) {
+        const struct dp_def_counts *d0 = &reqs[0].defs[i];
+        uint64_t running = 0, completed = 0;
+        json_t *states = json_object();
+        for (unsigned o = 0; o < dp_node.owner_count; o++) {
+            for (unsigned j = 0; j < reqs[o].def_count; j++) {
+                const struct dp_def_counts *d = &reqs[o].defs[j];
+                if (d->def_id != d0->def_id)
+                    continue;
+                running += d->running;
+                completed += d->completed;
+                for (unsigned s = 0; s < d->state_count; s++) {
+                    const char *name = flow_def_state_name(d->def, s);
+                    json_t *cur = json_object_get(states, name);
+                    json_object_set_new(states, name,
+                                        json_integer((cur ? json_integer_value(cur) : 0) +
+                                                     (json_int_t)d->in_state[s]));
+                }
+            }
+        }
+        json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:o}", "type",
+                                             flow_def_name(d0->def), "version",
+                                             (int)flow_def_version(d0->def), "def_id",
+                                             (int)d0->def_id, "running", (json_int_t)running,
+                                             "completed", (json_int_t)completed, "record_bytes",
+                                             (int)flow_def_record_size(d0->def), "states",
+                                             states));
+    }
+    free(reqs);
+    return json_pack("{s:b, s:o, s:I}", "ok", 1, "definitions", arr, "generation",
+                     (json_int_t)__atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE));
+}
+
+static json_t *dp_ctl_activities(json_t *jreq)
+{
+    json_int_t limit = json_integer_value(json_object_get(jreq, "limit"));
+    if (limit <= 0 || limit > DP_LIST_LIMIT_MAX)
+        limit = 100;
+    json_t *arr = json_array();
+    struct dp_task *tasks = calloc((size_t)limit, sizeof(*tasks));
+    struct dp_req *req = calloc(1, sizeof(*req));
+    if (!tasks || !req) {
+        free(tasks);
+        free(req);
+        return dp_ctl_error("out of memory");
+    }
+    for (unsigned o = 0; o < dp_node.owner_count && json_array_size(arr) < (size_t)limit; o++) {
+        memset(req, 0, sizeof(*req));
+        req->kind = DP_REQ_TASKS;
+        req->limit = (unsigned)limit - (unsigned)json_array_size(arr);
+        req->task_out = tasks;
+        if (dp_ctl_ask(o, req) != 0)
+            return dp_ctl_error("owner core did not answer in time");
+        for (unsigned i = 0; i < req->task_count; i++) {
+            const struct dp_task *t = &tasks[i];
+            struct sf_value vals[VM_ARGS_MAX];
+            int n = sf_fields_decode(t->args, t->args_len, vals, VM_ARGS_MAX);
+            json_t *args = json_array();
+            for (int a = 0; a < n; a++)
+                json_array_append_new(args, dp_ctl_value(&vals[a]));
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:o}",
+                                                 "type", t->type, "id", t->id, "activity",
+                                                 t->activity, "seq", (json_int_t)t->seq,
+                                                 "attempt", (json_int_t)t->attempt,
+                                                 "idempotency_key", t->idempotency_key,
+                                                 "dispatched_ns", (json_int_t)t->dispatched_ns,
+                                                 "args", args));
+        }
+    }
+    free(tasks);
+    free(req);
+    return json_pack("{s:b, s:o}", "ok", 1, "tasks", arr);
+}
+
+static json_t *dp_ctl_activity_result(json_t *jreq)
+{
+    const char *type, *id;
+    size_t type_len, id_len;
+    json_t *jseq = json_object_get(jreq, "seq");
+    const char *outcome = json_string_value(json_object_get(jreq, "outcome"));
+    if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
+        !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len) || !json_is_integer(jseq) ||
+        json_integer_value(jseq) <= 0 || !outcome ||
+        (strcmp(outcome, "done") != 0 && strcmp(outcome, "failed") != 0))
+        return dp_ctl_error("activity needs type, id, seq > 0 and outcome done|failed");
+    struct dp_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return dp_ctl_error("out of memory");
+    req->kind = DP_REQ_ACTIVITY;
+    req->key = wf_key_make(type, type_len, id, id_len);
+    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
+    req->seq = (uint32_t)json_integer_value(jseq);
+    req->failed = outcome[0] == 'f';
+    req->activity_result = json_integer_value(json_object_get(jreq, "result"));
+    if (dp_ctl_ask(wf_partmap_owner(dp_node.partmap, req->partition), req) != 0)
+        return dp_ctl_error("owner core did not answer in time");
+    json_t *out;
+    if (req->result == -ENOENT)
+        out = dp_ctl_error("workflow not found");
+    else if (req->result == -ESRCH)
+        out = dp_ctl_error("no activity run with that seq is pending for this workflow");
+    else if (req->result == -EAGAIN)
+        out = dp_ctl_error("the log is behind (overloaded): retry");
+    else
+        out = json_pack("{s:b, s:s}", "ok", 1, "status", rt_status_name(req->rt_status));
+    free(req);
+    return out;
+}
+
 static json_t *dp_ctl_dispatch(const char *line)
 {
     json_error_t jerr;
@@ -409,6 +637,14 @@ static json_t *dp_ctl_dispatch(const char *line)
         out = dp_ctl_describe(req);
     else if (strcmp(cmd, "list") == 0)
         out = dp_ctl_list(req);
+    else if (strcmp(cmd, "deploy") == 0)
+        out = dp_ctl_deploy(req);
+    else if (strcmp(cmd, "definitions") == 0)
+        out = dp_ctl_definitions();
+    else if (strcmp(cmd, "activities") == 0)
+        out = dp_ctl_activities(req);
+    else if (strcmp(cmd, "activity") == 0)
+        out = dp_ctl_activity_result(req);
     else if (strcmp(cmd, "fault") == 0)
         out = dp_ctl_fault(req);
     else if (strcmp(cmd, "tune") == 0)
@@ -441,7 +677,7 @@ static void dp_ctl_reply(int fd, json_t *out)
 
 static void dp_ctl_serve(int fd)
 {
-    static char buf[DP_CTL_LINE_MAX];
+    static char buf[DP_CTL_LINE_MAX + 1];
     size_t have = 0;
     while (!dp_ctl_quit) {
         struct pollfd pfd = { .fd = fd, .events = POLLIN };

@@ -39,7 +39,7 @@ static const char *const dp_counter_names[] = {
     [DP_C_POLLS] = "polls",                 [DP_C_BUSY_POLLS] = "busy_polls",
     [DP_C_ACKS_SENT] = "acks_sent",         [DP_C_ACK_ENTRIES] = "ack_entries",
     [DP_C_NACKS] = "nacks",                 [DP_C_REPLAYED] = "replayed",
-    [DP_C_DUPLICATES] = "duplicates",
+    [DP_C_TIMERS_FIRED] = "timers_fired",   [DP_C_TASKS_DISPATCHED] = "tasks_dispatched",
 };
 
 static const char *const dp_drop_names[] = {
@@ -229,33 +229,25 @@ static int dp_partitions_init(struct dp_node *node)
     if (rc != 0)
         return rc;
     node->part_capacity = dp_part_capacity(cfg);
-    size_t ks = cfg->keystore_bytes / cfg->partitions;
-    size_t one = RTE_ALIGN_CEIL(wf_part_mem_size(node->part_capacity, ks), 64);
     for (unsigned o = 0; o < node->owner_count; o++) {
         unsigned owned = 0;
         for (uint32_t p = 0; p < cfg->partitions; p++)
             owned += wf_partmap_owner(node->partmap, p) == o;
         bool huge;
-        size_t bytes = one * owned;
-        char *mem = sf_mem_alloc(bytes, &huge);
+        size_t bytes = dp_runtime_owner_bytes(node, owned);
+        void *mem = sf_mem_alloc(bytes, &huge);
         if (!mem) {
-            fprintf(stderr, "sigflowd: cannot allocate %zu MB for owner %u's tables\n",
+            fprintf(stderr, "sigflowd: cannot allocate %zu MB for owner %u's workflows\n",
                     bytes >> 20, o);
             return -ENOMEM;
         }
         dp_part_mem[o] = mem;
         dp_part_mem_bytes[o] = bytes;
-        for (uint32_t p = 0; p < cfg->partitions; p++) {
-            if (wf_partmap_owner(node->partmap, p) != o)
-                continue;
-            node->parts[p] = (struct wf_part *)mem;
-            rc = wf_part_init(node->parts[p], one, node->part_capacity, ks);
-            if (rc != 0)
-                return rc;
-            mem += one;
-        }
-        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB of tables (%s)\n", o, owned,
-                bytes >> 20, huge ? "hugetlbfs 2 MB pages" : "transparent huge pages advised");
+        rc = dp_runtime_init(node, o, mem, bytes);
+        if (rc != 0)
+            return rc;
+        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB for workflows (%s)\n", o,
+                owned, bytes >> 20, huge ? "hugetlbfs 2 MB pages" : "transparent huge pages advised");
     }
     return 0;
 }
@@ -284,6 +276,8 @@ int dp_node_setup(struct dp_node *node)
     for (unsigned i = 0; i < DP_DROP_COUNT; i++)
         RTE_VERIFY(dp_drop_names[i] != NULL);
     int rc = dp_lcores_init(node);
+    if (rc == 0)
+        rc = dp_runtime_start(node);
     if (rc == 0)
         rc = dp_partitions_init(node);
     if (rc != 0)

@@ -38,7 +38,6 @@
 #include "dp.h"
 #include "sf_io.h"
 
-#define DP_WAL_SIGNAL_HDR 24u
 #define DP_WAL_RECORD_MAX                                                                      \
     (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_EVENT_LEN_MAX)
 
@@ -111,21 +110,12 @@ struct dp_replay_ctx {
 static int dp_wal_replay_one(void *arg, const struct wal_record_view *r)
 {
     struct dp_replay_ctx *ctx = arg;
-    if (r->type != DP_WAL_SIGNAL || r->len < DP_WAL_SIGNAL_HDR)
-        return -EBADMSG;
-    const uint8_t *p = r->payload;
-    uint8_t type_len = p[17], id_len = p[18], signal_len = p[19];
-    uint16_t fields_len = (uint16_t)(p[20] | p[21] << 8);
-    if (DP_WAL_SIGNAL_HDR + (uint32_t)type_len + id_len + signal_len + fields_len != r->len)
-        return -EBADMSG;
-    const char *type = (const char *)p + DP_WAL_SIGNAL_HDR, *id = type + type_len;
-    struct wf_key key = wf_key_make(type, type_len, id, id_len);
-    if (key.hi != r->key.hi || key.lo != r->key.lo ||
-        r->partition != wf_key_partition(key, dp_node.partmap->count) ||
-        wf_partmap_owner(dp_node.partmap, r->partition) != ctx->lc->owner_index)
-        return -EBADMSG;
-    dp_owner_apply_one(ctx->lc, dp_node.parts[r->partition], key, type, type_len, id, id_len,
-                       dp_get64(p), dp_get64(p + 8));
+    int rc = dp_runtime_replay(ctx->lc, r);
+    if (rc != 0) {
+        fprintf(stderr, "sigflowd: owner %u: log record lsn %" PRIu64 " (type %u) invalid\n",
+                ctx->lc->owner_index, r->lsn, r->type);
+        return rc;
+    }
     ctx->records++;
     ctx->lc->wal_replayed_lsn = r->lsn;
     return 0;
@@ -176,6 +166,7 @@ int dp_wal_open_all(struct dp_node *node)
             return rc;
         }
         lc->counters[DP_C_REPLAYED] = ctx.records;
+        dp_runtime_recovered(lc);
         double secs = (double)(dp_realtime_ns() - t0) / 1e9;
         fprintf(stderr,
                 "sigflowd: owner %u: log recovered: %" PRIu64 " records replayed in %.3f s "

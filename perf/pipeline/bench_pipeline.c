@@ -2,7 +2,8 @@
  * bench_pipeline — the dataplane's own code after receipt, fed by an in-memory generator:
  *   stage "rx_route":    parse frame + xxh3 key hash + partition/owner + ring enqueue
  *   stage "owner_apply": ring dequeue + prefetched table lookup + apply + mbuf free
- * per event, at 1 M and 10 M workflows (--quick: 100 k), 8 events per frame, tables in
+ * per event for `device` workflows (examples/device.flow: the VM runs, the silence timer
+ * resets), at 1 M and 10 M workflows (--quick: 100 k), 8 events per frame, tables in
  * 2 MB pages (hugetlbfs if reserved, else THP-advised). One lcore runs both stages, one
  * after the other on the same events, so each is timed alone (TSC).
  *
@@ -177,9 +178,7 @@ static void bp_run(uint64_t workflows, uint64_t events)
             break; /* under callgrind: exactly one region per result */
     }
     uint64_t created = lc->counters[DP_C_WORKFLOWS];
-    size_t table_bytes = (size_t)dp_node.cfg.partitions *
-                         wf_part_mem_size(dp_node.part_capacity,
-                                          dp_node.cfg.keystore_bytes / dp_node.cfg.partitions);
+    size_t table_bytes = dp_runtime_owner_bytes(&dp_node, dp_node.cfg.partitions);
     if (created != workflows || apply.events != rx.events) {
         fprintf(stderr, "bench_pipeline: created %" PRIu64 " of %" PRIu64
                         " workflows, applied %" PRIu64 " of %" PRIu64 " events\n",
@@ -216,11 +215,31 @@ int main(int argc, char **argv)
     dp_node.tsc_hz = (uint64_t)bench_tsc_hz();
     dp_node.base_tsc = bench_tsc();
     dp_node.base_realtime_ns = dp_realtime_ns();
+    char dir[] = "/tmp/sigflow-bench-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(dp_node.cfg.dir, sizeof(dp_node.cfg.dir), "%s", dir);
     if (dp_node_setup(&dp_node) != 0)
         return 1;
+    /* The events go to `device` workflows (examples/device.flow), as in the demo. */
+    char msg[4096], path[512];
+    snprintf(path, sizeof(path), "%s/examples/device.flow", SF_SOURCE_ROOT);
+    FILE *f = fopen(path, "r");
+    static char src[1 << 16];
+    size_t len = f ? fread(src, 1, sizeof(src), f) : 0;
+    if (f)
+        fclose(f);
+    if (dp_runtime_deploy(path, src, len, msg, sizeof(msg)) != 0) {
+        fprintf(stderr, "bench_pipeline: deploy %s: %s\n", path, msg);
+        return 1;
+    }
     uint64_t events = quick ? 1000000 : 20000000;
     bp_run(workflows, events);
     dp_node_free(&dp_node);
+    char rm[128];
+    snprintf(rm, sizeof(rm), "rm -rf %s", dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "bench_pipeline: could not remove %s\n", dir);
     if (!quick && workflows == 1000000) {
         /* The node is sized once per process: 10 M workflows in a fresh one. */
         fflush(stdout);

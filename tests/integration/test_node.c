@@ -305,7 +305,7 @@ enum it_break { IT_OK, IT_IP_CSUM, IT_FRAGMENT, IT_UDP_CSUM, IT_UDP_LEN, IT_PORT
 static size_t it_frame(uint8_t *f, const uint8_t dst_mac[6], enum it_break brk)
 {
     static const char payload[] =
-        "{\"type\":\"rawtest\",\"id\":\"r1\",\"signal\":\"s\",\"event_id\":1}";
+        "{\"type\":\"device\",\"id\":\"raw-1\",\"signal\":\"heartbeat\",\"event_id\":1}";
     size_t plen = sizeof(payload) - 1, ip_len = 20 + 8 + plen;
     memset(f, 0, 14 + ip_len);
     memcpy(f, dst_mac, 6);

@@ -1,0 +1,645 @@
+/*
+ * dp_runtime.c — workflows on the owner cores: the runtime library (dataplane/runtime/rt.h)
+ * driven by the owner loop, with every input logged before it is applied.
+ *
+ * Inputs and their log records (payloads little-endian; partition and 128-bit key are the
+ * WAL header's):
+ *   DP_WAL_SIGNAL    an event as received (dp_wal.c)          → rt_apply_signal
+ *   DP_WAL_TIMER     u32 slot | u64 due_ns                      → rt_apply_timer
+ *   DP_WAL_ACTIVITY  u16 act | u8 failed | u8 0 | u32 seq | i64 result | u64 now_ns
+ *                                                              → rt_apply_activity_result
+ *   DP_WAL_DEPLOY    u64 generation: from here on this core uses registry `generation`
+ * Replay feeds the same records to the same functions, so state after recovery equals the
+ * state before the crash for everything logged.
+ *
+ * Definitions: `sigflowctl definition deploy` sends the .flow text; the control thread
+ * compiles it off the data path, writes the compiled blob durably to DIR/defs/GGGG.def
+ * (tmp → fdatasync → rename → fsync dir; GGGG = the registry generation it creates), then
+ * publishes the new registry. Each owner adopts it at the top of its loop and logs a
+ * DP_WAL_DEPLOY record first, so that replay switches versions at the same point in the
+ * input stream (new instances start on the newest version; running ones keep theirs).
+ * Registries are immutable and never freed while the node runs (at most RT_DEFS_MAX
+ * generations), so adoption needs no grace period.
+ *
+ * Activity tasks leave an owner only when the record that scheduled them is durable. Until
+ * the control plane exists they wait in a bounded per-owner list (`sigflowctl activity
+ * list`) and are completed by hand (`activity complete|fail`), which logs and applies the
+ * result like any other input.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rte_malloc.h>
+
+#include "dp.h"
+#include "sf_mem.h"
+
+#define DP_DEFS_DIR_MAX (DP_PATH_MAX + 16)
+
+static inline void dp_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t dp_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline void dp_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t dp_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- definitions store and registry chain ----------------------------------------- */
+
+static void dp_defs_dir(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/defs", dp_node.cfg.dir);
+}
+
+static int dp_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* Write blob as DIR/defs/GGGG.def durably. Returns 0 or -errno. */
+static int dp_defs_store(uint64_t generation, const void *blob, size_t len)
+{
+    char dir[DP_DEFS_DIR_MAX], path[DP_DEFS_DIR_MAX + 32], tmp[DP_DEFS_DIR_MAX + 40];
+    dp_defs_dir(dir, sizeof(dir));
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    snprintf(path, sizeof(path), "%s/%04" PRIu64 ".def", dir, generation);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (write(fd, blob, len) != (ssize_t)len || fdatasync(fd) != 0)
+        rc = errno ? -errno : -EIO;
+    close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = dp_fsync_dir(dir);
+    if (rc != 0)
+        unlink(tmp);
+    return rc;
+}
+
+/* Publish registry `reg` as the next generation (control thread or start-up only). */
+static void dp_registry_publish(struct rt_registry *reg)
+{
+    uint64_t g = reg->generation;
+    RTE_VERIFY(g < DP_REGISTRY_GENERATIONS_MAX && dp_node.registries[g] == NULL);
+    dp_node.registries[g] = reg;
+    __atomic_store_n(&dp_node.registry_gen, g, __ATOMIC_RELEASE);
+}
+
+/* Load DIR/defs/0001.def, 0002.def, ... in order into the registry chain. */
+static int dp_defs_load(void)
+{
+    char dir[DP_DEFS_DIR_MAX], path[DP_DEFS_DIR_MAX + 32];
+    dp_defs_dir(dir, sizeof(dir));
+    struct rt_registry *reg = rt_registry_new();
+    if (!reg)
+        return -ENOMEM;
+    dp_registry_publish(reg);
+    for (uint64_t g = 1; g < DP_REGISTRY_GENERATIONS_MAX; g++) {
+        snprintf(path, sizeof(path), "%s/%04" PRIu64 ".def", dir, g);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            break;
+        static uint8_t blob[1 << 20];
+        size_t len = fread(blob, 1, sizeof(blob), f);
+        fclose(f);
+        struct flow_def *def;
+        int rc = flow_def_load(blob, len, &def);
+        struct rt_registry *next = NULL;
+        if (rc == 0)
+            rc = rt_registry_deploy(reg, def, &next);
+        if (rc != 0) {
+            fprintf(stderr, "sigflowd: %s: not a loadable definition (%s)\n", path,
+                    strerror(-rc));
+            return -EBADMSG;
+        }
+        if (next->generation != g) {
+            fprintf(stderr, "sigflowd: %s: generation %" PRIu64 " out of order\n", path,
+                    next->generation);
+            return -EBADMSG;
+        }
+        dp_registry_publish(next);
+        reg = next;
+        fprintf(stderr, "sigflowd: definition %s version %u loaded (generation %" PRIu64 ")\n",
+                flow_def_name(def), flow_def_version(def), g);
+    }
+    return 0;
+}
+
+int dp_runtime_deploy(const char *file, const char *src, size_t len, char *msg, size_t msg_cap)
+{
+    struct flow_errors *errs = calloc(1, sizeof(*errs));
+    struct flow_def *def = NULL;
+    if (!errs)
+        return -ENOMEM;
+    int rc = flow_compile_buffer(file, src, len, &def, errs);
+    if (rc != 0) {
+        size_t off = 0;
+        for (unsigned i = 0; i < errs->count && off < msg_cap; i++)
+            off += (size_t)snprintf(msg + off, msg_cap - off, "%s\n", errs->err[i].text);
+        free(errs);
+        return -EINVAL;
+    }
+    free(errs);
+    uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
+    struct rt_registry *next = NULL;
+    rc = rt_registry_deploy(dp_node.registries[g], def, &next);
+    if (rc != 0) {
+        snprintf(msg, msg_cap, "%s version %u: %s", flow_def_name(def), flow_def_version(def),
+                 rc == -EEXIST ? "this version (or a newer one) is already deployed"
+                               : strerror(-rc));
+        flow_def_free(def);
+        return rc;
+    }
+    const void *blob;
+    size_t blob_len;
+    flow_def_serialize(def, &blob, &blob_len);
+    rc = dp_defs_store(next->generation, blob, blob_len);
+    if (rc != 0) {
+        snprintf(msg, msg_cap, "storing the definition: %s", strerror(-rc));
+        rt_registry_release(next);
+        flow_def_free(def);
+        return rc;
+    }
+    dp_registry_publish(next);
+    snprintf(msg, msg_cap, "%s version %u deployed (generation %" PRIu64 ", record %u bytes)",
+             flow_def_name(def), flow_def_version(def), next->generation,
+             flow_def_record_size(def));
+    return 0;
+}
+
+/* ---- partitions ------------------------------------------------------------------- */
+
+static void dp_part_config(const struct dp_node *node, struct rt_part_config *pc)
+{
+    rt_part_config_for(pc, node->part_capacity, node->cfg.instance_bytes, 4, 24,
+                       node->cfg.tasks_per_partition);
+}
+
+static size_t dp_runtime_part_bytes(const struct dp_node *node)
+{
+    struct rt_part_config pc;
+    dp_part_config(node, &pc);
+    return RTE_ALIGN_CEIL(rt_part_mem_size(&pc), 64);
+}
+
+int dp_runtime_init(struct dp_node *node, unsigned owner, void *mem, size_t bytes)
+{
+    struct dp_lcore *lc = node->owner_by_index[owner];
+    struct rt_part_config pc;
+    dp_part_config(node, &pc);
+    size_t one = dp_runtime_part_bytes(node);
+    unsigned owned = 0;
+    for (uint32_t p = 0; p < node->cfg.partitions; p++)
+        owned += wf_partmap_owner(node->partmap, p) == owner;
+    struct rt_core_config cc = {
+        .parts_max = owned,
+        .outbound_cap = DP_OUTBOUND_TASKS,
+        .tombstone_retention_ns = (uint64_t)node->cfg.tombstone_retention_s * 1000000000ull,
+        .start_ns = dp_realtime_ns(),
+    };
+    size_t core_bytes = RTE_ALIGN_CEIL(rt_core_mem_size(&cc), 64);
+    if (core_bytes == 0 || (size_t)owned * one + core_bytes > bytes)
+        return -ENOMEM;
+    char *at = mem;
+    lc->rt = rt_core_init(at, core_bytes, &cc);
+    if (!lc->rt)
+        return -EINVAL;
+    at += core_bytes;
+    for (uint32_t p = 0; p < node->cfg.partitions; p++) {
+        if (wf_partmap_owner(node->partmap, p) != owner)
+            continue;
+        node->parts[p] = rt_part_init(at, one, &pc, p);
+        if (!node->parts[p] || rt_core_attach(lc->rt, node->parts[p]) < 0)
+            return -EINVAL;
+        at += one;
+    }
+    rt_core_set_registry(lc->rt, node->registries[0]);
+    lc->tasks = rte_zmalloc("dp_tasks", sizeof(*lc->tasks), RTE_CACHE_LINE_SIZE);
+    return lc->tasks ? 0 : -ENOMEM;
+}
+
+size_t dp_runtime_owner_bytes(const struct dp_node *node, unsigned owned)
+{
+    struct rt_core_config cc = { .parts_max = owned, .outbound_cap = DP_OUTBOUND_TASKS };
+    return RTE_ALIGN_CEIL(rt_core_mem_size(&cc), 64) + (size_t)owned * dp_runtime_part_bytes(node);
+}
+
+int dp_runtime_start(struct dp_node *node)
+{
+    (void)node;
+    return dp_defs_load() == 0 ? 0 : -EBADMSG;
+}
+
+/* ---- applying inputs (live and replay) -------------------------------------------- */
+
+static void dp_count_status(struct dp_lcore *lc, int st)
+{
+    lc->rt_status[st < RT_STATUS_COUNT && st >= 0 ? st : RT_FULL]++;
+    if (st == RT_APPLIED || st == RT_CREATED)
+        lc->counters[DP_C_EVENTS_APPLIED]++;
+    if (st == RT_CREATED)
+        lc->counters[DP_C_WORKFLOWS]++;
+}
+
+/* Decode a DP_WAL_SIGNAL payload into an rt_event (views into the payload). */
+static int dp_signal_decode(const struct wal_record_view *r, struct rt_event *ev)
+{
+    const uint8_t *p = r->payload;
+    if (r->len < DP_WAL_SIGNAL_HDR)
+        return -EBADMSG;
+    uint8_t flags = p[16], type_len = p[17], id_len = p[18], signal_len = p[19];
+    uint16_t fields_len = (uint16_t)(p[20] | p[21] << 8);
+    if (DP_WAL_SIGNAL_HDR + (uint32_t)type_len + id_len + signal_len + fields_len != r->len)
+        return -EBADMSG;
+    memset(ev, 0, sizeof(*ev));
+    ev->event_id = dp_get64(p);
+    ev->now_ns = dp_get64(p + 8);
+    ev->has_event_id = (flags & DP_EV_HAS_EVENT_ID) != 0;
+    ev->fields_json = (flags & DP_EV_FIELDS_JSON) != 0;
+    ev->type = (const char *)p + DP_WAL_SIGNAL_HDR;
+    ev->type_len = type_len;
+    ev->id = ev->type + type_len;
+    ev->id_len = id_len;
+    ev->signal = ev->id + id_len;
+    ev->signal_len = signal_len;
+    ev->fields = (const uint8_t *)ev->signal + signal_len;
+    ev->fields_len = fields_len;
+    ev->key = wf_key_make(ev->type, type_len, ev->id, id_len);
+    ev->cause = r->lsn;
+    if (ev->key.hi != r->key.hi || ev->key.lo != r->key.lo)
+        return -EBADMSG;
+    return 0;
+}
+
+int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
+{
+    if (r->type == DP_WAL_DEPLOY) {
+        if (r->len != 8)
+            return -EBADMSG;
+        uint64_t g = dp_get64(r->payload);
+        if (g >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[g]) {
+            fprintf(stderr, "sigflowd: the log uses definitions generation %" PRIu64
+                            " that DIR/defs does not hold\n", g);
+            return -ENOENT;
+        }
+        rt_core_set_registry(lc->rt, dp_node.registries[g]);
+        lc->reg_gen = g;
+        return 0;
+    }
+    if (r->partition >= dp_node.partmap->count ||
+        wf_partmap_owner(dp_node.partmap, r->partition) != lc->owner_index)
+        return -EBADMSG;
+    struct rt_part *part = dp_node.parts[r->partition];
+    struct wf_key key = { .hi = r->key.hi, .lo = r->key.lo };
+    const uint8_t *p = r->payload;
+    int st;
+    switch (r->type) {
+    case DP_WAL_SIGNAL: {
+        struct rt_event ev;
+        if (dp_signal_decode(r, &ev) != 0 ||
+            wf_key_partition(ev.key, dp_node.partmap->count) != r->partition)
+            return -EBADMSG;
+        st = rt_apply_signal(lc->rt, part, &ev, NULL);
+        break;
+    }
+    case DP_WAL_TIMER:
+        if (r->len != 12)
+            return -EBADMSG;
+        st = rt_apply_timer(lc->rt, part, key, dp_get32(p), dp_get64(p + 4), r->lsn, NULL);
+        break;
+    case DP_WAL_ACTIVITY:
+        if (r->len != 24)
+            return -EBADMSG;
+        st = rt_apply_activity_result(lc->rt, part, key, (unsigned)(p[0] | p[1] << 8),
+                                      dp_get32(p + 4), p[2] != 0, (int64_t)dp_get64(p + 8),
+                                      dp_get64(p + 16), r->lsn, NULL);
+        break;
+    default:
+        return -EBADMSG;
+    }
+    dp_count_status(lc, st);
+    return 0;
+}
+
+void dp_runtime_recovered(struct dp_lcore *lc)
+{
+    rt_timers_rebuild(lc->rt);
+    rt_tasks_reset(lc->rt); /* at-least-once: every activity in flight is dispatched again */
+    rt_core_recount(lc->rt);
+}
+
+/* Log and adopt a newer registry (top of the owner loop). */
+static void dp_runtime_adopt(struct dp_lcore *lc)
+{
+    uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
+    if (likely(g == lc->reg_gen))
+        return;
+    if (lc->wal) {
+        uint8_t rec[8];
+        dp_put64(rec, g);
+        if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec))) != 0)
+            return; /* the log is behind: adopt at a later iteration */
+        struct wal_key none = { 0, 0 };
+        wal_append(lc->wal, DP_WAL_DEPLOY, 0, none, rec, sizeof(rec));
+    }
+    rt_core_set_registry(lc->rt, dp_node.registries[g]);
+    lc->reg_gen = g;
+}
+
+uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn)
+{
+    const char *base = rte_pktmbuf_mtod(ev->m, const char *);
+    struct rt_event rev = {
+        .key = ev->key,
+        .type = base + ev->type_off,
+        .id = base + ev->id_off,
+        .signal = base + ev->signal_off,
+        .fields = (const uint8_t *)base + ev->fields_off,
+        .event_id = ev->event_id,
+        .now_ns = ev->rx_ns,
+        .cause = lsn,
+        .fields_len = ev->fields_len,
+        .type_len = ev->type_len,
+        .id_len = ev->id_len,
+        .signal_len = ev->signal_len,
+        .has_event_id = (ev->flags & DP_EV_HAS_EVENT_ID) != 0,
+        .fields_json = (ev->flags & DP_EV_FIELDS_JSON) != 0,
+    };
+    int st = rt_apply_signal(lc->rt, dp_node.parts[ev->partition], &rev, NULL);
+    dp_count_status(lc, st);
+    return (uint8_t)rt_status_ack(st);
+}
+
+bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev)
+{
+    const char *type = rte_pktmbuf_mtod(ev->m, const char *) + ev->type_off;
+    return rt_registry_type(rt_core_registry(lc->rt), type, ev->type_len) >= 0;
+}
+
+void dp_runtime_prefetch(struct dp_event *evs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        rt_prefetch(dp_node.parts[evs[i].partition], evs[i].key);
+    for (unsigned i = 0; i < n; i++)
+        rt_prefetch_instance(dp_node.parts[evs[i].partition], evs[i].key);
+}
+
+/* ---- timers and tasks ------------------------------------------------------------- */
+
+static unsigned dp_runtime_timers(struct dp_lcore *lc, uint64_t now)
+{
+    if (lc->firing_count < DP_FIRINGS_MAX)
+        lc->firing_count += rt_timers_due(lc->rt, now, DP_FIRINGS_MAX - lc->firing_count,
+                                          lc->firings + lc->firing_count);
+    unsigned done = 0;
+    while (done < lc->firing_count) {
+        const struct rt_firing *f = &lc->firings[done];
+        uint64_t lsn = 0;
+        if (lc->wal) {
+            uint8_t rec[12];
+            dp_put32(rec, f->slot);
+            dp_put64(rec + 4, f->due_ns);
+            if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec))) != 0)
+                break; /* the log is behind: the rest fire at a later iteration */
+            struct wal_key k = { .hi = f->key.hi, .lo = f->key.lo };
+            lsn = wal_append(lc->wal, DP_WAL_TIMER, f->part_id, k, rec, sizeof(rec));
+        }
+        int st = rt_apply_timer(lc->rt, f->part, f->key, f->slot, f->due_ns, lsn, NULL);
+        dp_count_status(lc, st);
+        lc->counters[DP_C_TIMERS_FIRED]++;
+        done++;
+    }
+    memmove(lc->firings, lc->firings + done, (lc->firing_count - done) * sizeof(lc->firings[0]));
+    lc->firing_count -= done;
+    return done;
+}
+
+/* Tasks whose scheduling record is durable leave for the (manual, for now) executor. */
+static unsigned dp_runtime_tasks(struct dp_lcore *lc)
+{
+    uint64_t durable = lc->wal ? wal_durable_lsn(lc->wal) : UINT64_MAX;
+    struct dp_task_list *tl = lc->tasks;
+    struct rt_task t;
+    unsigned n = 0;
+    while (n < DP_TASKS_PER_POLL && rt_tasks_peek(lc->rt, &t) == 0 && t.cause <= durable) {
+        if (t.kind == RT_TASK_RUN) {
+            struct dp_task *d = &tl->task[tl->next++ % DP_TASK_LIST_MAX];
+            if (tl->count < DP_TASK_LIST_MAX)
+                tl->count++;
+            memset(d, 0, sizeof(*d));
+            d->key = t.key;
+            d->part_id = t.part_id;
+            d->act_index = t.act_index;
+            d->seq = t.seq;
+            d->attempt = t.attempt;
+            d->dispatched_ns = dp_now_ns();
+            memcpy(d->type, t.type, t.type_len);
+            memcpy(d->id, t.id, t.id_len);
+            snprintf(d->activity, sizeof(d->activity), "%s", t.activity);
+            d->args_len = t.args_len < sizeof(d->args) ? t.args_len : (uint16_t)sizeof(d->args);
+            memcpy(d->args, t.args, d->args_len);
+            rt_task_idempotency_key(&t, d->idempotency_key, sizeof(d->idempotency_key));
+            lc->counters[DP_C_TASKS_DISPATCHED]++;
+        }
+        rt_tasks_pop(lc->rt);
+        n++;
+    }
+    return n;
+}
+
+unsigned dp_runtime_poll(struct dp_lcore *lc)
+{
+    dp_runtime_adopt(lc);
+    return dp_runtime_timers(lc, dp_now_ns()) + dp_runtime_tasks(lc);
+}
+
+/* ---- control requests (owner thread) ---------------------------------------------- */
+
+static const char *dp_arena_put(struct dp_req *req, const char *s, size_t len)
+{
+    if (req->arena_used + len + 1 > sizeof(req->arena))
+        return "";
+    char *out = req->arena + req->arena_used;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    req->arena_used += len + 1;
+    return out;
+}
+
+static void dp_copy_value(struct dp_req *req, struct sf_value *v)
+{
+    if (v->type == SF_VAL_TEXT) {
+        v->text.ptr = dp_arena_put(req, v->text.ptr, v->text.len);
+    }
+}
+
+void dp_runtime_describe(struct dp_lcore *lc, struct dp_req *req)
+{
+    struct rt_describe *d = &req->desc;
+    int rc = rt_describe(lc->rt, dp_node.parts[req->partition], req->key, d);
+    req->found = rc == 0;
+    if (rc != 0)
+        return;
+    /* views into the record and the key store are copied: they change after we answer */
+    d->id = dp_arena_put(req, d->id, d->id_len);
+    for (unsigned i = 0; i < d->nvars; i++)
+        dp_copy_value(req, &d->vars[i].value);
+    for (unsigned q = 0; q < d->nqueues; q++)
+        for (unsigned i = 0; i < d->queues[q].len; i++)
+            dp_copy_value(req, &d->queues[q].items[i]);
+}
+
+void dp_runtime_list(struct dp_lcore *lc, struct dp_req *req)
+{
+    struct rt_list_filter f = { .type_id = -1, .state = req->state_filter[0] ? req->state_filter
+                                                                             : NULL };
+    if (req->type_filter[0]) {
+        f.type_id = rt_registry_type(rt_core_registry(lc->rt), req->type_filter,
+                                     strlen(req->type_filter));
+        if (f.type_id < 0)
+            return; /* no such type: nothing to list */
+    }
+    req->entry_count = 0;
+    req->more = false;
+    for (uint32_t p = req->start_partition; p < dp_node.partmap->count; p++) {
+        if (wf_partmap_owner(dp_node.partmap, p) != lc->owner_index)
+            continue;
+        const struct rt_part *part = dp_node.parts[p];
+        uint64_t cursor = p == req->start_partition ? req->start_cursor : 0;
+        while (cursor != UINT64_MAX) {
+            struct rt_list_entry e;
+            if (rt_list(lc->rt, part, &f, &cursor, &e, 1) == 0)
+                continue;
+            if (req->entry_count == req->limit) {
+                req->more = true;
+                return;
+            }
+            struct dp_list_entry *out = &req->entries[req->entry_count++];
+            memset(out, 0, sizeof(*out));
+            out->partition = p;
+            out->cursor_after = cursor;
+            snprintf(out->type, sizeof(out->type), "%s", e.type);
+            memcpy(out->id, e.id, e.id_len);
+            snprintf(out->state, sizeof(out->state), "%s", e.completed ? "completed" : e.state);
+            struct rt_describe *d = &req->desc;
+            if (rt_describe(lc->rt, part, e.key, d) == 0) {
+                out->signals = d->signals;
+                out->last_event_id = d->last_event_id;
+                out->version = d->version;
+            }
+        }
+    }
+}
+
+void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req)
+{
+    struct rt_part *part = dp_node.parts[req->partition];
+    struct rt_describe *d = &req->desc;
+    if (rt_describe(lc->rt, part, req->key, d) != 0) {
+        req->result = -ENOENT;
+        return;
+    }
+    int act = -1;
+    for (unsigned i = 0; i < d->nactivities; i++)
+        if (d->activities[i].seq == req->seq)
+            act = (int)d->activities[i].index;
+    if (act < 0) {
+        req->result = -ESRCH; /* no pending run with that sequence number */
+        return;
+    }
+    uint64_t now = dp_now_ns(), lsn = 0;
+    if (lc->wal) {
+        uint8_t rec[24];
+        rec[0] = (uint8_t)act;
+        rec[1] = (uint8_t)(act >> 8);
+        rec[2] = req->failed;
+        rec[3] = 0;
+        dp_put32(rec + 4, req->seq);
+        dp_put64(rec + 8, (uint64_t)req->activity_result);
+        dp_put64(rec + 16, now);
+        if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec))) != 0) {
+            req->result = -EAGAIN;
+            return;
+        }
+        struct wal_key k = { .hi = req->key.hi, .lo = req->key.lo };
+        lsn = wal_append(lc->wal, DP_WAL_ACTIVITY, req->partition, k, rec, sizeof(rec));
+    }
+    int st = rt_apply_activity_result(lc->rt, part, req->key, (unsigned)act, req->seq,
+                                      req->failed, req->activity_result, now, lsn, NULL);
+    dp_count_status(lc, st);
+    req->rt_status = st;
+    req->result = 0;
+    struct dp_task_list *tl = lc->tasks;
+    for (unsigned i = 0; i < DP_TASK_LIST_MAX; i++)
+        if (tl->task[i].seq == req->seq && wf_key_equal(tl->task[i].key, req->key))
+            tl->task[i].done = true;
+}
+
+void dp_runtime_counts(struct dp_lcore *lc, struct dp_req *req)
+{
+    const struct rt_registry *reg = rt_core_registry(lc->rt);
+    req->def_count = 0;
+    for (unsigned id = 0; id < RT_DEFS_MAX && req->def_count < DP_DEFS_REPORT_MAX; id++) {
+        const struct rt_def *def = rt_registry_def(reg, id);
+        if (!def)
+            continue;
+        struct dp_def_counts *c = &req->defs[req->def_count++];
+        c->def_id = (uint16_t)id;
+        c->def = def->def;
+        rt_core_def_counts(lc->rt, id, &c->running, &c->completed);
+        unsigned states = flow_def_state_count(def->def);
+        c->state_count = states < DP_STATES_REPORT_MAX ? states : DP_STATES_REPORT_MAX;
+        for (unsigned s = 0; s < c->state_count; s++)
+            c->in_state[s] = rt_core_state_count(lc->rt, id, s);
+    }
+    uint32_t queued;
+    rt_tasks_pending(lc->rt, &queued, &req->tasks_flagged);
+    req->tasks_queued = queued;
+    req->timers_armed = rt_timers_armed(lc->rt);
+}
+
+void dp_runtime_tasks_copy(struct dp_lcore *lc, struct dp_req *req)
+{
+    const struct dp_task_list *tl = lc->tasks;
+    req->task_count = 0;
+    for (unsigned i = 0; i < DP_TASK_LIST_MAX && req->task_count < req->limit; i++) {
+        const struct dp_task *t = &tl->task[i];
+        if (t->seq == 0 || t->done)
+            continue;
+        req->task_out[req->task_count++] = *t;
+    }
+}

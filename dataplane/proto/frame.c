@@ -158,17 +158,17 @@ __attribute__((always_inline)) static inline unsigned sf_simd_bad(__m128i v, boo
 }
 
 /*
- * Whether all len (1..16) bytes at s are in the class: one load of the 16 bytes that end at
- * s + len (the caller guarantees they are readable: in a frame, the 24-byte event header
- * precedes every name), the name in its top len lanes.
+ * Non-zero unless all len (1..16) bytes at s are in the class: one load of the 16 bytes that
+ * end at s + len (the caller guarantees they are readable: in a frame, the 24-byte event
+ * header precedes every name), the name in its top len lanes.
  */
-__attribute__((always_inline)) static inline bool sf_name_short_valid(const char *s, unsigned len,
-                                                                      bool ident)
+__attribute__((always_inline)) static inline unsigned sf_name_short_bad(const char *s, unsigned len,
+                                                                        bool ident)
 {
     SF_ASSERT_HOT(len >= 1 && len <= 16);
     __m128i v;
     memcpy(&v, s + len - 16, sizeof(v));
-    return ((sf_simd_bad(v, ident) << len) & 0xffff0000u) == 0;
+    return (sf_simd_bad(v, ident) << len) & 0xffff0000u;
 }
 
 /* Any length >= 1, 16 bytes per step; loads stay inside [s + len - 16, s + len). */
@@ -183,7 +183,7 @@ __attribute__((noinline)) static bool sf_name_long_valid(const char *s, size_t l
             return false;
         s += 16;
     }
-    return sf_name_short_valid(s, (unsigned)(end - s), ident);
+    return sf_name_short_bad(s, (unsigned)(end - s), ident) == 0;
 }
 
 int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
@@ -239,22 +239,30 @@ size_t sf_frame_events_end(const struct sf_frame_hdr *hdr, size_t len)
 }
 
 /*
- * Check the event at p, with `avail` bytes left before the end of the events, in the order
- * sf_proto.h documents for sf_frame_next_event; on success fill *span (type_off relative
- * to p) and return the event's length, else a negative sf_err. Shared by every frame
- * parser so that they accept exactly the same events.
+ * Check the event at buf + pos, with `avail` bytes left before the end of the events, in the
+ * order sf_proto.h documents for sf_frame_next_event; on success fill *span and return the
+ * event's length, else a negative sf_err. Shared by every frame parser so that they accept
+ * exactly the same events. The first 8 bytes of the event header are read as one word:
+ * event_len (bits 0-15), type_len (16-23), id_len (24-31), signal_len (32-39), reserved
+ * (40-47), fields_len (48-63).
  */
-__attribute__((always_inline)) static inline int sf_event_check(const uint8_t *p, size_t avail,
-                                                                struct sf_event_span *span)
+__attribute__((always_inline)) static inline int
+sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_span *span)
 {
+    _Static_assert(SF_EV_OFF_LEN == 0 && SF_EV_OFF_TYPE_LEN == 2 && SF_EV_OFF_ID_LEN == 3 &&
+                       SF_EV_OFF_SIGNAL_LEN == 4 && SF_EV_OFF_RESERVED == 5 &&
+                       SF_EV_OFF_FIELDS_LEN == 6,
+                   "the word layout below");
     if (SF_UNLIKELY(avail < SF_EVENT_HDR_LEN))
         return SF_ERR_TRUNC_EVENT;
-    unsigned event_len = sf_ld_le16(p + SF_EV_OFF_LEN);
-    unsigned type_len = p[SF_EV_OFF_TYPE_LEN];
-    unsigned id_len = p[SF_EV_OFF_ID_LEN];
-    unsigned signal_len = p[SF_EV_OFF_SIGNAL_LEN];
-    unsigned fields_len = sf_ld_le16(p + SF_EV_OFF_FIELDS_LEN);
-    if (SF_UNLIKELY(p[SF_EV_OFF_RESERVED] != 0 ||
+    const uint8_t *p = buf + pos;
+    uint64_t word = sf_ld_le64(p);
+    unsigned event_len = (unsigned)(word & 0xffffu);
+    unsigned type_len = (unsigned)(word >> 16) & 0xffu;
+    unsigned id_len = (unsigned)(word >> 24) & 0xffu;
+    unsigned signal_len = (unsigned)(word >> 32) & 0xffu;
+    unsigned fields_len = (unsigned)(word >> 48);
+    if (SF_UNLIKELY((word & 0x0000ff0000000000ull) != 0 ||
                     event_len != SF_EVENT_HDR_LEN + type_len + id_len + signal_len + fields_len))
         return SF_ERR_BAD_EVENT_LEN;
     if (SF_UNLIKELY(event_len > avail))
@@ -265,33 +273,32 @@ __attribute__((always_inline)) static inline int sf_event_check(const uint8_t *p
     const char *signal = id + id_len;
     const uint8_t *fields = (const uint8_t *)signal + signal_len;
     _Static_assert(SF_EVENT_HDR_LEN >= 16, "16 readable bytes precede every name");
-    if (SF_UNLIKELY(type_len - 1u >= SF_TYPE_LEN_MAX || id_len - 1u >= SF_ID_LEN_MAX ||
-                    signal_len - 1u >= SF_SIGNAL_LEN_MAX))
-        return SF_ERR_BAD_NAME;
-    bool names_ok;
+    _Static_assert(SF_TYPE_LEN_MAX >= 16 && SF_ID_LEN_MAX >= 16 && SF_SIGNAL_LEN_MAX >= 16,
+                   "names of 1..16 bytes are within every maximum");
+    unsigned bad;
     if (SF_LIKELY(((type_len - 1u) | (id_len - 1u) | (signal_len - 1u)) < 16u)) {
-        /* Every name 1..16 bytes: one load each, no branch between them. */
-        names_ok = sf_name_short_valid(type, type_len, true) &
-                   sf_name_short_valid(id, id_len, false) &
-                   sf_name_short_valid(signal, signal_len, true);
+        /* Every name 1..16 bytes (so within its maximum): one load each, no branches. */
+        bad = sf_name_short_bad(type, type_len, true) | sf_name_short_bad(id, id_len, false) |
+              sf_name_short_bad(signal, signal_len, true);
     } else {
-        names_ok = sf_name_long_valid(type, type_len, true) &&
-                   sf_name_long_valid(id, id_len, false) &&
-                   sf_name_long_valid(signal, signal_len, true);
+        bad = type_len - 1u >= SF_TYPE_LEN_MAX || id_len - 1u >= SF_ID_LEN_MAX ||
+              signal_len - 1u >= SF_SIGNAL_LEN_MAX || !sf_name_long_valid(type, type_len, true) ||
+              !sf_name_long_valid(id, id_len, false) ||
+              !sf_name_long_valid(signal, signal_len, true);
     }
-    if (SF_UNLIKELY(!names_ok))
+    if (SF_UNLIKELY(bad != 0))
         return SF_ERR_BAD_NAME;
     if (SF_UNLIKELY(fields_len > SF_FIELDS_LEN_MAX || sf_cbor_validate(fields, fields_len) < 0))
         return SF_ERR_BAD_FIELDS;
 
     span->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
-    span->type_off = SF_EVENT_HDR_LEN;
+    span->type_off = (uint16_t)(pos + SF_EVENT_HDR_LEN);
     span->fields_len = (uint16_t)fields_len;
     span->type_len = (uint8_t)type_len;
     span->id_len = (uint8_t)id_len;
     span->signal_len = (uint8_t)signal_len;
     span->reserved = 0;
-    assert(event_len >= SF_EVENT_HDR_LEN && event_len <= SF_EVENT_LEN_MAX);
+    SF_ASSERT_HOT(event_len >= SF_EVENT_HDR_LEN && event_len <= SF_EVENT_LEN_MAX);
     return (int)event_len;
 }
 
@@ -300,17 +307,16 @@ int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_e
     size_t pos = *off;
     assert(pos <= end && ev != NULL);
     struct sf_event_span span;
-    const uint8_t *p = buf + pos;
-    int event_len = sf_event_check(p, end - pos, &span);
+    int event_len = sf_event_check(buf, pos, end - pos, &span);
     if (event_len < 0)
         return event_len;
 
-    ev->type = (const char *)p + span.type_off;
+    ev->type = (const char *)buf + span.type_off;
     ev->id = ev->type + span.type_len;
     ev->signal = ev->id + span.id_len;
     ev->fields = (const uint8_t *)ev->signal + span.signal_len;
     ev->event_id = span.event_id;
-    ev->ts_ns = sf_ld_le64(p + SF_EV_OFF_TS_NS);
+    ev->ts_ns = sf_ld_le64(buf + pos + SF_EV_OFF_TS_NS);
     ev->fields_len = span.fields_len;
     ev->type_len = span.type_len;
     ev->id_len = span.id_len;
@@ -337,10 +343,9 @@ int sf_frame_scan(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
     struct sf_event_span scratch;
     for (unsigned i = 0; i < count; i++) {
         struct sf_event_span *span = SF_LIKELY(i < spans_max) ? &spans[i] : &scratch;
-        int event_len = sf_event_check(buf + off, end - off, span);
+        int event_len = sf_event_check(buf, off, end - off, span);
         if (SF_UNLIKELY(event_len < 0))
             return event_len;
-        span->type_off = (uint16_t)(span->type_off + off);
         off += (size_t)event_len;
     }
     if (SF_UNLIKELY(off != end))

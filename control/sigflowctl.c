@@ -205,15 +205,16 @@ static void ctl_print_drops(json_t *drops, const char *indent)
 static void ctl_print_stats(json_t *r)
 {
     json_t *node = json_object_get(r, "node"), *t = json_object_get(r, "total");
-    printf("node: %" JSON_INTEGER_FORMAT " lcores (%" JSON_INTEGER_FORMAT " rx, %" JSON_INTEGER_FORMAT
-           " owners), %" JSON_INTEGER_FORMAT " partitions, source %s, up %.1f s\n",
+    printf("node: %" JSON_INTEGER_FORMAT " lcores (%" JSON_INTEGER_FORMAT
+           " rx, %" JSON_INTEGER_FORMAT " owners), %" JSON_INTEGER_FORMAT
+           " partitions, source %s, up %.1f s\n",
            ctl_int(node, "lcores"), ctl_int(node, "rx_lcores"), ctl_int(node, "owner_lcores"),
            ctl_int(node, "partitions"), json_string_value(json_object_get(node, "source")),
            json_real_value(json_object_get(node, "uptime_s")));
-    static const char *const keys[] = { "rx_packets", "frames",        "json_events",
-                                        "events_applied", "workflows", "tx_packets",
-                                        "arp_replies", "icmp_replies", "icmp6_replies",
-                                        "ndp_replies", "drops_total" };
+    static const char *const keys[] = { "rx_packets",     "frames",       "json_events",
+                                        "events_applied", "workflows",    "tx_packets",
+                                        "arp_replies",    "icmp_replies", "icmp6_replies",
+                                        "ndp_replies",    "drops_total" };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         printf("  %-22s %" JSON_INTEGER_FORMAT "\n", keys[i], ctl_int(t, keys[i]));
     printf("drops by reason:\n");
@@ -222,9 +223,9 @@ static void ctl_print_stats(json_t *r)
     json_t *c;
     json_array_foreach(json_object_get(r, "cores"), i, c)
     {
-        printf("lcore %" JSON_INTEGER_FORMAT ": rx %" JSON_INTEGER_FORMAT " pkts, applied %" JSON_INTEGER_FORMAT
-               ", workflows %" JSON_INTEGER_FORMAT ", busy %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
-               " polls\n",
+        printf("lcore %" JSON_INTEGER_FORMAT ": rx %" JSON_INTEGER_FORMAT
+               " pkts, applied %" JSON_INTEGER_FORMAT ", workflows %" JSON_INTEGER_FORMAT
+               ", busy %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " polls\n",
                ctl_int(c, "lcore"), ctl_int(c, "rx_packets"), ctl_int(c, "events_applied"),
                ctl_int(c, "workflows"), ctl_int(c, "busy_polls"), ctl_int(c, "polls"));
     }
@@ -442,8 +443,8 @@ static json_t *ctl_request(const struct ctl_opts *o)
             if (*end)
                 return NULL;
         }
-        return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "cmd", "activity", "type",
-                         o->words[2], "id", o->words[3], "seq", (json_int_t)seq, "outcome",
+        return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I}", "cmd", "activity", "type", o->words[2],
+                         "id", o->words[3], "seq", (json_int_t)seq, "outcome",
                          verb[0] == 'c' ? "done" : "failed", "result", (json_int_t)result);
     }
     if (strcmp(noun, "tune") == 0 && o->word_count == 3) {

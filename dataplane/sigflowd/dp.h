@@ -31,28 +31,28 @@
 #include "rt.h"
 #include "wal.h"
 
-#define DP_RXQ_PER_LCORE_MAX  (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
-#define DP_STAGE_EVENTS       64   /* events staged per owner before a ring enqueue */
-#define DP_OWNER_BURST_MAX    256  /* events dequeued from one ring at a time */
-#define DP_MAILBOX_SIZE       64
-#define DP_TX_BURST_MAX       32
-#define DP_MBUF_DATA_ROOM     (RTE_PKTMBUF_HEADROOM + 2048)
-#define DP_LIST_LIMIT_MAX     1000
-#define DP_ACK_RING_SIZE      1024 /* ACK mbufs from one owner to one rx lcore */
-#define DP_IO_WAIT_SLEEP_MAX_US 20 /* idle sleep cap while log batches or ACKs are pending */
-#define DP_WAL_SIGNAL_HDR     24u  /* fixed part of a DP_WAL_SIGNAL payload (dp_wal.c) */
+#define DP_RXQ_PER_LCORE_MAX        (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
+#define DP_STAGE_EVENTS             64  /* events staged per owner before a ring enqueue */
+#define DP_OWNER_BURST_MAX          256 /* events dequeued from one ring at a time */
+#define DP_MAILBOX_SIZE             64
+#define DP_TX_BURST_MAX             32
+#define DP_MBUF_DATA_ROOM           (RTE_PKTMBUF_HEADROOM + 2048)
+#define DP_LIST_LIMIT_MAX           1000
+#define DP_ACK_RING_SIZE            1024 /* ACK mbufs from one owner to one rx lcore */
+#define DP_IO_WAIT_SLEEP_MAX_US     20   /* idle sleep cap while log batches or ACKs are pending */
+#define DP_WAL_SIGNAL_HDR           24u  /* fixed part of a DP_WAL_SIGNAL payload (dp_wal.c) */
 #define DP_REGISTRY_GENERATIONS_MAX (RT_DEFS_MAX + 1) /* deploys on one node, + the empty one */
-#define DP_OUTBOUND_TASKS     4096 /* activity tasks queued per owner (rt outbound queue) */
-#define DP_FIRINGS_MAX        64   /* timer firings taken per owner loop iteration */
-#define DP_TASKS_PER_POLL     64   /* tasks dispatched per owner loop iteration */
-#define DP_TASK_LIST_MAX      4096 /* dispatched tasks kept for `activity list` per owner */
-#define DP_DEFS_REPORT_MAX    64
-#define DP_STATES_REPORT_MAX  FLOW_STATES_MAX
+#define DP_OUTBOUND_TASKS           4096 /* activity tasks queued per owner (rt outbound queue) */
+#define DP_FIRINGS_MAX              64   /* timer firings taken per owner loop iteration */
+#define DP_TASKS_PER_POLL           64   /* tasks dispatched per owner loop iteration */
+#define DP_TASK_LIST_MAX            4096 /* dispatched tasks kept for `activity list` per owner */
+#define DP_DEFS_REPORT_MAX          64
+#define DP_STATES_REPORT_MAX        FLOW_STATES_MAX
 
 /* flags of struct dp_event */
-#define DP_EV_HAS_EVENT_ID    0x01
-#define DP_EV_FIELDS_JSON     0x02
-#define DP_EV_ACK_REQ         0x04
+#define DP_EV_HAS_EVENT_ID 0x01
+#define DP_EV_FIELDS_JSON  0x02
+#define DP_EV_ACK_REQ      0x04
 
 /**
  * One routed event: a compact view into the mbuf that carried it, one cache line.
@@ -62,14 +62,14 @@ struct dp_event {
     struct rte_mbuf *m;
     struct wf_key key;
     uint64_t event_id;
-    uint64_t rx_ns;        /* node receive time (realtime ns): the time handlers see */
+    uint64_t rx_ns; /* node receive time (realtime ns): the time handlers see */
     uint16_t type_off, id_off, signal_off, fields_off;
     uint16_t fields_len;
     uint16_t partition;
     uint8_t type_len, id_len, signal_len;
-    uint8_t ev_index;      /* position in its frame, for the ACK */
+    uint8_t ev_index; /* position in its frame, for the ACK */
     uint8_t flags;
-    uint8_t src_lcore;     /* rx lcore index that received it (ACKs go back through it) */
+    uint8_t src_lcore; /* rx lcore index that received it (ACKs go back through it) */
     uint8_t port, queue;
     uint8_t pad[4];
 };
@@ -83,72 +83,72 @@ enum dp_counter {
     DP_C_JSON_EVENTS,
     DP_C_EVENTS_ROUTED,
     DP_C_EVENTS_APPLIED,
-    DP_C_WORKFLOWS,          /* created on this owner */
+    DP_C_WORKFLOWS, /* created on this owner */
     DP_C_TX_PACKETS,
     DP_C_ARP_REPLIES,
     DP_C_ICMP_REPLIES,
     DP_C_ICMP6_REPLIES,
     DP_C_NDP_REPLIES,
-    DP_C_IGNORED,            /* ARP/NDP chatter not for us: not an error */
+    DP_C_IGNORED, /* ARP/NDP chatter not for us: not an error */
     DP_C_IDLE_SLEEPS,
     DP_C_POLLS,
     DP_C_BUSY_POLLS,
-    DP_C_ACKS_SENT,          /* ACK datagrams sent (after durability) */
-    DP_C_ACK_ENTRIES,        /* event statuses carried by them */
-    DP_C_NACKS,              /* NACK datagrams sent at once (refused events: overloaded) */
-    DP_C_REPLAYED,           /* records replayed from the log at start-up */
-    DP_C_TIMERS_FIRED,       /* timer firings logged and applied */
-    DP_C_TASKS_DISPATCHED,   /* activity tasks released after their record was durable */
+    DP_C_ACKS_SENT,        /* ACK datagrams sent (after durability) */
+    DP_C_ACK_ENTRIES,      /* event statuses carried by them */
+    DP_C_NACKS,            /* NACK datagrams sent at once (refused events: overloaded) */
+    DP_C_REPLAYED,         /* records replayed from the log at start-up */
+    DP_C_TIMERS_FIRED,     /* timer firings logged and applied */
+    DP_C_TASKS_DISPATCHED, /* activity tasks released after their record was durable */
     DP_C_COUNT
 };
 
 /* Drops outside the packet and frame parsers, each its own counter. */
 enum dp_drop {
-    DP_DROP_RING_FULL,       /* owner's ring full: event dropped, never blocks */
-    DP_DROP_TABLE_FULL,      /* partition table or key store full: new workflow refused */
-    DP_DROP_TX_FULL,         /* reply not sent: tx queue full */
-    DP_DROP_ICMP_RATE,       /* echo answer suppressed by the rate limit */
-    DP_DROP_MBUF_ALLOC,      /* no mbuf for a reply */
-    DP_DROP_SOCKET_ERRORS,   /* recvmmsg errors (socket source) */
-    DP_DROP_OVERLOADED,      /* refused: the log is behind (batches in flight at the limit) */
-    DP_DROP_ACK_QUEUE_FULL,  /* refused: too many frames already waiting for their ACK */
-    DP_DROP_ACK_TX,          /* an ACK or NACK could not be sent (no mbuf, tx or ring full) */
+    DP_DROP_RING_FULL,      /* owner's ring full: event dropped, never blocks */
+    DP_DROP_TABLE_FULL,     /* partition table or key store full: new workflow refused */
+    DP_DROP_TX_FULL,        /* reply not sent: tx queue full */
+    DP_DROP_ICMP_RATE,      /* echo answer suppressed by the rate limit */
+    DP_DROP_MBUF_ALLOC,     /* no mbuf for a reply */
+    DP_DROP_SOCKET_ERRORS,  /* recvmmsg errors (socket source) */
+    DP_DROP_OVERLOADED,     /* refused: the log is behind (batches in flight at the limit) */
+    DP_DROP_ACK_QUEUE_FULL, /* refused: too many frames already waiting for their ACK */
+    DP_DROP_ACK_TX,         /* an ACK or NACK could not be sent (no mbuf, tx or ring full) */
     DP_DROP_COUNT
 };
 
 struct dp_rxq {
     uint16_t port;
     uint16_t queue;
-    uint64_t packets;        /* written by the owning lcore only */
+    uint64_t packets; /* written by the owning lcore only */
 };
 
 struct dp_lcore {
     /* identity, set before launch */
     unsigned lcore_id;
-    unsigned index;           /* dense index among worker lcores */
+    unsigned index; /* dense index among worker lcores */
     bool rx;
     bool owner;
-    unsigned owner_index;     /* dense index among owners (valid when owner) */
+    unsigned owner_index; /* dense index among owners (valid when owner) */
     struct dp_rxq rxq[DP_RXQ_PER_LCORE_MAX];
     unsigned rxq_count;
-    int sock_fd;              /* socket source: this lcore's SO_REUSEPORT socket, or -1 */
+    int sock_fd; /* socket source: this lcore's SO_REUSEPORT socket, or -1 */
     struct rte_ring *out[DP_LCORES_MAX]; /* rx side: ring to owner o (by owner index) */
     struct rte_ring *in[DP_LCORES_MAX];  /* owner side: ring from rx lcore r (by rx index) */
     unsigned in_count;
-    struct rte_ring *mailbox; /* control requests for this owner */
+    struct rte_ring *mailbox;                /* control requests for this owner */
     struct rte_ring *ack_out[DP_LCORES_MAX]; /* owner side: ACK mbufs to rx lcore r */
     struct rte_ring *ack_in[DP_LCORES_MAX];  /* rx side: ACK mbufs from owner o */
-    struct wal *wal;          /* this owner's log (NULL when [wal] enabled = false) */
+    struct wal *wal;           /* this owner's log (NULL when [wal] enabled = false) */
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
     uint64_t wal_replayed_lsn; /* last LSN replayed at start-up */
-    bool io_wait;             /* batches in flight or ACKs waiting: keep back-off short */
-    struct rt_core *rt;       /* this owner's workflow runtime (dp_runtime.c) */
-    uint64_t reg_gen;         /* registry generation this owner uses (and has logged) */
+    bool io_wait;              /* batches in flight or ACKs waiting: keep back-off short */
+    struct rt_core *rt;        /* this owner's workflow runtime (dp_runtime.c) */
+    uint64_t reg_gen;          /* registry generation this owner uses (and has logged) */
     struct rt_firing firings[DP_FIRINGS_MAX]; /* due timers not yet logged and applied */
     unsigned firing_count;
-    struct dp_task_list *tasks; /* dispatched activity tasks, for `activity list` */
+    struct dp_task_list *tasks;          /* dispatched activity tasks, for `activity list` */
     uint64_t rt_status[RT_STATUS_COUNT]; /* apply results by status */
-    volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
+    volatile bool power_cut_drained;     /* tests: nothing of this owner's log is in flight */
 
     /* rx staging: events waiting for a ring enqueue, per owner */
     struct dp_event stage[DP_LCORES_MAX][DP_STAGE_EVENTS] __rte_cache_aligned;
@@ -181,17 +181,17 @@ struct dp_node {
     struct dp_lcore *rx_by_index[DP_LCORES_MAX];
     struct dp_lcore *owner_by_index[DP_LCORES_MAX];
     struct wf_partmap *partmap;
-    struct rt_part **parts;   /* by partition; each written only by its owner */
+    struct rt_part **parts; /* by partition; each written only by its owner */
     struct rt_registry *registries[DP_REGISTRY_GENERATIONS_MAX]; /* by generation */
-    uint64_t registry_gen;    /* newest published generation (atomic) */
-    uint32_t part_capacity;   /* workflows per partition */
+    uint64_t registry_gen;  /* newest published generation (atomic) */
+    uint32_t part_capacity; /* workflows per partition */
     struct rte_mempool *pool;
     uint64_t tsc_hz;
     uint64_t base_tsc;
     uint64_t base_realtime_ns;
     uint64_t start_realtime_ns;
     volatile bool force_quit;
-    volatile int fatal;       /* -errno that stopped the node (a failed log), 0 if none */
+    volatile int fatal;               /* -errno that stopped the node (a failed log), 0 if none */
     volatile uint64_t power_cut_seed; /* tests: a power cut was started (seed, never 0) */
     unsigned power_cut_flags;         /* tests: SF_IO_CUT_* of that cut */
     char fatal_reason[256];
@@ -203,11 +203,11 @@ extern struct dp_node dp_node;
 
 /** One frame's statuses from one owner, sent once the log covers `lsn`. */
 struct dp_ack_group {
-    uint64_t lsn;              /* highest LSN among its events (0: nothing logged) */
-    struct rte_mbuf *m;        /* the frame's mbuf while the group is open (identity only) */
+    uint64_t lsn;       /* highest LSN among its events (0: nothing logged) */
+    struct rte_mbuf *m; /* the frame's mbuf while the group is open (identity only) */
     struct sf_ack_hdr hdr;
-    struct pkt_info req;       /* ethdev: where the frame came from (answer goes back there) */
-    uint8_t sa[32];            /* socket source: the sender's sockaddr */
+    struct pkt_info req; /* ethdev: where the frame came from (answer goes back there) */
+    uint8_t sa[32];      /* socket source: the sender's sockaddr */
     uint16_t port, queue;
     uint8_t src_lcore;
     bool via_socket;
@@ -215,8 +215,8 @@ struct dp_ack_group {
 };
 
 struct dp_ack_queue {
-    uint32_t size, mask;       /* power of 2 */
-    uint64_t head, tail;       /* groups [head, tail) wait; tail - 1 may be open */
+    uint32_t size, mask; /* power of 2 */
+    uint64_t head, tail; /* groups [head, tail) wait; tail - 1 may be open */
     struct dp_ack_group groups[];
 };
 
@@ -227,9 +227,9 @@ enum dp_req_kind {
     DP_REQ_LIST,
     DP_REQ_WAL_STATS,
     DP_REQ_TUNE,
-    DP_REQ_ACTIVITY,   /* complete or fail an activity run by hand */
-    DP_REQ_COUNTS,     /* instances by definition and state, tasks, timers */
-    DP_REQ_TASKS,      /* dispatched tasks */
+    DP_REQ_ACTIVITY, /* complete or fail an activity run by hand */
+    DP_REQ_COUNTS,   /* instances by definition and state, tasks, timers */
+    DP_REQ_TASKS,    /* dispatched tasks */
 };
 
 /** A dispatched activity task (until the control plane executes them). */
@@ -240,7 +240,7 @@ struct dp_task {
     uint16_t args_len;
     uint32_t seq, attempt;
     uint64_t dispatched_ns;
-    bool done;                 /* its result was applied */
+    bool done; /* its result was applied */
     char type[SF_TYPE_LEN_MAX + 1];
     char id[SF_ID_LEN_MAX + 1];
     char activity[FLOW_NAME_LEN_MAX + 1];
@@ -264,7 +264,7 @@ struct dp_def_counts {
 
 struct dp_list_entry {
     uint32_t partition;
-    uint64_t cursor_after;    /* resume point inside the partition */
+    uint64_t cursor_after; /* resume point inside the partition */
     char type[SF_TYPE_LEN_MAX + 1];
     char id[SF_ID_LEN_MAX + 1];
     char state[FLOW_NAME_LEN_MAX + 1];
@@ -281,7 +281,7 @@ struct dp_req {
     uint32_t partition;
     bool found;
     struct rt_describe desc;
-    char arena[65536];        /* copies of the texts desc points to */
+    char arena[65536]; /* copies of the texts desc points to */
     size_t arena_used;
     /* list */
     uint32_t start_partition;
@@ -303,15 +303,15 @@ struct dp_req {
     unsigned task_count;
     struct dp_list_entry *entries;
     unsigned entry_count;
-    bool more;                /* the owner stopped at limit with partitions left */
+    bool more; /* the owner stopped at limit with partitions left */
     /* wal stats */
     struct wal_stats wal_stats;
     uint64_t durable_lsn, next_lsn, acks_waiting;
     /* tune */
     char tune_key[48];
     uint64_t tune_value;
-    int result;               /* 0 or -errno */
-    atomic_int done;          /* set last by the owner, with release ordering */
+    int result;      /* 0 or -errno */
+    atomic_int done; /* set last by the owner, with release ordering */
 };
 
 /* ---- functions across files ------------------------------------------------------- */

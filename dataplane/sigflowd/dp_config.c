@@ -154,7 +154,10 @@ struct cfg_uint_key {
     bool pow2;
 };
 
-#define CFG_KEY(field, lo, hi, p2) { #field, offsetof(struct dp_config, field), lo, hi, p2 }
+#define CFG_KEY(field, lo, hi, p2)                            \
+    {                                                         \
+#field, offsetof(struct dp_config, field), lo, hi, p2 \
+    }
 static const struct cfg_uint_key cfg_dataplane_keys[] = {
     CFG_KEY(rx_queues, 1, DP_RX_QUEUES_MAX, false),
     CFG_KEY(rx_desc, 64, 16384, true),
@@ -176,8 +179,7 @@ static int cfg_dataplane(struct dp_config_parse *p, const char *name, const char
             continue;
         unsigned v;
         char range[64];
-        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max,
-                 k->pow2 ? ", a power of 2" : "");
+        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max, k->pow2 ? ", a power of 2" : "");
         if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
             return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
         memcpy((char *)cfg + k->offset, &v, sizeof(v));
@@ -223,8 +225,8 @@ static bool cfg_bool(const char *value, bool *out)
     if (strcmp(value, "true") == 0 || strcmp(value, "on") == 0 || strcmp(value, "yes") == 0 ||
         strcmp(value, "1") == 0)
         *out = true;
-    else if (strcmp(value, "false") == 0 || strcmp(value, "off") == 0 ||
-             strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+    else if (strcmp(value, "false") == 0 || strcmp(value, "off") == 0 || strcmp(value, "no") == 0 ||
+             strcmp(value, "0") == 0)
         *out = false;
     else
         return false;
@@ -247,8 +249,7 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
             continue;
         unsigned v;
         char range[64];
-        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max,
-                 k->pow2 ? ", a power of 2" : "");
+        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max, k->pow2 ? ", a power of 2" : "");
         if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
             return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
         memcpy((char *)cfg + k->offset, &v, sizeof(v));
@@ -266,8 +267,8 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
             return cfg_fail(p, "direct_io: '%s' is not true/false%s", value, "");
     } else if (strcmp(name, "segment_bytes") == 0) {
         if (!cfg_u64(value, 1u << 20, 1ull << 34, &v) || v % 4096 != 0)
-            return cfg_fail(p, "segment_bytes: '%s' must be 1M..16G, a multiple of 4096%s",
-                            value, "");
+            return cfg_fail(p, "segment_bytes: '%s' must be 1M..16G, a multiple of 4096%s", value,
+                            "");
         cfg->wal_segment_bytes = v;
     } else {
         return cfg_fail(p, "unknown key '%s' in section [%s]", name, "wal");
@@ -278,8 +279,8 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
 static const struct cfg_uint_key cfg_runtime_keys[] = {
     { "instance_bytes", offsetof(struct dp_config, instance_bytes), 64, 16384, false },
     { "tasks_per_partition", offsetof(struct dp_config, tasks_per_partition), 1, 65536, false },
-    { "tombstone_retention_s", offsetof(struct dp_config, tombstone_retention_s), 0,
-      365u * 86400u, false },
+    { "tombstone_retention_s", offsetof(struct dp_config, tombstone_retention_s), 0, 365u * 86400u,
+      false },
 };
 
 static int cfg_runtime(struct dp_config_parse *p, const char *name, const char *value)
@@ -391,8 +392,7 @@ int dp_config_load(struct dp_config *cfg, const char *path, char *err, size_t er
     if (line != 0) {
         bool handler_first = p.failed && p.fail_line == line;
         snprintf(err, err_len, "%s:%d: %s", path, line,
-                 handler_first ? p.reason
-                               : "syntax error (expected 'key = value' or '[section]')");
+                 handler_first ? p.reason : "syntax error (expected 'key = value' or '[section]')");
         return -1;
     }
     char reason[DP_CONFIG_ERROR_MAX];

@@ -9,12 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DP_PORTS_MAX         8
-#define DP_LCORES_MAX        64
-#define DP_RX_QUEUES_MAX     16
-#define DP_PORT_NAME_MAX     64
-#define DP_PATH_MAX          256
-#define DP_CONFIG_ERROR_MAX  320
+#define DP_PORTS_MAX        8
+#define DP_LCORES_MAX       64
+#define DP_RX_QUEUES_MAX    16
+#define DP_PORT_NAME_MAX    64
+#define DP_PATH_MAX         256
+#define DP_CONFIG_ERROR_MAX 320
 
 enum dp_source_kind {
     DP_SOURCE_ETHDEV = 0, /* DPDK ports (PCI or vdev) */
@@ -29,33 +29,33 @@ struct dp_config {
     uint8_t ipv6[16];
     bool has_ipv6;
     uint16_t udp_port;
-    char dir[DP_PATH_MAX];          /* runtime directory: socket, logs, data */
+    char dir[DP_PATH_MAX]; /* runtime directory: socket, logs, data */
     /* [dataplane] */
     enum dp_source_kind source;
     char ports[DP_PORTS_MAX][DP_PORT_NAME_MAX];
     unsigned port_count;
-    unsigned rx_queues;             /* per port, spread over rx lcores; RSS when supported */
+    unsigned rx_queues; /* per port, spread over rx lcores; RSS when supported */
     unsigned rx_desc, tx_desc;
-    unsigned burst;                 /* packets per rx burst, events per ring burst */
-    unsigned ring_size;             /* events per (source, owner) ring, power of 2 */
-    unsigned mempool_size;          /* mbufs */
-    uint32_t partitions;            /* power of 2 */
-    uint64_t table_capacity;        /* workflows on the whole node */
-    uint64_t keystore_bytes;        /* id key store on the whole node */
-    char rx_lcores[128];            /* "all" or a list of lcore ids "0,1" */
+    unsigned burst;          /* packets per rx burst, events per ring burst */
+    unsigned ring_size;      /* events per (source, owner) ring, power of 2 */
+    unsigned mempool_size;   /* mbufs */
+    uint32_t partitions;     /* power of 2 */
+    uint64_t table_capacity; /* workflows on the whole node */
+    uint64_t keystore_bytes; /* id key store on the whole node */
+    char rx_lcores[128];     /* "all" or a list of lcore ids "0,1" */
     char owner_lcores[128];
-    unsigned idle_pause_polls;      /* empty polls spent in rte_pause before sleeping */
-    unsigned idle_sleep_max_us;     /* longest back-off sleep */
-    unsigned icmp_rate;             /* ICMP/ICMPv6 echo answers per second per core */
+    unsigned idle_pause_polls;  /* empty polls spent in rte_pause before sleeping */
+    unsigned idle_sleep_max_us; /* longest back-off sleep */
+    unsigned icmp_rate;         /* ICMP/ICMPv6 echo answers per second per core */
     /* [wal] */
-    bool wal_enabled;               /* false only for benchmarks of the volatile path */
+    bool wal_enabled; /* false only for benchmarks of the volatile path */
     uint64_t wal_segment_bytes;
     unsigned wal_batch_bytes_max;
     unsigned wal_batch_deadline_us;
     unsigned wal_inflight_max;
     bool wal_direct_io;
-    unsigned ack_groups;            /* frames per owner waiting for durability to be ACKed */
-    bool wal_fault_injection;       /* tests only: the `fault` control command (power cut, EIO) */
+    unsigned ack_groups;      /* frames per owner waiting for durability to be ACKed */
+    bool wal_fault_injection; /* tests only: the `fault` control command (power cut, EIO) */
     /* [runtime] */
     unsigned instance_bytes;        /* largest instance (header + timers + record) planned for */
     unsigned tasks_per_partition;   /* activity runs in flight per partition */

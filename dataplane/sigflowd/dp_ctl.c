@@ -26,9 +26,9 @@
 
 #include "dp.h"
 
-#define DP_CTL_LINE_MAX        (2u << 20) /* a deploy carries a whole .flow file */
-#define DP_CTL_REQ_TIMEOUT_MS  2000
-#define DP_CTL_XSTATS_MAX      512
+#define DP_CTL_LINE_MAX       (2u << 20) /* a deploy carries a whole .flow file */
+#define DP_CTL_REQ_TIMEOUT_MS 2000
+#define DP_CTL_XSTATS_MAX     512
 
 static pthread_t dp_ctl_thread;
 static int dp_ctl_fd = -1;
@@ -75,8 +75,8 @@ static void dp_ctl_sum_into(json_t *dst, json_t *src)
 
 static json_t *dp_ctl_core(const struct dp_lcore *lc)
 {
-    json_t *c = json_pack("{s:i, s:b, s:b}", "lcore", (int)lc->lcore_id, "rx", lc->rx, "owner",
-                          lc->owner);
+    json_t *c =
+        json_pack("{s:i, s:b, s:b}", "lcore", (int)lc->lcore_id, "rx", lc->rx, "owner", lc->owner);
     for (unsigned i = 0; i < DP_C_COUNT; i++)
         json_object_set_new(c, dp_counter_name(i), json_integer((json_int_t)lc->counters[i]));
     json_t *qs = json_array();
@@ -89,7 +89,8 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
     if (lc->owner) {
         json_t *st = json_object();
         for (unsigned i = 0; i < RT_STATUS_COUNT; i++)
-            json_object_set_new(st, rt_status_name((int)i), json_integer((json_int_t)lc->rt_status[i]));
+            json_object_set_new(st, rt_status_name((int)i),
+                                json_integer((json_int_t)lc->rt_status[i]));
         json_object_set_new(c, "signals", st);
     }
     if (lc->owner) {
@@ -101,10 +102,9 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                 json_object_set_new(
                     c, "wal",
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "durable_lsn",
-                              (json_int_t)req->durable_lsn, "next_lsn",
-                              (json_int_t)req->next_lsn, "records", (json_int_t)w->records,
-                              "batches", (json_int_t)w->batches, "bytes_written",
-                              (json_int_t)w->bytes_written, "reserve_overloaded",
+                              (json_int_t)req->durable_lsn, "next_lsn", (json_int_t)req->next_lsn,
+                              "records", (json_int_t)w->records, "batches", (json_int_t)w->batches,
+                              "bytes_written", (json_int_t)w->bytes_written, "reserve_overloaded",
                               (json_int_t)w->reserve_overloaded, "segments_created",
                               (json_int_t)w->segments_created, "inflight", (int)w->inflight,
                               "inflight_peak", (int)w->inflight_peak, "acks_waiting",
@@ -126,11 +126,11 @@ static json_t *dp_ctl_port(const struct dp_port *p)
     char mac[18];
     snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", p->addr.mac[0], p->addr.mac[1],
              p->addr.mac[2], p->addr.mac[3], p->addr.mac[4], p->addr.mac[5]);
-    json_t *j = json_pack("{s:i, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "port",
-                          p->port_id, "name", p->name, "mac", mac, "rx_queues", p->rx_queues,
-                          "ipackets", (json_int_t)st.ipackets, "opackets", (json_int_t)st.opackets,
-                          "imissed", (json_int_t)st.imissed, "ierrors", (json_int_t)st.ierrors,
-                          "oerrors", (json_int_t)st.oerrors, "rx_nombuf", (json_int_t)st.rx_nombuf);
+    json_t *j = json_pack("{s:i, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I}", "port", p->port_id,
+                          "name", p->name, "mac", mac, "rx_queues", p->rx_queues, "ipackets",
+                          (json_int_t)st.ipackets, "opackets", (json_int_t)st.opackets, "imissed",
+                          (json_int_t)st.imissed, "ierrors", (json_int_t)st.ierrors, "oerrors",
+                          (json_int_t)st.oerrors, "rx_nombuf", (json_int_t)st.rx_nombuf);
     static struct rte_eth_xstat_name names[DP_CTL_XSTATS_MAX];
     static struct rte_eth_xstat vals[DP_CTL_XSTATS_MAX];
     int n = rte_eth_xstats_get_names(p->port_id, names, DP_CTL_XSTATS_MAX);
@@ -168,13 +168,13 @@ static json_t *dp_ctl_stats(void)
     for (unsigned p = 0; p < dp_node.port_count; p++)
         json_array_append_new(ports, dp_ctl_port(&dp_node.ports[p]));
     double uptime = (double)(dp_now_ns() - dp_node.start_realtime_ns) / 1e9;
-    json_t *node = json_pack(
-        "{s:f, s:i, s:i, s:i, s:i, s:I, s:s, s:i}", "uptime_s", uptime, "lcores",
-        (int)dp_node.lcore_count, "rx_lcores", (int)dp_node.rx_count, "owner_lcores",
-        (int)dp_node.owner_count, "partitions", (int)dp_node.cfg.partitions, "table_capacity",
-        (json_int_t)dp_node.cfg.table_capacity, "source",
-        dp_node.cfg.source == DP_SOURCE_SOCKET ? "socket" : "ethdev", "udp_port",
-        dp_node.cfg.udp_port);
+    json_t *node =
+        json_pack("{s:f, s:i, s:i, s:i, s:i, s:I, s:s, s:i}", "uptime_s", uptime, "lcores",
+                  (int)dp_node.lcore_count, "rx_lcores", (int)dp_node.rx_count, "owner_lcores",
+                  (int)dp_node.owner_count, "partitions", (int)dp_node.cfg.partitions,
+                  "table_capacity", (json_int_t)dp_node.cfg.table_capacity, "source",
+                  dp_node.cfg.source == DP_SOURCE_SOCKET ? "socket" : "ethdev", "udp_port",
+                  dp_node.cfg.udp_port);
     return json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1, "node", node, "total", total, "cores",
                      cores, "ports", ports);
 }
@@ -196,10 +196,9 @@ static int dp_ctl_ask(unsigned owner, struct dp_req *req)
 
 static json_t *dp_ctl_entry_json(const struct dp_list_entry *e)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i}", "type", e->type, "id", e->id,
-                     "state", e->state, "version", (int)e->version, "signals",
-                     (json_int_t)e->signals, "last_event_id", (json_int_t)e->last_event_id,
-                     "partition", (int)e->partition);
+    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i}", "type", e->type, "id", e->id, "state",
+                     e->state, "version", (int)e->version, "signals", (json_int_t)e->signals,
+                     "last_event_id", (json_int_t)e->last_event_id, "partition", (int)e->partition);
 }
 
 static json_t *dp_ctl_value(const struct sf_value *v)
@@ -232,16 +231,15 @@ static json_t *dp_ctl_describe_json(const struct rt_describe *d)
         json_object_set_new(queues, d->queues[q].name, items);
     }
     for (unsigned t = 0; t < d->ntimers; t++)
-        json_array_append_new(timers, json_pack("{s:s, s:s, s:i, s:I}", "name", d->timers[t].name,
-                                                "kind", d->timers[t].kind, "slot",
-                                                (int)d->timers[t].slot, "due_ns",
-                                                (json_int_t)d->timers[t].due_ns));
+        json_array_append_new(timers,
+                              json_pack("{s:s, s:s, s:i, s:I}", "name", d->timers[t].name, "kind",
+                                        d->timers[t].kind, "slot", (int)d->timers[t].slot, "due_ns",
+                                        (json_int_t)d->timers[t].due_ns));
     for (unsigned a = 0; a < d->nactivities; a++)
-        json_array_append_new(acts, json_pack("{s:s, s:i, s:I, s:I}", "activity",
-                                              d->activities[a].name, "index",
-                                              (int)d->activities[a].index, "seq",
-                                              (json_int_t)d->activities[a].seq, "attempts",
-                                              (json_int_t)d->activities[a].attempts));
+        json_array_append_new(
+            acts, json_pack("{s:s, s:i, s:I, s:I}", "activity", d->activities[a].name, "index",
+                            (int)d->activities[a].index, "seq", (json_int_t)d->activities[a].seq,
+                            "attempts", (json_int_t)d->activities[a].attempts));
     return json_pack("{s:b, s:s, s:s#, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
                      "ok", 1, "type", d->type, "id", d->id, (int)d->id_len, "version",
                      (int)d->version, "state", d->state, "completed", d->completed, "signals",
@@ -319,14 +317,14 @@ static json_t *dp_ctl_list(json_t *jreq)
 {
     json_int_t limit = 100;
     json_t *jl = json_object_get(jreq, "limit");
-    if (jl && (!json_is_integer(jl) || (limit = json_integer_value(jl)) < 1 ||
-               limit > DP_LIST_LIMIT_MAX))
+    if (jl &&
+        (!json_is_integer(jl) || (limit = json_integer_value(jl)) < 1 || limit > DP_LIST_LIMIT_MAX))
         return dp_ctl_error("limit must be an integer in 1..1000");
     uint32_t start_p = 0;
     uint64_t start_c = 0;
     json_t *ja = json_object_get(jreq, "after");
-    if (ja && (!json_is_string(ja) || !dp_ctl_parse_cursor(json_string_value(ja), &start_p,
-                                                           &start_c)))
+    if (ja &&
+        (!json_is_string(ja) || !dp_ctl_parse_cursor(json_string_value(ja), &start_p, &start_c)))
         return dp_ctl_error("after must be a cursor \"P:C\" from a previous page");
     json_t *jt = json_object_get(jreq, "type");
     if (jt && (!json_is_string(jt) || json_string_length(jt) > SF_TYPE_LEN_MAX))
@@ -445,7 +443,8 @@ static json_t *dp_ctl_fault(json_t *jreq)
     if (rc == -EPERM)
         return dp_ctl_error("fault injection is off ([wal] fault_injection = false)");
     if (rc == -ENOENT)
-        return dp_ctl_error("unknown fault (powercut, powercut_reorder, write_eio, fsync_eio, enospc, short_write)");
+        return dp_ctl_error("unknown fault (powercut, powercut_reorder, write_eio, fsync_eio, "
+                            "enospc, short_write)");
     if (rc != 0)
         return dp_ctl_error(strerror(-rc));
     if (strncmp(kind, "powercut", 8) == 0) {
@@ -470,22 +469,21 @@ static json_t *dp_ctl_deploy(json_t *jreq)
     if (!file || !json_is_string(src))
         return dp_ctl_error("deploy needs \"file\" and \"source\"");
     static char msg[16384];
-    int rc = dp_runtime_deploy(file, json_string_value(src), json_string_length(src), msg,
-                               sizeof(msg));
+    int rc =
+        dp_runtime_deploy(file, json_string_value(src), json_string_length(src), msg, sizeof(msg));
     if (rc == 0) {
         /* wait (bounded) until every owner uses it, so the caller's next signals see it */
         uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
         for (int i = 0; i < 2000; i++) {
             bool all = true;
             for (unsigned o = 0; o < dp_node.owner_count; o++)
-                all = all && __atomic_load_n(&dp_node.owner_by_index[o]->reg_gen,
-                                             __ATOMIC_RELAXED) >= g;
+                all = all &&
+                      __atomic_load_n(&dp_node.owner_by_index[o]->reg_gen, __ATOMIC_RELAXED) >= g;
             if (all)
                 break;
             usleep(1000);
         }
-        return json_pack("{s:b, s:s, s:I}", "ok", 1, "message", msg, "generation",
-                         (json_int_t)g);
+        return json_pack("{s:b, s:s, s:I}", "ok", 1, "message", msg, "generation", (json_int_t)g);
     }
     return json_pack("{s:b, s:s, s:b}", "ok", 0, "error", msg, "exists", rc == -EEXIST);
 }
@@ -530,13 +528,11 @@ static json_t *dp_ctl_definitions(void)
                 }
             }
         }
-        json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:o}", "type",
-                                             flow_def_name(d0->def), "version",
-                                             (int)flow_def_version(d0->def), "def_id",
-                                             (int)d0->def_id, "running", (json_int_t)running,
-                                             "completed", (json_int_t)completed, "record_bytes",
-                                             (int)flow_def_record_size(d0->def), "states",
-                                             states));
+        json_array_append_new(
+            arr, json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:o}", "type", flow_def_name(d0->def),
+                           "version", (int)flow_def_version(d0->def), "def_id", (int)d0->def_id,
+                           "running", (json_int_t)running, "completed", (json_int_t)completed,
+                           "record_bytes", (int)flow_def_record_size(d0->def), "states", states));
     }
     free(reqs);
     return json_pack("{s:b, s:o, s:I}", "ok", 1, "definitions", arr, "generation",
@@ -570,13 +566,11 @@ static json_t *dp_ctl_activities(json_t *jreq)
             json_t *args = json_array();
             for (int a = 0; a < n; a++)
                 json_array_append_new(args, dp_ctl_value(&vals[a]));
-            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:o}",
-                                                 "type", t->type, "id", t->id, "activity",
-                                                 t->activity, "seq", (json_int_t)t->seq,
-                                                 "attempt", (json_int_t)t->attempt,
-                                                 "idempotency_key", t->idempotency_key,
-                                                 "dispatched_ns", (json_int_t)t->dispatched_ns,
-                                                 "args", args));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:o}", "type", t->type, "id",
+                               t->id, "activity", t->activity, "seq", (json_int_t)t->seq, "attempt",
+                               (json_int_t)t->attempt, "idempotency_key", t->idempotency_key,
+                               "dispatched_ns", (json_int_t)t->dispatched_ns, "args", args));
         }
     }
     free(tasks);

@@ -29,24 +29,35 @@ static void *dp_part_mem[DP_LCORES_MAX];
 static size_t dp_part_mem_bytes[DP_LCORES_MAX];
 
 static const char *const dp_counter_names[] = {
-    [DP_C_RX_PACKETS] = "rx_packets",       [DP_C_RX_BYTES] = "rx_bytes",
-    [DP_C_FRAMES] = "frames",               [DP_C_JSON_EVENTS] = "json_events",
-    [DP_C_EVENTS_ROUTED] = "events_routed", [DP_C_EVENTS_APPLIED] = "events_applied",
-    [DP_C_WORKFLOWS] = "workflows",         [DP_C_TX_PACKETS] = "tx_packets",
-    [DP_C_ARP_REPLIES] = "arp_replies",     [DP_C_ICMP_REPLIES] = "icmp_replies",
-    [DP_C_ICMP6_REPLIES] = "icmp6_replies", [DP_C_NDP_REPLIES] = "ndp_replies",
-    [DP_C_IGNORED] = "ignored",             [DP_C_IDLE_SLEEPS] = "idle_sleeps",
-    [DP_C_POLLS] = "polls",                 [DP_C_BUSY_POLLS] = "busy_polls",
-    [DP_C_ACKS_SENT] = "acks_sent",         [DP_C_ACK_ENTRIES] = "ack_entries",
-    [DP_C_NACKS] = "nacks",                 [DP_C_REPLAYED] = "replayed",
-    [DP_C_TIMERS_FIRED] = "timers_fired",   [DP_C_TASKS_DISPATCHED] = "tasks_dispatched",
+    [DP_C_RX_PACKETS] = "rx_packets",
+    [DP_C_RX_BYTES] = "rx_bytes",
+    [DP_C_FRAMES] = "frames",
+    [DP_C_JSON_EVENTS] = "json_events",
+    [DP_C_EVENTS_ROUTED] = "events_routed",
+    [DP_C_EVENTS_APPLIED] = "events_applied",
+    [DP_C_WORKFLOWS] = "workflows",
+    [DP_C_TX_PACKETS] = "tx_packets",
+    [DP_C_ARP_REPLIES] = "arp_replies",
+    [DP_C_ICMP_REPLIES] = "icmp_replies",
+    [DP_C_ICMP6_REPLIES] = "icmp6_replies",
+    [DP_C_NDP_REPLIES] = "ndp_replies",
+    [DP_C_IGNORED] = "ignored",
+    [DP_C_IDLE_SLEEPS] = "idle_sleeps",
+    [DP_C_POLLS] = "polls",
+    [DP_C_BUSY_POLLS] = "busy_polls",
+    [DP_C_ACKS_SENT] = "acks_sent",
+    [DP_C_ACK_ENTRIES] = "ack_entries",
+    [DP_C_NACKS] = "nacks",
+    [DP_C_REPLAYED] = "replayed",
+    [DP_C_TIMERS_FIRED] = "timers_fired",
+    [DP_C_TASKS_DISPATCHED] = "tasks_dispatched",
 };
 
 static const char *const dp_drop_names[] = {
-    [DP_DROP_RING_FULL] = "ring_full",     [DP_DROP_TABLE_FULL] = "table_full",
-    [DP_DROP_TX_FULL] = "tx_full",         [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
-    [DP_DROP_MBUF_ALLOC] = "mbuf_alloc",   [DP_DROP_SOCKET_ERRORS] = "socket_errors",
-    [DP_DROP_OVERLOADED] = "overloaded",   [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
+    [DP_DROP_RING_FULL] = "ring_full",   [DP_DROP_TABLE_FULL] = "table_full",
+    [DP_DROP_TX_FULL] = "tx_full",       [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
+    [DP_DROP_MBUF_ALLOC] = "mbuf_alloc", [DP_DROP_SOCKET_ERRORS] = "socket_errors",
+    [DP_DROP_OVERLOADED] = "overloaded", [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
     [DP_DROP_ACK_TX] = "ack_tx",
 };
 
@@ -246,8 +257,8 @@ static int dp_partitions_init(struct dp_node *node)
         rc = dp_runtime_init(node, o, mem, bytes);
         if (rc != 0)
             return rc;
-        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB for workflows (%s)\n", o,
-                owned, bytes >> 20, huge ? "hugetlbfs 2 MB pages" : "transparent huge pages advised");
+        fprintf(stderr, "sigflowd: owner %u: %u partitions, %zu MB for workflows (%s)\n", o, owned,
+                bytes >> 20, huge ? "hugetlbfs 2 MB pages" : "transparent huge pages advised");
     }
     return 0;
 }
@@ -282,8 +293,9 @@ int dp_node_setup(struct dp_node *node)
         rc = dp_partitions_init(node);
     if (rc != 0)
         return rc;
-    node->pool = rte_pktmbuf_pool_create("sf_mbufs", node->cfg.mempool_size, DP_MEMPOOL_CACHE,
-                                         DP_MBUF_PRIV_SIZE, DP_MBUF_DATA_ROOM, (int)rte_socket_id());
+    node->pool =
+        rte_pktmbuf_pool_create("sf_mbufs", node->cfg.mempool_size, DP_MEMPOOL_CACHE,
+                                DP_MBUF_PRIV_SIZE, DP_MBUF_DATA_ROOM, (int)rte_socket_id());
     if (!node->pool) {
         fprintf(stderr, "sigflowd: mempool of %u mbufs: %s\n", node->cfg.mempool_size,
                 rte_strerror(rte_errno));

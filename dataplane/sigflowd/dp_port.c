@@ -77,8 +77,7 @@ int dp_ports_init(struct dp_node *node)
         struct dp_port *p = &node->ports[i];
         strcpy(p->name, node->cfg.ports[i]);
         if (rte_eth_dev_get_port_by_name(p->name, &p->port_id) != 0) {
-            DP_LOG(ERR, "port '%s' not found (give the device to EAL: -a PCI or --vdev)",
-                   p->name);
+            DP_LOG(ERR, "port '%s' not found (give the device to EAL: -a PCI or --vdev)", p->name);
             return -ENODEV;
         }
         if (p->port_id != i) {
@@ -136,8 +135,7 @@ int dp_socket_source_init(struct dp_node *node)
     for (unsigned i = 0; i < node->rx_count; i++) {
         int fd = dp_socket_open(&node->cfg);
         if (fd < 0) {
-            DP_LOG(ERR, "socket source: bind udp port %u: %s", node->cfg.udp_port,
-                   strerror(-fd));
+            DP_LOG(ERR, "socket source: bind udp port %u: %s", node->cfg.udp_port, strerror(-fd));
             return fd;
         }
         node->rx_by_index[i]->sock_fd = fd;

@@ -142,8 +142,7 @@ static int dp_defs_load(void)
         if (rc == 0)
             rc = rt_registry_deploy(reg, def, &next);
         if (rc != 0) {
-            fprintf(stderr, "sigflowd: %s: not a loadable definition (%s)\n", path,
-                    strerror(-rc));
+            fprintf(stderr, "sigflowd: %s: not a loadable definition (%s)\n", path, strerror(-rc));
             return -EBADMSG;
         }
         if (next->generation != g) {
@@ -312,8 +311,10 @@ int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
             return -EBADMSG;
         uint64_t g = dp_get64(r->payload);
         if (g >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[g]) {
-            fprintf(stderr, "sigflowd: the log uses definitions generation %" PRIu64
-                            " that DIR/defs does not hold\n", g);
+            fprintf(stderr,
+                    "sigflowd: the log uses definitions generation %" PRIu64
+                    " that DIR/defs does not hold\n",
+                    g);
             return -ENOENT;
         }
         rt_core_set_registry(lc->rt, dp_node.registries[g]);
@@ -525,11 +526,11 @@ void dp_runtime_describe(struct dp_lcore *lc, struct dp_req *req)
 
 void dp_runtime_list(struct dp_lcore *lc, struct dp_req *req)
 {
-    struct rt_list_filter f = { .type_id = -1, .state = req->state_filter[0] ? req->state_filter
-                                                                             : NULL };
+    struct rt_list_filter f = { .type_id = -1,
+                                .state = req->state_filter[0] ? req->state_filter : NULL };
     if (req->type_filter[0]) {
-        f.type_id = rt_registry_type(rt_core_registry(lc->rt), req->type_filter,
-                                     strlen(req->type_filter));
+        f.type_id =
+            rt_registry_type(rt_core_registry(lc->rt), req->type_filter, strlen(req->type_filter));
         if (f.type_id < 0)
             return; /* no such type: nothing to list */
     }
@@ -598,8 +599,8 @@ void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req)
         struct wal_key k = { .hi = req->key.hi, .lo = req->key.lo };
         lsn = wal_append(lc->wal, DP_WAL_ACTIVITY, req->partition, k, rec, sizeof(rec));
     }
-    int st = rt_apply_activity_result(lc->rt, part, req->key, (unsigned)act, req->seq,
-                                      req->failed, req->activity_result, now, lsn, NULL);
+    int st = rt_apply_activity_result(lc->rt, part, req->key, (unsigned)act, req->seq, req->failed,
+                                      req->activity_result, now, lsn, NULL);
     dp_count_status(lc, st);
     req->rt_status = st;
     req->result = 0;

@@ -38,7 +38,7 @@
 #include "dp.h"
 #include "sf_io.h"
 
-#define DP_WAL_RECORD_MAX                                                                      \
+#define DP_WAL_RECORD_MAX \
     (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_EVENT_LEN_MAX)
 
 static inline void dp_put64(uint8_t *p, uint64_t v)
@@ -134,8 +134,8 @@ int dp_wal_open_all(struct dp_node *node)
     }
     for (unsigned o = 0; o < node->owner_count; o++) {
         struct dp_lcore *lc = node->owner_by_index[o];
-        size_t qbytes = sizeof(struct dp_ack_queue) +
-                        (size_t)cfg->ack_groups * sizeof(struct dp_ack_group);
+        size_t qbytes =
+            sizeof(struct dp_ack_queue) + (size_t)cfg->ack_groups * sizeof(struct dp_ack_group);
         lc->acks = rte_zmalloc("dp_acks", qbytes, RTE_CACHE_LINE_SIZE);
         if (!lc->acks)
             return -ENOMEM;
@@ -173,8 +173,7 @@ int dp_wal_open_all(struct dp_node *node)
                 "(%.0f/s), last lsn %" PRIu64 ", tail %s%s%s\n",
                 o, ctx.records, secs, secs > 0 ? (double)ctx.records / secs : 0.0, rep.last_lsn,
                 rep.tail == WAL_TAIL_TORN ? "torn (truncated)" : "clean",
-                rep.truncated_bytes ? ", bytes zeroed: " : "",
-                rep.truncated_bytes ? "yes" : "");
+                rep.truncated_bytes ? ", bytes zeroed: " : "", rep.truncated_bytes ? "yes" : "");
     }
     return 0;
 }
@@ -210,8 +209,8 @@ static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
         const struct dp_lcore *src = dp_node.rx_by_index[g->src_lcore];
         int fd = lc->sock_fd >= 0 ? lc->sock_fd : src->sock_fd;
         const struct sockaddr *sa = (const struct sockaddr *)g->sa;
-        socklen_t salen = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                     : sizeof(struct sockaddr_in);
+        socklen_t salen =
+            sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
         if (sendto(fd, payload, (size_t)plen, MSG_DONTWAIT, sa, salen) != plen) {
             lc->drop[DP_DROP_ACK_TX]++;
             return;
@@ -289,7 +288,8 @@ static void dp_ack_header(struct dp_ack_group *g, const struct dp_event *ev)
 void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn)
 {
     struct dp_ack_queue *q = lc->acks;
-    struct sf_ack_entry e = { .event_id = ev->event_id, .event_index = ev->ev_index,
+    struct sf_ack_entry e = { .event_id = ev->event_id,
+                              .event_index = ev->ev_index,
                               .status = status };
     if (lsn == 0) {
         struct dp_ack_group g;
@@ -420,8 +420,10 @@ int dp_wal_fault(struct dp_node *node, const char *kind, uint32_t skip, uint64_t
         const char *name;
         enum sf_io_fault fault;
     } kinds[] = {
-        { "write_eio", SF_IO_FAULT_WRITE_EIO }, { "fsync_eio", SF_IO_FAULT_FSYNC_EIO },
-        { "enospc", SF_IO_FAULT_ENOSPC },       { "short_write", SF_IO_FAULT_SHORT_WRITE },
+        { "write_eio", SF_IO_FAULT_WRITE_EIO },
+        { "fsync_eio", SF_IO_FAULT_FSYNC_EIO },
+        { "enospc", SF_IO_FAULT_ENOSPC },
+        { "short_write", SF_IO_FAULT_SHORT_WRITE },
     };
     if (!node->cfg.wal_fault_injection)
         return -EPERM;
@@ -436,9 +438,8 @@ int dp_wal_fault(struct dp_node *node, const char *kind, uint32_t skip, uint64_t
     }
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
         if (strcmp(kind, kinds[i].name) == 0)
-            return sf_io_fault_arm(kinds[i].fault, skip, kinds[i].fault == SF_IO_FAULT_SHORT_WRITE
-                                                             ? UINT32_MAX
-                                                             : 1);
+            return sf_io_fault_arm(kinds[i].fault, skip,
+                                   kinds[i].fault == SF_IO_FAULT_SHORT_WRITE ? UINT32_MAX : 1);
     return -ENOENT;
 }
 

@@ -39,9 +39,10 @@ static void dp_on_signal(int sig)
 
 static void dp_usage(void)
 {
-    fprintf(stderr, "usage: sigflowd [EAL args] -- --config FILE [--dir DIR]\n"
-                    "  --config FILE  INI configuration (README.md, 'Configuration')\n"
-                    "  --dir DIR      runtime directory (control socket, pid); overrides [node] dir\n");
+    fprintf(stderr,
+            "usage: sigflowd [EAL args] -- --config FILE [--dir DIR]\n"
+            "  --config FILE  INI configuration (README.md, 'Configuration')\n"
+            "  --dir DIR      runtime directory (control socket, pid); overrides [node] dir\n");
 }
 
 static int dp_parse_args(int argc, char **argv, const char **config, const char **dir)
@@ -187,8 +188,9 @@ int main(int argc, char **argv)
         return 1;
     }
     dp_write_pid(dp_node.cfg.dir);
-    fprintf(stderr, "sigflowd: ready: %u lcores (%u rx, %u owners), %u partitions, udp port %u, "
-                    "control socket %s\n",
+    fprintf(stderr,
+            "sigflowd: ready: %u lcores (%u rx, %u owners), %u partitions, udp port %u, "
+            "control socket %s\n",
             dp_node.lcore_count, dp_node.rx_count, dp_node.owner_count, dp_node.cfg.partitions,
             dp_node.cfg.udp_port, sock);
     rte_eal_mp_remote_launch(dp_lcore_main, NULL, CALL_MAIN);

@@ -22,11 +22,12 @@
 #include "dp.h"
 
 #define BP_EVENTS_PER_FRAME 8
-#define BP_FRAME_POOL       4096  /* distinct pre-built frames, cycled */
+#define BP_FRAME_POOL       4096 /* distinct pre-built frames, cycled */
 #define BP_FRAME_BYTES_MAX  1024
 #define BP_CHUNK_FRAMES     16384 /* most frames per chunk: fits the ring and the mempool */
-#define BP_BURST_FRAMES     128   /* frames per chunk when timing natively: like an rx burst
-                                     train, the data is still in cache (as with DDIO) */
+#define BP_BURST_FRAMES                                            \
+    128 /* frames per chunk when timing natively: like an rx burst \
+           train, the data is still in cache (as with DDIO) */
 
 struct bp_frame {
     uint16_t len;
@@ -48,7 +49,8 @@ static uint64_t bp_rand(void)
 static void bp_build_frame(struct bp_frame *f, uint64_t workflows, uint64_t *next_id,
                            bool sequential, uint64_t event_id, unsigned per_frame)
 {
-    struct sf_frame_hdr hdr = { .version = SF_PROTO_VERSION, .sender_id = 1,
+    struct sf_frame_hdr hdr = { .version = SF_PROTO_VERSION,
+                                .sender_id = 1,
                                 .frame_seq = event_id };
     int len = sf_frame_begin(f->bytes, sizeof(f->bytes), &hdr);
     for (unsigned e = 0; e < per_frame; e++) {
@@ -58,10 +60,16 @@ static void bp_build_frame(struct bp_frame *f, uint64_t workflows, uint64_t *nex
         uint8_t fields[16];
         struct sf_value v = { .type = SF_VAL_INT, .i = (int64_t)(event_id + e) };
         int fl = sf_fields_encode(fields, sizeof(fields), &v, 1);
-        struct sf_event ev = { .type = "device", .type_len = 6, .id = id,
-                               .id_len = (uint8_t)id_len, .signal = "telemetry",
-                               .signal_len = 9, .event_id = event_id + e, .fields = fields,
-                               .fields_len = (uint16_t)fl, .has_event_id = true };
+        struct sf_event ev = { .type = "device",
+                               .type_len = 6,
+                               .id = id,
+                               .id_len = (uint8_t)id_len,
+                               .signal = "telemetry",
+                               .signal_len = 9,
+                               .event_id = event_id + e,
+                               .fields = fields,
+                               .fields_len = (uint16_t)fl,
+                               .has_event_id = true };
         len = sf_frame_add_event(f->bytes, sizeof(f->bytes), (size_t)len, &ev);
         if (len < 0) {
             fprintf(stderr, "bench_pipeline: frame encoding failed: %d\n", len);
@@ -150,8 +158,8 @@ static void bp_run(uint64_t workflows, uint64_t events)
     while (next_id < workflows) {
         unsigned frames = 0;
         for (; frames < BP_CHUNK_FRAMES && next_id < workflows; frames++) {
-            bp_build_frame(&bp_frames[frames % BP_FRAME_POOL], workflows, &next_id, true,
-                           event_id, BP_EVENTS_PER_FRAME);
+            bp_build_frame(&bp_frames[frames % BP_FRAME_POOL], workflows, &next_id, true, event_id,
+                           BP_EVENTS_PER_FRAME);
             event_id += BP_EVENTS_PER_FRAME;
             bp_fill(&mbufs[frames], 1, frames);
         }
@@ -180,8 +188,9 @@ static void bp_run(uint64_t workflows, uint64_t events)
     uint64_t created = lc->counters[DP_C_WORKFLOWS];
     size_t table_bytes = dp_runtime_owner_bytes(&dp_node, dp_node.cfg.partitions);
     if (created != workflows || apply.events != rx.events) {
-        fprintf(stderr, "bench_pipeline: created %" PRIu64 " of %" PRIu64
-                        " workflows, applied %" PRIu64 " of %" PRIu64 " events\n",
+        fprintf(stderr,
+                "bench_pipeline: created %" PRIu64 " of %" PRIu64 " workflows, applied %" PRIu64
+                " of %" PRIu64 " events\n",
                 created, workflows, apply.events, rx.events);
         exit(1);
     }
@@ -196,8 +205,8 @@ int main(int argc, char **argv)
     uint64_t workflows = quick ? 100000 : 1000000;
     if (argc > 1 && strncmp(argv[argc - 1], "--workflows=", 12) == 0)
         workflows = strtoull(argv[argc - 1] + 12, NULL, 10);
-    char *eal[] = { argv[0], "--no-huge", "-m", "1024", "--no-shconf", "--no-pci", "-l", "0",
-                    "--log-level=*:error", NULL };
+    char *eal[] = { argv[0], "--no-huge",           "-m", "1024", "--no-shconf", "--no-pci", "-l",
+                    "0",     "--log-level=*:error", NULL };
     if (rte_eal_init(9, eal) < 0) {
         fprintf(stderr, "bench_pipeline: EAL init failed\n");
         return 1;
@@ -209,7 +218,7 @@ int main(int argc, char **argv)
     dp_node.cfg.partitions = 4096;
     dp_node.cfg.table_capacity = workflows;
     dp_node.cfg.keystore_bytes = workflows * 32 + (64u << 20);
-    dp_node.cfg.ring_size = 1u << 18;  /* a whole chunk of events fits */
+    dp_node.cfg.ring_size = 1u << 18; /* a whole chunk of events fits */
     dp_node.cfg.mempool_size = BP_CHUNK_FRAMES + 4096;
     dp_node.cfg.burst = 64;
     dp_node.tsc_hz = (uint64_t)bench_tsc_hz();

@@ -24,35 +24,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
+#include "it_util.h"
 
-#define CR_FLEET      2000 /* workflows; > events in flight, so one per workflow at most */
-#define CR_RATE       2500 /* events/s */
-#define CR_WAIT_S     300
+#define CR_FLEET  2000 /* workflows; > events in flight, so one per workflow at most */
+#define CR_RATE   2500 /* events/s */
+#define CR_WAIT_S 300
 
 static char cr_ns[64], cr_dir[80], cr_out[128];
 static const char *cr_top, *cr_build;
 
-static int cr_sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-#define CR_CHECK(cond, ...)                                                                    \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "test_crash: FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond);      \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, "\n");                                                             \
-            cr_cleanup();                                                                      \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CR_CHECK(cond, ...)                                                               \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "test_crash: FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                                 \
+            fprintf(stderr, "\n");                                                        \
+            cr_cleanup();                                                                 \
+            exit(1);                                                                      \
+        }                                                                                 \
     } while (0)
 
 static pid_t cr_sender = -1;
@@ -64,40 +53,12 @@ static void cr_cleanup(void)
         waitpid(cr_sender, NULL, 0);
         cr_sender = -1;
     }
-    cr_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node stop --dir %s >/dev/null 2>&1",
-          cr_build, cr_top, cr_dir);
+    it_node_stop(cr_top, cr_build, cr_dir);
 }
 
 static json_t *cr_ctl(json_t *req)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sigflowd.sock", cr_dir);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        if (fd >= 0)
-            close(fd);
-        json_decref(req);
-        return NULL;
-    }
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    size_t len = strlen(text);
-    ssize_t w = send(fd, text, len, MSG_NOSIGNAL) + send(fd, "\n", 1, MSG_NOSIGNAL);
-    free(text);
-    static char buf[4 << 20];
-    size_t have = 0;
-    while (w > 0 && have < sizeof(buf) - 1) {
-        ssize_t r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
-        if (r <= 0)
-            break;
-        have += (size_t)r;
-        if (buf[have - 1] == '\n')
-            break;
-    }
-    close(fd);
-    buf[have] = '\0';
-    json_error_t err;
-    return have ? json_loads(buf, JSON_DISABLE_EOF_CHECK, &err) : NULL;
+    return it_ctl_at(cr_dir, req);
 }
 
 static pid_t cr_node_pid(void)
@@ -116,10 +77,9 @@ static pid_t cr_node_pid(void)
 
 static int cr_node_start(void)
 {
-    return cr_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node start --netns %s "
-                 "--dir %s --nic veth --rx-queues 1 --capacity 100000 "
-                 "--conf-extra 'fault_injection = true' >/dev/null 2>&1",
-                 cr_build, cr_top, cr_ns, cr_dir);
+    return it_node_start(cr_top, cr_build, cr_ns, cr_dir,
+                         "--nic veth --rx-queues 1 --capacity 100000 "
+                         "--conf-extra 'fault_injection = true'");
 }
 
 /* Wait until process pid is gone (it is not our child: poll kill 0). */
@@ -146,8 +106,8 @@ static void cr_crash(const char *mode, unsigned round)
     if (strcmp(mode, "kill") == 0) {
         CR_CHECK(kill(pid, SIGKILL) == 0, "kill -9 %d: %s", pid, strerror(errno));
     } else {
-        json_t *r = cr_ctl(json_pack("{s:s, s:s, s:i}", "cmd", "fault", "kind", "powercut",
-                                     "seed", (int)round + 1));
+        json_t *r = cr_ctl(json_pack("{s:s, s:s, s:i}", "cmd", "fault", "kind", "powercut", "seed",
+                                     (int)round + 1));
         CR_CHECK(r && json_is_true(json_object_get(r, "ok")), "power cut refused");
         json_decref(r);
     }
@@ -180,8 +140,8 @@ static void cr_verify(unsigned rounds)
             long long want_last = (long long)(rounds - 1) * CR_FLEET + n + 1;
             CR_CHECK(signals == rounds, "sensor-%06d: %lld signals, model says %u", n, signals,
                      rounds);
-            CR_CHECK(last == want_last, "sensor-%06d: last event id %lld, model says %lld", n,
-                     last, want_last);
+            CR_CHECK(last == want_last, "sensor-%06d: last event id %lld, model says %lld", n, last,
+                     want_last);
             total++;
         }
         json_t *next = json_object_get(page, "next");
@@ -214,17 +174,17 @@ int main(int argc, char **argv)
     snprintf(cr_dir, sizeof(cr_dir), "/var/tmp/sigflow-crash-%d", (int)getpid());
     snprintf(cr_out, sizeof(cr_out), "%s/sender.json", cr_dir);
     srand((unsigned)getpid());
-    cr_sh("rm -rf %s", cr_dir);
+    it_sh("rm -rf %s", cr_dir);
     if (cr_node_start() != 0) {
-        cr_sh("cat %s/sigflowd.log >&2", cr_dir);
+        it_sh("cat %s/sigflowd.log >&2", cr_dir);
         fprintf(stderr, "test_crash: node did not start\n");
         cr_cleanup();
         return 1;
     }
     /* Enough traffic to outlast the crashes (~1.5 s each), paced. */
     unsigned rounds = (crashes * 1500u + 4000u) * CR_RATE / 1000u / CR_FLEET + 2;
-    fprintf(stderr, "test_crash: %s x %u, %u workflows x %u events, %d events/s\n", mode,
-            crashes, CR_FLEET, rounds, CR_RATE);
+    fprintf(stderr, "test_crash: %s x %u, %u workflows x %u events, %d events/s\n", mode, crashes,
+            CR_FLEET, rounds, CR_RATE);
     cr_sender = fork();
     if (cr_sender == 0) {
         char cmd[1024];
@@ -249,7 +209,7 @@ int main(int argc, char **argv)
     CR_CHECK(!cr_sender_running(), "sender still running after %d s", CR_WAIT_S);
     waitpid(cr_sender, &st, 0);
     cr_sender = -1;
-    cr_sh("cat %s >&2", cr_out);
+    it_sh("cat %s >&2", cr_out);
     CR_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender: not every event was acknowledged");
     CR_CHECK(done >= crashes, "only %u of %u crashes happened before the traffic ended", done,
              crashes);
@@ -267,6 +227,6 @@ int main(int argc, char **argv)
         json_decref(st_json);
     }
     cr_cleanup();
-    cr_sh("rm -rf %s", cr_dir);
+    it_sh("rm -rf %s", cr_dir);
     return 0;
 }

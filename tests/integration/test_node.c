@@ -26,59 +26,25 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <jansson.h>
 
-#define IT_SENDERS        4
-#define IT_FLEET          2500      /* workflows per sender: 10,000 in all */
-#define IT_ROUNDS         10        /* events per workflow: 100,000 in all */
-#define IT_RATE           20000     /* events/s per sender */
-#define IT_EVENTS         (IT_SENDERS * IT_FLEET * IT_ROUNDS)
-#define IT_WAIT_S         90
+#include "it_util.h"
+
+#define IT_SENDERS 4
+#define IT_FLEET   2500  /* workflows per sender: 10,000 in all */
+#define IT_ROUNDS  10    /* events per workflow: 100,000 in all */
+#define IT_RATE    20000 /* events/s per sender */
+#define IT_EVENTS  (IT_SENDERS * IT_FLEET * IT_ROUNDS)
+#define IT_WAIT_S  90
 
 static char it_ns[64];
 static char it_dir[80];
 static const char *it_top;
 static const char *it_build;
 
-static int it_sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 /* One request on the node's control socket. */
 static json_t *it_ctl(json_t *req)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sigflowd.sock", it_dir);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    size_t len = strlen(text);
-    assert_int_equal(send(fd, text, len, 0), (ssize_t)len);
-    assert_int_equal(send(fd, "\n", 1, 0), 1);
-    free(text);
-    static char buf[4 << 20];
-    size_t have = 0;
-    while (have < sizeof(buf) - 1) {
-        ssize_t r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
-        if (r <= 0)
-            break;
-        have += (size_t)r;
-        if (buf[have - 1] == '\n')
-            break;
-    }
-    close(fd);
-    buf[have] = '\0';
-    json_error_t err;
-    json_t *out = json_loads(buf, JSON_DISABLE_EOF_CHECK, &err);
+    json_t *out = it_ctl_at(it_dir, req);
     assert_non_null(out);
     return out;
 }
@@ -109,9 +75,7 @@ static int it_setup(void **state)
     (void)state;
     snprintf(it_ns, sizeof(it_ns), "sfit%d", (int)getpid());
     snprintf(it_dir, sizeof(it_dir), "/tmp/sigflow-it-%d", (int)getpid());
-    int rc = it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node start --netns %s "
-                   "--dir %s --rx-queues 2 --capacity 200000",
-                   it_build, it_top, it_ns, it_dir);
+    int rc = it_node_start(it_top, it_build, it_ns, it_dir, "--rx-queues 2 --capacity 200000");
     if (rc != 0)
         it_sh("cat %s/sigflowd.log >&2", it_dir);
     return rc == 0 ? 0 : -1;
@@ -120,8 +84,7 @@ static int it_setup(void **state)
 static int it_teardown(void **state)
 {
     (void)state;
-    it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node stop --dir %s", it_build, it_top,
-          it_dir);
+    it_node_stop(it_top, it_build, it_dir);
     it_sh("rm -rf %s", it_dir);
     return 0;
 }
@@ -230,8 +193,8 @@ static void test_fleet_exact(void **state)
     assert_int_equal(total, IT_SENDERS * IT_FLEET);
 
     /* describe agrees with list for a sample */
-    json_t *d = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "device", "id",
-                                 "sensor-007777"));
+    json_t *d = it_ctl(
+        json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "device", "id", "sensor-007777"));
     assert_true(json_is_true(json_object_get(d, "ok")));
     assert_int_equal(json_integer_value(json_object_get(d, "signals")), IT_ROUNDS);
     json_decref(d);
@@ -360,7 +323,8 @@ static int it_inject(const uint8_t *frame, size_t len)
             if (strcmp(it->if_name, "lo") != 0)
                 ifindex = it->if_index;
         int fd = socket(AF_PACKET, SOCK_RAW, 0);
-        struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_ifindex = (int)ifindex,
+        struct sockaddr_ll sll = { .sll_family = AF_PACKET,
+                                   .sll_ifindex = (int)ifindex,
                                    .sll_halen = 6 };
         memcpy(sll.sll_addr, frame, 6);
         ssize_t w = sendto(fd, frame, len, 0, (struct sockaddr *)&sll, sizeof(sll));
@@ -384,15 +348,15 @@ static void test_malformed_packets(void **state)
     (void)state;
     json_t *st = it_stats();
     uint8_t mac[6];
-    it_parse_mac(json_string_value(
-                     json_object_get(json_array_get(json_object_get(st, "ports"), 0), "mac")),
-                 mac);
+    it_parse_mac(
+        json_string_value(json_object_get(json_array_get(json_object_get(st, "ports"), 0), "mac")),
+        mac);
     json_decref(st);
     static const struct {
         enum it_break brk;
         const char *counter;
     } cases[] = {
-        { IT_IP_CSUM, "drop_ip4_csum" }, { IT_FRAGMENT, "drop_fragment" },
+        { IT_IP_CSUM, "drop_ip4_csum" },  { IT_FRAGMENT, "drop_fragment" },
         { IT_UDP_CSUM, "drop_udp_csum" }, { IT_UDP_LEN, "drop_udp_len" },
         { IT_PORT, "drop_udp_port" },     { IT_ETHERTYPE, "drop_ethertype" },
     };
@@ -428,8 +392,10 @@ static void test_arp_ping(void **state)
     (void)state;
     json_t *before = it_stats();
     it_sh("ip netns exec %s ip neigh flush all", it_ns);
-    assert_int_equal(it_sh("ip netns exec %s ping -q -c 3 -i 0.2 -W 2 198.18.0.2 >/dev/null", it_ns), 0);
-    assert_int_equal(it_sh("ip netns exec %s ping -6 -q -c 3 -i 0.2 -W 2 2001:2::2 >/dev/null", it_ns), 0);
+    assert_int_equal(
+        it_sh("ip netns exec %s ping -q -c 3 -i 0.2 -W 2 198.18.0.2 >/dev/null", it_ns), 0);
+    assert_int_equal(
+        it_sh("ip netns exec %s ping -6 -q -c 3 -i 0.2 -W 2 2001:2::2 >/dev/null", it_ns), 0);
     json_t *after = it_stats();
     assert_true(it_total(after, "arp_replies") > it_total(before, "arp_replies"));
     assert_true(it_total(after, "icmp_replies") >= it_total(before, "icmp_replies") + 3);

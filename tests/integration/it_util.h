@@ -1,0 +1,90 @@
+/*
+ * it_util.h — helpers of the integration tests: shell commands, a node started with
+ * `./sigflow node start` in a namespace of the test's own, and the node's control socket.
+ * Header-only (static functions): each test is one executable.
+ */
+#ifndef IT_UTIL_H
+#define IT_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define IT_REPLY_MAX (4u << 20)
+
+/** Run a shell command; returns its exit status (128 when it did not exit). */
+static inline int it_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int it_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/** One request on the control socket DIR/sigflowd.sock; the reply, or NULL. Takes req. */
+static inline json_t *it_ctl_at(const char *dir, json_t *req)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sigflowd.sock", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        json_decref(req);
+        return NULL;
+    }
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    size_t len = strlen(text);
+    bool sent =
+        send(fd, text, len, MSG_NOSIGNAL) == (ssize_t)len && send(fd, "\n", 1, MSG_NOSIGNAL) == 1;
+    free(text);
+    char *buf = malloc(IT_REPLY_MAX);
+    size_t have = 0;
+    while (sent && buf && have < IT_REPLY_MAX - 1) {
+        ssize_t r = recv(fd, buf + have, IT_REPLY_MAX - 1 - have, 0);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        if (buf[have - 1] == '\n')
+            break;
+    }
+    close(fd);
+    json_t *out = NULL;
+    if (buf && have) {
+        buf[have] = '\0';
+        json_error_t err;
+        out = json_loads(buf, JSON_DISABLE_EOF_CHECK, &err);
+    }
+    free(buf);
+    return out;
+}
+
+/** `./sigflow node start` from the build under test; extra options appended. */
+static inline int it_node_start(const char *top, const char *build, const char *ns, const char *dir,
+                                const char *extra)
+{
+    return it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node start --netns %s "
+                 "--dir %s %s >/dev/null 2>&1",
+                 build, top, ns, dir, extra ? extra : "");
+}
+
+static inline void it_node_stop(const char *top, const char *build, const char *dir)
+{
+    it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node stop --dir %s >/dev/null 2>&1",
+          build, top, dir);
+}
+
+#endif /* IT_UTIL_H */

@@ -25,6 +25,25 @@ def ask(path, req):
     return json.loads(buf)
 
 
+def states(path):
+    """Running workflows by type and state, e.g. "device online=4812 reprovisioning=188"."""
+    try:
+        defs = ask(path, {"cmd": "definitions"})
+    except (OSError, ValueError):
+        return ""
+    by_type = {}
+    for d in defs.get("definitions", []):
+        if d["running"] == 0 and d["completed"] == 0:
+            continue
+        t = by_type.setdefault(d["type"], {})
+        for name, n in d["states"].items():
+            t[name] = t.get(name, 0) + n
+        if d["completed"]:
+            t["completed"] = t.get("completed", 0) + d["completed"]
+    return "  |  ".join("%s %s" % (t, " ".join("%s=%d" % kv for kv in s.items() if kv[1]))
+                        for t, s in sorted(by_type.items()))
+
+
 def line(prev, cur, dt):
     t, p = cur["total"], prev["total"]
     rate = lambda k: (t.get(k, 0) - p.get(k, 0)) / dt
@@ -32,6 +51,8 @@ def line(prev, cur, dt):
     cores = " ".join("lcore%d:%d%%busy" % (c["lcore"], 100 * (c["busy_polls"] - q["busy_polls"]) //
                                            max(1, c["polls"] - q["polls"]))
                      for c, q in zip(cur["cores"], prev["cores"]))
+    acks = t.get("acks_sent", 0) - p.get("acks_sent", 0)
+    cores += "  acks/s %.0f" % (acks / dt)
     return ("%8.0f events/s %8.0f pkts/s  workflows %-8d applied %-10d drops/s %s  %s"
             % (rate("events_applied"), rate("rx_packets"), t["workflows"], t["events_applied"],
                json.dumps(drops) if drops else "0", cores))
@@ -48,10 +69,12 @@ def main():
             cur = ask(path, {"cmd": "stats"})
             now = time.time()
             print(time.strftime("%H:%M:%S"), line(prev, cur, now - last), flush=True)
+            print("         workflows by state: " + states(path), flush=True)
             prev, last = cur, now
     except KeyboardInterrupt:
         pass
     t = prev["total"]
+    print("workflows by state: " + states(path))
     print("\nsummary: %d events applied to %d workflows in %.0f s (%.0f events/s), "
           "%d packets received, %d dropped %s"
           % (t["events_applied"], t["workflows"], time.time() - start,

@@ -78,13 +78,19 @@ struct send_stats {
     uint64_t send_errors;
     uint64_t bad_acks;
     uint64_t stray_acks;
+    /* ACK latency of events acknowledged on their first transmission (send → ACK) */
+    uint64_t *lat_ns;
+    uint64_t lat_count;
 };
+
+#define SEND_LATENCY_SAMPLES_MAX (1u << 22)
 
 /* One frame in flight (ACK mode). */
 struct send_slot {
     bool used;
     uint64_t frame_seq;
     uint64_t deadline_ns;
+    uint64_t sent_ns;
     unsigned attempt; /* 0 for the first transmission */
     uint16_t count;
     uint64_t done_mask; /* events with a final status */
@@ -243,6 +249,8 @@ static void send_handle_ack(struct send_ctx *c, const uint8_t *buf, size_t len)
         s->done_mask |= bit;
         c->st.acked++;
         c->st.statuses[e[i].status]++;
+        if (s->attempt == 0 && c->st.lat_ns && c->st.lat_count < SEND_LATENCY_SAMPLES_MAX)
+            c->st.lat_ns[c->st.lat_count++] = send_mono_ns() - s->sent_ns;
     }
     uint64_t all = s->count == 64 ? ~0ull : (1ull << s->count) - 1;
     if (s->done_mask == all)
@@ -319,7 +327,8 @@ static int send_frame_out(struct send_ctx *c, uint8_t *buf, size_t len, unsigned
     c->st.frames++;
     if (s != NULL) {
         s->len = (size_t)total;
-        s->deadline_ns = send_mono_ns() + (uint64_t)c->o->timeout_ms * 1000000ull;
+        s->sent_ns = send_mono_ns();
+        s->deadline_ns = s->sent_ns + (uint64_t)c->o->timeout_ms * 1000000ull;
     }
     return 0;
 }
@@ -978,7 +987,19 @@ static int send_parse_args(int argc, char **argv, struct send_opts *o)
     return 0;
 }
 
-static void send_print_summary(const struct send_stats *st)
+static int send_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double send_pct_us(const struct send_stats *st, double q)
+{
+    uint64_t i = (uint64_t)(q * (double)(st->lat_count - 1));
+    return (double)st->lat_ns[i] / 1000.0;
+}
+
+static void send_print_summary(struct send_stats *st)
 {
     printf("{\"frames\":%" PRIu64 ",\"events\":%" PRIu64 ",\"acked\":%" PRIu64 ",\"statuses\":{",
            st->frames, st->events, st->acked);
@@ -986,8 +1007,17 @@ static void send_print_summary(const struct send_stats *st)
         printf("%s\"%s\":%" PRIu64, i ? "," : "", sf_ack_status_name((enum sf_ack_status)i),
                st->statuses[i]);
     printf("},\"resends\":%" PRIu64 ",\"unacked\":%" PRIu64 ",\"send_errors\":%" PRIu64
-           ",\"bad_acks\":%" PRIu64 ",\"stray_acks\":%" PRIu64 "}\n",
+           ",\"bad_acks\":%" PRIu64 ",\"stray_acks\":%" PRIu64,
            st->resends, st->unacked, st->send_errors, st->bad_acks, st->stray_acks);
+    if (st->lat_count > 0) {
+        /* ACK latency of events acknowledged on their first transmission, send to ACK */
+        qsort(st->lat_ns, st->lat_count, sizeof(st->lat_ns[0]), send_cmp_u64);
+        printf(",\"ack_samples\":%" PRIu64 ",\"ack_p50_us\":%.1f,\"ack_p99_us\":%.1f,"
+               "\"ack_p999_us\":%.1f,\"ack_max_us\":%.1f",
+               st->lat_count, send_pct_us(st, 0.5), send_pct_us(st, 0.99), send_pct_us(st, 0.999),
+               send_pct_us(st, 1.0));
+    }
+    printf("}\n");
     fflush(stdout);
 }
 
@@ -1024,6 +1054,7 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? 0 : rc;
     static struct send_ctx c;
+    c.st.lat_ns = malloc(SEND_LATENCY_SAMPLES_MAX * sizeof(uint64_t)); /* NULL: no latencies */
     c.o = &o;
     c.next_seq = 1;
     c.fd = send_open_socket(o.host, o.port);

@@ -239,12 +239,13 @@ size_t sf_frame_events_end(const struct sf_frame_hdr *hdr, size_t len)
 }
 
 /*
- * Check the event at buf + pos, with `avail` bytes left before the end of the events, in the
- * order sf_proto.h documents for sf_frame_next_event; on success fill *span and return the
- * event's length, else a negative sf_err. Shared by every frame parser so that they accept
- * exactly the same events. The first 8 bytes of the event header are read as one word:
- * event_len (bits 0-15), type_len (16-23), id_len (24-31), signal_len (32-39), reserved
- * (40-47), fields_len (48-63).
+ * Check the event at buf + pos, with `avail` bytes left before the end of the events, in
+ * the order sf_proto.h documents for sf_frame_next_event. Returns the event's length, and
+ * *span describes it; or a negative sf_err, and *span is unspecified (it is filled as soon
+ * as the lengths are known, which keeps them out of the stack). Shared by every frame
+ * parser so that they accept exactly the same events. The first 8 bytes of the event
+ * header are read as one word: event_len (bits 0-15), type_len (16-23), id_len (24-31),
+ * signal_len (32-39), reserved (40-47), fields_len (48-63).
  */
 __attribute__((always_inline)) static inline int
 sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_span *span)
@@ -267,6 +268,14 @@ sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_spa
         return SF_ERR_BAD_EVENT_LEN;
     if (SF_UNLIKELY(event_len > avail))
         return SF_ERR_TRUNC_EVENT;
+    /* Fill the span now, while the lengths are in registers (on error it is ignored). */
+    span->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
+    span->type_off = (uint16_t)(pos + SF_EVENT_HDR_LEN);
+    span->fields_len = (uint16_t)fields_len;
+    span->type_len = (uint8_t)type_len;
+    span->id_len = (uint8_t)id_len;
+    span->signal_len = (uint8_t)signal_len;
+    span->reserved = 0;
 
     const char *type = (const char *)p + SF_EVENT_HDR_LEN;
     const char *id = type + type_len;
@@ -290,14 +299,6 @@ sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_spa
         return SF_ERR_BAD_NAME;
     if (SF_UNLIKELY(fields_len > SF_FIELDS_LEN_MAX || sf_cbor_validate(fields, fields_len) < 0))
         return SF_ERR_BAD_FIELDS;
-
-    span->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
-    span->type_off = (uint16_t)(pos + SF_EVENT_HDR_LEN);
-    span->fields_len = (uint16_t)fields_len;
-    span->type_len = (uint8_t)type_len;
-    span->id_len = (uint8_t)id_len;
-    span->signal_len = (uint8_t)signal_len;
-    span->reserved = 0;
     SF_ASSERT_HOT(event_len >= SF_EVENT_HDR_LEN && event_len <= SF_EVENT_LEN_MAX);
     return (int)event_len;
 }

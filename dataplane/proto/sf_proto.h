@@ -199,7 +199,8 @@ _Static_assert(sizeof(struct sf_event_span) == 16, "a span is 16 bytes");
  * same order with the same error codes (header, every event, names, fields, no trailing
  * bytes), but each event is given as a compact span instead of a struct sf_event. Fills up
  * to spans_max spans (all events are validated even when there are more) and returns the
- * event count (>= 1), or a negative sf_err of the first problem. A datagram starting with
+ * event count (>= 1), or a negative sf_err of the first problem (spans then unspecified). A
+ * datagram starting with
  * '{' is not a frame: SF_ERR_BAD_MAGIC (the caller parses the JSON form with sf_json_parse).
  */
 int sf_frame_scan(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,

@@ -5,7 +5,9 @@
  * acknowledged. At the end every workflow's state equals the model's exactly: every ACKed
  * event applied once, none twice (counts and last event ids), also after a final restart.
  *
- *   test_crash kill|powercut ROUNDS
+ *   test_crash kill|powercut|fsync_eio|write_eio|enospc ROUNDS
+ *
+ * With the I/O faults the node must stop by itself (exit 70) at the failed operation.
  *
  * The node runs on a veth pair with net_af_packet: the client's side of the link survives
  * the daemon (a TAP would vanish with it). Needs root; exits 77 without it.
@@ -106,9 +108,12 @@ static void cr_crash(const char *mode, unsigned round)
     if (strcmp(mode, "kill") == 0) {
         CR_CHECK(kill(pid, SIGKILL) == 0, "kill -9 %d: %s", pid, strerror(errno));
     } else {
-        json_t *r = cr_ctl(json_pack("{s:s, s:s, s:i}", "cmd", "fault", "kind", "powercut", "seed",
-                                     (int)round + 1));
-        CR_CHECK(r && json_is_true(json_object_get(r, "ok")), "power cut refused");
+        /* powercut: the node loses power; fsync_eio, write_eio, enospc: the next log
+         * operation of that kind fails and the node must stop on its own, acknowledging
+         * nothing that was not made durable */
+        json_t *r = cr_ctl(
+            json_pack("{s:s, s:s, s:i}", "cmd", "fault", "kind", mode, "seed", (int)round + 1));
+        CR_CHECK(r && json_is_true(json_object_get(r, "ok")), "fault %s refused", mode);
         json_decref(r);
     }
     CR_CHECK(cr_wait_gone(pid, 30), "sigflowd %d did not die", pid);
@@ -164,8 +169,11 @@ int main(int argc, char **argv)
     cr_top = getenv("SIGFLOW_TOP");
     cr_build = getenv("SIGFLOW_BUILD");
     if (argc != 3 || !cr_top || !cr_build ||
-        (strcmp(argv[1], "kill") != 0 && strcmp(argv[1], "powercut") != 0)) {
-        fprintf(stderr, "usage: test_crash kill|powercut ROUNDS (SIGFLOW_TOP, SIGFLOW_BUILD)\n");
+        (strcmp(argv[1], "kill") != 0 && strcmp(argv[1], "powercut") != 0 &&
+         strcmp(argv[1], "fsync_eio") != 0 && strcmp(argv[1], "write_eio") != 0 &&
+         strcmp(argv[1], "enospc") != 0)) {
+        fprintf(stderr, "usage: test_crash kill|powercut|fsync_eio|write_eio|enospc ROUNDS "
+                        "(SIGFLOW_TOP, SIGFLOW_BUILD)\n");
         return 64;
     }
     const char *mode = argv[1];

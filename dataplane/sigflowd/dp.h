@@ -363,6 +363,33 @@ unsigned dp_owner_poll(struct dp_lcore *lc);
 /** Apply a burst of events (prefetch pass, then apply pass) and free their mbufs. */
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n);
 
+/* ---- little-endian fields of log records ---- */
+
+static inline void dp_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t dp_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline void dp_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t dp_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* ---- durability (dp_wal.c) ---- */
 
 /** Log record types of the dataplane (layouts in dp_wal.c and dp_runtime.c). */

@@ -41,20 +41,6 @@
 #define DP_WAL_RECORD_MAX \
     (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_EVENT_LEN_MAX)
 
-static inline void dp_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint64_t dp_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* Encode the event as a DP_WAL_SIGNAL payload into out; returns its length. */
 static uint32_t dp_wal_encode(const struct dp_event *ev, uint8_t *out)
 {

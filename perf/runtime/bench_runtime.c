@@ -159,10 +159,11 @@ static int run(const char *type, uint64_t n, unsigned burst, bool quick)
     }
     fprintf(stderr,
             "%s n=%llu populate %.2fs (%.0f ns/create) huge=%d stride=%u record=%u: table %.1f "
-            "B/wf, arena %.1f B/wf, keystore %.1f B/wf, rss growth %.1f B/wf (init %.1f)\n",
+            "B/wf, arena %.1f B/wf, keystore %.1f B/wf, task pool %.1f B/wf, rss growth %.1f "
+            "B/wf (init %.1f)\n",
             type, (unsigned long long)n, pop_s, pop_s * 1e9 / (double)n, huge, d->stride,
             d->record_size, (double)table / (double)n, (double)chunks / (double)n,
-            (double)keys / (double)n, (double)(rss2 - rss0) / (double)n,
+            (double)keys / (double)n, (double)tasks / (double)n, (double)(rss2 - rss0) / (double)n,
             (double)(rss1 - rss0) / (double)n);
     char extra[512];
     snprintf(extra, sizeof(extra),
@@ -230,6 +231,7 @@ static int run(const char *type, uint64_t n, unsigned burst, bool quick)
         sink ^= ids[i & 63][3];
     }
     uint64_t c3 = bench_tsc();
+    (void)sink;
     double cyc = (double)(c1 - c0) / (double)m, cyc_id = (double)(c3 - c2) / (double)m;
     snprintf(name, sizeof(name), "runtime_signal_%s", type);
     r = BENCH_RESULT_INIT(name);

@@ -80,16 +80,16 @@ struct bench_result {
     double bytes_per_workflow;
     double ack_p50_us, ack_p99_us, ack_p999_us;
     double restart_s;
-    uint64_t events;          /* events in the measured region (callgrind divides by it) */
-    const char *extra_json;   /* optional: more members, e.g. "\"gb_per_s\":1.2" */
+    uint64_t events;        /* events in the measured region (callgrind divides by it) */
+    const char *extra_json; /* optional: more members, e.g. "\"gb_per_s\":1.2" */
 };
 
-#define BENCH_RESULT_INIT(n)                                                                   \
-    (struct bench_result)                                                                      \
-    {                                                                                          \
-        .name = (n), .events_per_s = NAN, .cycles_per_event = NAN, .events_per_frame = NAN,    \
-        .workflows = NAN, .bytes_per_workflow = NAN, .ack_p50_us = NAN, .ack_p99_us = NAN,     \
-        .ack_p999_us = NAN, .restart_s = NAN                                                   \
+#define BENCH_RESULT_INIT(n)                                                                \
+    (struct bench_result)                                                                   \
+    {                                                                                       \
+        .name = (n), .events_per_s = NAN, .cycles_per_event = NAN, .events_per_frame = NAN, \
+        .workflows = NAN, .bytes_per_workflow = NAN, .ack_p50_us = NAN, .ack_p99_us = NAN,  \
+        .ack_p999_us = NAN, .restart_s = NAN                                                \
     }
 
 static inline void bench_emit_num(const char *key, double v)

@@ -6,10 +6,15 @@
  * resets), at 1 M and 10 M workflows (--quick: 100 k), 8 events per frame, tables in
  * 2 MB pages (hugetlbfs if reserved, else THP-advised). One lcore runs both stages, one
  * after the other on the same events, so each is timed alone (TSC).
+ *   stage "rx_route_only": rx_route again, with the rings drained (dequeue + mbuf free,
+ *                          untimed) instead of applied, so no table walk evicts the rx
+ *                          side's caches between bursts: the receive core's own cost.
+ * Under callgrind each result is one region (cg.PID.1, .2, .3 in the order above).
  *
  * The generator (building frames, copying them into mbufs) runs outside the timed regions.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +153,60 @@ static void bp_emit(const char *stage, uint64_t workflows, const struct bp_stage
     bench_emit(&r);
 }
 
+/* Take every routed event off the rings and drop its mbuf reference (rx_route_only). */
+static void bp_drain(struct dp_lcore *lc)
+{
+    struct dp_event evs[DP_OWNER_BURST_MAX];
+    for (unsigned o = 0; o < dp_node.owner_count; o++) {
+        unsigned n;
+        while ((n = rte_ring_sc_dequeue_burst_elem(lc->out[o], evs, sizeof(evs[0]),
+                                                   DP_OWNER_BURST_MAX, NULL)) != 0)
+            for (unsigned i = 0; i < n; i++)
+                rte_pktmbuf_free(evs[i].m);
+    }
+}
+
+/* The rx stage alone on the random-signal frames: route + flush timed, drain untimed. */
+static void bp_rx_only(struct dp_lcore *lc, struct rte_mbuf **mbufs, uint64_t workflows,
+                       uint64_t events)
+{
+    bool one_region = bench_under_valgrind();
+    unsigned chunk = one_region ? BP_CHUNK_FRAMES : BP_BURST_FRAMES;
+    struct bp_stage rx = { 0 };
+    uint64_t routed_before = lc->counters[DP_C_EVENTS_ROUTED];
+    unsigned frame_cursor = 0;
+    while (rx.events < events) {
+        uint64_t left = (events - rx.events) / BP_EVENTS_PER_FRAME;
+        unsigned frames = left < chunk ? (unsigned)left : chunk;
+        if (frames == 0)
+            break;
+        bp_fill(mbufs, frames, frame_cursor);
+        frame_cursor += frames;
+        uint64_t now = dp_now_ns();
+        if (one_region)
+            bench_region_begin();
+        uint64_t t0 = bench_tsc();
+        for (unsigned i = 0; i < frames; i++)
+            dp_rx_route_payload(lc, mbufs[i], 0, (uint16_t)rte_pktmbuf_data_len(mbufs[i]), 0, 0,
+                                now);
+        dp_rx_flush(lc);
+        uint64_t t1 = bench_tsc();
+        if (one_region)
+            bench_region_end();
+        bp_drain(lc);
+        rx.cycles += t1 - t0;
+        rx.events += (uint64_t)frames * BP_EVENTS_PER_FRAME;
+        if (one_region)
+            break;
+    }
+    if (lc->counters[DP_C_EVENTS_ROUTED] - routed_before != rx.events) {
+        fprintf(stderr, "bench_pipeline: rx_route_only routed %" PRIu64 " of %" PRIu64 "\n",
+                lc->counters[DP_C_EVENTS_ROUTED] - routed_before, rx.events);
+        exit(1);
+    }
+    bp_emit("rx_route_only", workflows, &rx, NAN);
+}
+
 static void bp_run(uint64_t workflows, uint64_t events)
 {
     struct dp_lcore *lc = dp_node.lcores[0];
@@ -196,6 +255,7 @@ static void bp_run(uint64_t workflows, uint64_t events)
     }
     bp_emit("rx_route", workflows, &rx, (double)table_bytes / (double)workflows);
     bp_emit("owner_apply", workflows, &apply, (double)table_bytes / (double)workflows);
+    bp_rx_only(lc, mbufs, workflows, events);
     free(mbufs);
 }
 

@@ -186,8 +186,9 @@ __attribute__((noinline)) static bool sf_name_long_valid(const char *s, size_t l
     return sf_name_short_bad(s, (unsigned)(end - s), ident) == 0;
 }
 
-int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
-                          size_t *events_off)
+/* sf_frame_parse_header's body, inlined into sf_frame_scan (one call per frame fewer). */
+__attribute__((always_inline)) static inline int
+sf_frame_header_check(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr, size_t *events_off)
 {
     assert(hdr != NULL && events_off != NULL);
     if (len == 0)
@@ -229,6 +230,12 @@ int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *h
     *events_off = header_len;
     assert(*events_off <= len);
     return SF_OK;
+}
+
+int sf_frame_parse_header(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
+                          size_t *events_off)
+{
+    return sf_frame_header_check(buf, len, hdr, events_off);
 }
 
 size_t sf_frame_events_end(const struct sf_frame_hdr *hdr, size_t len)
@@ -336,10 +343,10 @@ int sf_frame_scan(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr,
 {
     assert(hdr != NULL && (spans != NULL || spans_max == 0));
     size_t off;
-    int rc = sf_frame_parse_header(buf, len, hdr, &off);
+    int rc = sf_frame_header_check(buf, len, hdr, &off);
     if (SF_UNLIKELY(rc < 0))
         return rc;
-    size_t end = sf_frame_events_end(hdr, len);
+    size_t end = len - ((hdr->flags & SF_FLAG_AUTH) ? SF_AUTH_TAG_LEN : 0); /* events_end */
     unsigned count = hdr->event_count;
     struct sf_event_span scratch;
     for (unsigned i = 0; i < count; i++) {

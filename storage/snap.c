@@ -899,6 +899,8 @@ int snap_writer_create(const char *dir, uint32_t core, const struct snap_writer_
         w->ops = calloc(depth, sizeof(w->ops[0]));
         w->bufs = aligned_alloc(4096, (size_t)depth * SNAP_SLICE_BYTES_MAX);
         rc = (w->ops && w->bufs) ? 0 : -ENOMEM;
+        if (rc == 0) /* fault the buffers in now, not during the owner's first slices */
+            memset(w->bufs, 0, (size_t)depth * SNAP_SLICE_BYTES_MAX);
         if (rc == 0 && sem_init(&w->sem, 0, 0) != 0)
             rc = -errno;
         if (rc == 0) {

@@ -6,6 +6,7 @@
  * Per packet: no allocation (replies reuse the request's mbuf), no lock, no syscall
  * (except the socket source's recvmmsg, which is that source's whole point).
  */
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,6 +40,9 @@ void dp_rx_flush(struct dp_lcore *lc)
         if (n == 0)
             continue;
         RTE_ASSERT(n <= DP_STAGE_EVENTS);
+        /* Zero copy needs a single-producer ring (dp_node.c: RING_F_SP_ENQ); on any other
+         * it would reserve nothing and every event would count as ring_full. */
+        assert(rte_ring_get_prod_sync_type(lc->out[o]) == RTE_RING_SYNC_ST);
         struct rte_ring_zc_data zcd;
         unsigned sent = rte_ring_enqueue_zc_burst_elem_start(lc->out[o], sizeof(struct dp_event), n,
                                                              &zcd, NULL);

@@ -118,16 +118,62 @@ static struct sf_io_tracked *sf_io_find_tracked(const char *path)
     return NULL;
 }
 
+/* Under mu: free @e and forget every op's reference to it. */
 static void sf_io_extent_free(struct sf_io_extent *e)
 {
+    for (uint32_t i = 0; i < SF_IO_OPS_MAX; i++)
+        if (sf_io_g.ops[i].extent == e)
+            sf_io_g.ops[i].extent = NULL;
     free(e->old);
     free(e);
 }
 
-/* Under mu: remember a write to @t (reads the bytes it will overwrite). */
-static struct sf_io_extent *sf_io_track_write(struct sf_io_file *f, uint64_t off, uint32_t len)
+/* Under mu: free @t (and its extents) and forget every op's reference to it. */
+static void sf_io_tracked_free(struct sf_io_tracked *t)
 {
-    struct sf_io_tracked *t = f->track;
+    while (t->extents) {
+        struct sf_io_extent *e = t->extents;
+        t->extents = e->next;
+        sf_io_extent_free(e);
+    }
+    for (uint32_t i = 0; i < SF_IO_OPS_MAX; i++)
+        if (sf_io_g.ops[i].track == t)
+            sf_io_g.ops[i].track = NULL;
+    free(t);
+}
+
+static struct sf_io_tracked *sf_io_tracked_new(const char *path, uint64_t durable_size,
+                                               bool created)
+{
+    struct sf_io_tracked *t = calloc(1, sizeof(*t));
+    if (t) {
+        snprintf(t->path, sizeof(t->path), "%s", path);
+        t->durable_size = durable_size;
+        t->created_undurable = created;
+        t->next = sf_io_g.files;
+        sf_io_g.files = t;
+    }
+    return t;
+}
+
+/* Under mu: the bookkeeping of @f while tracking, else NULL. A file first written after
+ * tracking began (opened earlier, or across an earlier cut) is tracked from that write on,
+ * its creation taken as durable. */
+static struct sf_io_tracked *sf_io_file_track(struct sf_io_file *f)
+{
+    if (!sf_io_g.tracking)
+        return NULL;
+    struct sf_io_tracked *t = sf_io_find_tracked(f->path);
+    uint64_t size = 0;
+    if (!t && sf_io_size(f, &size) == 0)
+        t = sf_io_tracked_new(f->path, size, false);
+    return t;
+}
+
+/* Under mu: remember a write to @t (reads the bytes it will overwrite). */
+static struct sf_io_extent *sf_io_track_write(struct sf_io_file *f, struct sf_io_tracked *t,
+                                              uint64_t off, uint32_t len)
+{
     struct sf_io_extent *e = calloc(1, sizeof(*e));
     void *old = NULL;
     if (!e || posix_memalign(&old, 4096, len ? len : 1) != 0) {
@@ -198,22 +244,9 @@ static struct sf_io_op *sf_io_op_find(const struct io_uring *ring, uint64_t user
 static void sf_io_track_open(struct sf_io_file *f, bool created)
 {
     pthread_mutex_lock(&sf_io_g.mu);
-    if (sf_io_g.tracking) {
-        struct sf_io_tracked *t = sf_io_find_tracked(f->path);
-        if (!t) {
-            t = calloc(1, sizeof(*t));
-            if (t) {
-                snprintf(t->path, sizeof(t->path), "%s", f->path);
-                uint64_t size = 0;
-                if (sf_io_size(f, &size) == 0)
-                    t->durable_size = created ? 0 : size;
-                t->created_undurable = created;
-                t->next = sf_io_g.files;
-                sf_io_g.files = t;
-            }
-        }
-        f->track = t;
-    }
+    uint64_t size = 0;
+    if (sf_io_g.tracking && !sf_io_find_tracked(f->path) && (created || sf_io_size(f, &size) == 0))
+        sf_io_tracked_new(f->path, created ? 0 : size, created);
     pthread_mutex_unlock(&sf_io_g.mu);
 }
 
@@ -277,10 +310,11 @@ int sf_io_pwrite_all(struct sf_io_file *f, const void *buf, size_t len, uint64_t
     if (sf_io_active()) {
         pthread_mutex_lock(&sf_io_g.mu);
         bool fail = sf_io_g.cut || sf_io_take_fault(SF_IO_FAULT_SYNC_EIO);
-        if (!fail && f->track)
+        struct sf_io_tracked *t = fail ? NULL : sf_io_file_track(f);
+        if (t)
             for (size_t at = 0; at < len;) { /* one extent per 1 MiB keeps buffers bounded */
                 uint32_t part = (uint32_t)(len - at > (1u << 20) ? (1u << 20) : len - at);
-                struct sf_io_extent *e = sf_io_track_write(f, off + at, part);
+                struct sf_io_extent *e = sf_io_track_write(f, t, off + at, part);
                 if (e)
                     e->completed_clock = ++sf_io_g.clock;
                 at += part;
@@ -321,13 +355,14 @@ int sf_io_fdatasync(struct sf_io_file *f)
     if (fdatasync(f->fd) != 0)
         return sf_io_errno();
 #if SF_IO_FAULT_INJECTION
-    if (sf_io_active() && f->track) {
+    if (sf_io_active()) {
         pthread_mutex_lock(&sf_io_g.mu);
-        if (!sf_io_g.cut) {
-            sf_io_mark_durable(f->track, 0, clock);
+        struct sf_io_tracked *t = sf_io_g.cut ? NULL : sf_io_file_track(f);
+        if (t) {
+            sf_io_mark_durable(t, 0, clock);
             uint64_t size = 0;
             if (sf_io_size(f, &size) == 0)
-                f->track->durable_size = size;
+                t->durable_size = size;
         }
         pthread_mutex_unlock(&sf_io_g.mu);
     }
@@ -393,12 +428,7 @@ int sf_io_unlink(const char *path)
                 if (strcmp((*pp)->path, path) == 0) { /* modelled as durable at once */
                     struct sf_io_tracked *t = *pp;
                     *pp = t->next;
-                    while (t->extents) {
-                        struct sf_io_extent *e = t->extents;
-                        t->extents = e->next;
-                        sf_io_extent_free(e);
-                    }
-                    free(t);
+                    sf_io_tracked_free(t);
                     break;
                 }
         }
@@ -458,10 +488,11 @@ int sf_io_prep_write(struct sf_io_file *f, struct io_uring *ring, const void *bu
             io_uring_prep_nop(sqe); /* completes with 0, or with the injected error */
         } else {
             io_uring_prep_write(sqe, f->fd, buf, len, off);
-            if (op && f->track)
-                op->extent = sf_io_track_write(f, off, len);
+            struct sf_io_tracked *t = op ? sf_io_file_track(f) : NULL;
+            if (t)
+                op->extent = sf_io_track_write(f, t, off, len);
             if (op && op->extent && (sqe_flags & IOSQE_IO_LINK))
-                f->last_linked = op->extent;
+                f->last_linked_clock = op->extent->prep_clock;
         }
         pthread_mutex_unlock(&sf_io_g.mu);
         io_uring_sqe_set_data64(sqe, user_data);
@@ -515,12 +546,13 @@ int sf_io_prep_fdatasync(struct sf_io_file *f, struct io_uring *ring, uint64_t u
             op->user_data = user_data;
             op->inject_res = inject;
             op->prep_clock = ++sf_io_g.clock;
-            op->track = f->track;
+            op->track = sf_io_file_track(f);
         }
-        if (f->last_linked) {
-            f->last_linked->linked_fsync = user_data;
-            f->last_linked = NULL;
-        }
+        struct sf_io_tracked *t = f->last_linked_clock ? sf_io_file_track(f) : NULL;
+        for (struct sf_io_extent *e = t ? t->extents : NULL; e; e = e->next)
+            if (e->prep_clock == f->last_linked_clock)
+                e->linked_fsync = user_data;
+        f->last_linked_clock = 0;
         pthread_mutex_unlock(&sf_io_g.mu);
         io_uring_sqe_set_data64(sqe, user_data);
         io_uring_sqe_set_flags(sqe, sqe_flags);
@@ -604,12 +636,7 @@ static void sf_io_forget_files(void)
     while (sf_io_g.files) {
         struct sf_io_tracked *t = sf_io_g.files;
         sf_io_g.files = t->next;
-        while (t->extents) {
-            struct sf_io_extent *e = t->extents;
-            t->extents = e->next;
-            sf_io_extent_free(e);
-        }
-        free(t);
+        sf_io_tracked_free(t);
     }
     for (uint32_t i = 0; i < SF_IO_OPS_MAX; i++) {
         sf_io_g.ops[i].extent = NULL;

@@ -32,16 +32,15 @@
 /** user_data values with this bit set belong to the layer (e.g. latency timeouts). */
 #define SF_IO_USER_DATA_INTERNAL (1ull << 63)
 
-struct sf_io_tracked;
-struct sf_io_extent;
-
 /** An open file. Fields are the layer's; callers only read fd and path. */
 struct sf_io_file {
     int fd;
     bool direct;
-    bool cancel_next_fsync;           /* an injected write failure broke the link chain */
-    struct sf_io_tracked *track;      /* power-cut bookkeeping (tracking builds only) */
-    struct sf_io_extent *last_linked; /* write queued with IOSQE_IO_LINK, awaiting fsync */
+    bool cancel_next_fsync;     /* an injected write failure broke the link chain */
+    uint64_t last_linked_clock; /* write queued with IOSQE_IO_LINK, awaiting its fsync (its
+                                   prep clock; 0 = none). The file's power-cut bookkeeping is
+                                   found by path, never kept here: a cut or an unlink frees it
+                                   while the file may stay open (e.g. in the log's helper). */
     char path[4096];
 };
 

@@ -769,6 +769,14 @@ uint32_t wal_inflight(const struct wal *w)
     return w->inflight;
 }
 
+bool wal_io_idle(const struct wal *w)
+{
+    for (uint32_t i = 0; i < WAL_BATCH_SLOTS; i++)
+        if (w->batches[i].state == WAL_BATCH_INFLIGHT && w->batches[i].pending > 0)
+            return false;
+    return true;
+}
+
 void wal_get_stats(const struct wal *w, struct wal_stats *out)
 {
     *out = w->stats;

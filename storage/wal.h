@@ -160,8 +160,18 @@ uint64_t wal_next_lsn(const struct wal *w);
 /** The sticky error (negative errno) or 0. */
 int wal_error(const struct wal *w);
 
-/** Number of batches submitted and not yet durable. */
+/** Number of batches submitted and not yet durable. After a failure (wal_error != 0) it no
+ *  longer drops: failed batches never become durable; use wal_io_idle to drain. */
 uint32_t wal_inflight(const struct wal *w);
+
+/**
+ * True when no write or fdatasync of the log is queued or running in the kernel: every
+ * completion was reaped by wal_poll. From then on the log changes no file until the next
+ * wal_reserve/wal_poll submits a batch. Use it to drain a failed log (or one cut off by
+ * sf_io_power_cut_begin: keep calling wal_poll, append nothing, until this is true) before
+ * the process exits or sf_io_power_cut_apply rewrites the files. Can't fail.
+ */
+bool wal_io_idle(const struct wal *w);
 
 /** Copy the counters. Can't fail. */
 void wal_get_stats(const struct wal *w, struct wal_stats *out);

@@ -245,7 +245,14 @@ static void bp_run(uint64_t workflows, uint64_t events)
             break; /* under callgrind: exactly one region per result */
     }
     uint64_t created = lc->counters[DP_C_WORKFLOWS];
-    size_t table_bytes = dp_runtime_owner_bytes(&dp_node, dp_node.cfg.partitions);
+    /* bytes in use (table, instance arenas, key store; not the idle task pool or the
+     * headroom of partitions sized for the configured capacity) */
+    uint64_t table_bytes = 0;
+    for (uint32_t p = 0; p < dp_node.cfg.partitions; p++) {
+        uint64_t chunks, keys, table, tasks;
+        rt_part_usage(dp_node.parts[p], &chunks, &keys, &table, &tasks);
+        table_bytes += chunks + keys + table;
+    }
     if (created != workflows || apply.events != rx.events) {
         fprintf(stderr,
                 "bench_pipeline: created %" PRIu64 " of %" PRIu64 " workflows, applied %" PRIu64

@@ -904,7 +904,13 @@ int snap_writer_create(const char *dir, uint32_t core, const struct snap_writer_
         if (rc == 0 && sem_init(&w->sem, 0, 0) != 0)
             rc = -errno;
         if (rc == 0) {
-            rc = -pthread_create(&w->thread, NULL, snap_helper_main, w);
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            if (opts->helper_cpus)
+                rc = -pthread_attr_setaffinity_np(&attr, sizeof(cpu_set_t), opts->helper_cpus);
+            if (rc == 0)
+                rc = -pthread_create(&w->thread, &attr, snap_helper_main, w);
+            pthread_attr_destroy(&attr);
             if (rc)
                 sem_destroy(&w->sem);
         }

@@ -87,6 +87,7 @@
 #ifndef SF_SNAP_H
 #define SF_SNAP_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,6 +139,11 @@ struct snap_writer_options {
     enum snap_mode mode;
     uint32_t parts_max;   /**< partitions one snapshot may hold (1..SNAP_PARTS_MAX) */
     uint32_t queue_depth; /**< thread mode: slice buffers, 1..SNAP_QUEUE_DEPTH_MAX (4) */
+    /** Thread mode: CPUs the helper may run on; NULL = inherit the creating thread's. An
+     *  owner lcore is pinned to its one CPU and a thread it creates inherits that, so the
+     *  helper would then take turns with the owner on its own core: pass the CPUs of the
+     *  main / control lcores (NULL is right only when no CPU is free of dataplane work). */
+    const cpu_set_t *helper_cpus;
 };
 
 /** What a committed snapshot is. */

@@ -5,6 +5,8 @@
  * fire). See perf/bench.h for the output contract.
  *
  * Usage: bench_runtime [--quick] [--n WORKFLOWS] [--type device|loyalty] [--burst EVENTS]
+ *                      [--reps R]   (R passes over the same events, best cycles reported;
+ *                                    one pass under callgrind)
  *
  * Setup: 64 partitions on one core (a 2-core node owns ~half of 4096 partitions; fewer,
  * larger partitions give the same DRAM behaviour), each sized for N/64 workflows with
@@ -12,8 +14,9 @@
  * signal per workflow (signal-with-start; arms each device's silence timer / each loyalty
  * status timer). Measured: M events to uniformly random workflows, processed in bursts:
  * prefetch the table lines of the burst, then the instances, then apply each (the owner
- * loop's shape). Event ids increase, so every event passes dedupe and is applied. Keys and
- * CBOR fields are prepared beforehand (the rx stage computes keys).
+ * loop's shape). Event ids increase, so every event passes dedupe and is applied. Keys, ids
+ * and CBOR fields are prepared beforehand (the rx stage computes keys; the daemon has the
+ * id in the packet), so the measured region holds only the runtime's own work.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,10 +34,8 @@
 struct ev {
     struct wf_key key;
     struct rt_part *part;
-    uint32_t idx;
+    char id[16]; /* formatted beforehand: the daemon has the id in the packet */
 };
-
-static char g_ids[1] = { 0 };
 
 static uint64_t rss_bytes(void)
 {
@@ -63,9 +64,8 @@ static void id_of(uint32_t i, char *buf)
     snprintf(buf, 16, "w-%09u", i); /* 11 bytes */
 }
 
-static int run(const char *type, uint64_t n, unsigned burst, bool quick)
+static int run(const char *type, uint64_t n, unsigned burst, unsigned reps, bool quick)
 {
-    (void)g_ids;
     char path[512];
     snprintf(path, sizeof(path), "%s/%s.flow", SF_EXAMPLES_DIR, type);
     struct flow_def *def;
@@ -192,56 +192,49 @@ static int run(const char *type, uint64_t n, unsigned burst, bool quick)
         id_of(w, id);
         evs[i].key = wf_key_make(type, e.type_len, id, 11);
         evs[i].part = parts[wf_key_partition(evs[i].key, PARTS)];
-        evs[i].idx = w;
+        memcpy(evs[i].id, id, sizeof(evs[i].id));
     }
-    char ids[64][16];
     uint64_t bad = 0;
     double hz = bench_tsc_hz();
+    double cyc = 0;
+    if (bench_under_valgrind())
+        reps = 1;
     bench_region_begin();
-    uint64_t c0 = bench_tsc();
-    for (uint64_t i = 0; i < m; i += burst) {
-        unsigned b = (unsigned)(m - i < burst ? m - i : burst);
-        for (unsigned j = 0; j < b; j++)
-            rt_prefetch(evs[i + j].part, evs[i + j].key);
-        for (unsigned j = 0; j < b; j++)
-            rt_prefetch_instance(evs[i + j].part, evs[i + j].key);
-        for (unsigned j = 0; j < b; j++) {
-            const struct ev *x = &evs[i + j];
-            id_of(x->idx, ids[j]);
-            e.id = ids[j];
-            e.key = x->key;
-            e.event_id = eid++;
-            e.now_ns = now;
-            now += 100;
-            bad += rt_apply_signal(core, x->part, &e, NULL) != RT_APPLIED;
+    for (unsigned rep = 0; rep < reps; rep++) {
+        uint64_t c0 = bench_tsc();
+        for (uint64_t i = 0; i < m; i += burst) {
+            unsigned b = (unsigned)(m - i < burst ? m - i : burst);
+            for (unsigned j = 0; j < b; j++)
+                rt_prefetch(evs[i + j].part, evs[i + j].key);
+            for (unsigned j = 0; j < b; j++)
+                rt_prefetch_instance(evs[i + j].part, evs[i + j].key);
+            for (unsigned j = 0; j < b; j++) {
+                const struct ev *x = &evs[i + j];
+                e.id = x->id;
+                e.key = x->key;
+                e.event_id = eid++;
+                e.now_ns = now;
+                now += 100;
+                bad += rt_apply_signal(core, x->part, &e, NULL) != RT_APPLIED;
+            }
         }
+        uint64_t c1 = bench_tsc();
+        double rep_cyc = (double)(c1 - c0) / (double)m;
+        if (rep == 0 || rep_cyc < cyc)
+            cyc = rep_cyc; /* best of the repetitions: the machine is shared */
     }
-    uint64_t c1 = bench_tsc();
     bench_region_end();
     if (bad) {
         fprintf(stderr, "%llu events not applied\n", (unsigned long long)bad);
         return 1;
     }
-    /* the id formatting above is the harness's (the daemon has the id in the packet):
-     * measure it alone and subtract */
-    volatile char sink = 0;
-    uint64_t c2 = bench_tsc();
-    for (uint64_t i = 0; i < m; i++) {
-        id_of(evs[i].idx, ids[i & 63]);
-        sink ^= ids[i & 63][3];
-    }
-    uint64_t c3 = bench_tsc();
-    (void)sink;
-    double cyc = (double)(c1 - c0) / (double)m, cyc_id = (double)(c3 - c2) / (double)m;
     snprintf(name, sizeof(name), "runtime_signal_%s", type);
     r = BENCH_RESULT_INIT(name);
     r.workflows = (double)n;
-    r.cycles_per_event = cyc - cyc_id;
-    r.events_per_s = hz / (cyc - cyc_id);
+    r.cycles_per_event = cyc;
+    r.events_per_s = hz / cyc;
     r.events = m;
-    snprintf(extra, sizeof(extra),
-             "\"burst\":%u,\"harness_id_format_cycles\":%.1f,\"cycles_with_harness\":%.1f", burst,
-             cyc_id, cyc);
+    snprintf(extra, sizeof(extra), "\"burst\":%u,\"repetitions\":%u", burst, reps);
     r.extra_json = extra;
     bench_emit(&r);
 
@@ -330,18 +323,22 @@ int main(int argc, char **argv)
 {
     bool quick = bench_has_flag(argc, argv, "--quick");
     uint64_t n = 0;
-    unsigned burst = 32;
+    unsigned burst = 32, reps = 1;
     const char *only = NULL;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--n") == 0)
             n = strtoull(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--burst") == 0)
             burst = (unsigned)strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--reps") == 0)
+            reps = (unsigned)strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--type") == 0)
             only = argv[i + 1];
     }
     if (burst == 0 || burst > 64)
         burst = 32;
+    if (reps == 0 || reps > 100)
+        reps = 1;
     uint64_t sizes[2] = { quick ? 100000 : 1000000, quick ? 1000000 : 10000000 };
     unsigned nsizes = 2;
     if (n) {
@@ -353,7 +350,7 @@ int main(int argc, char **argv)
         for (unsigned t = 0; t < 2; t++) {
             if (only && strcmp(only, types[t]) != 0)
                 continue;
-            if (run(types[t], sizes[s], burst, quick) != 0)
+            if (run(types[t], sizes[s], burst, reps, quick) != 0)
                 return 1;
         }
     return 0;

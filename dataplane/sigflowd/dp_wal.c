@@ -138,6 +138,9 @@ int dp_wal_open_all(struct dp_node *node)
             .inflight_max = cfg->wal_inflight_max,
             .direct_io = cfg->wal_direct_io,
         };
+        int lrc = dp_snap_load(lc); /* partitions from the snapshot, then the log after it */
+        if (lrc != 0)
+            return lrc;
         struct dp_replay_ctx ctx = { .lc = lc };
         static struct wal_recover_report rep;
         uint64_t t0 = dp_realtime_ns();
@@ -338,10 +341,13 @@ unsigned dp_wal_poll(struct dp_lcore *lc)
         return 0; /* volatile mode (benchmarks): no ACK is ever sent */
     if (unlikely(dp_node.power_cut_seed)) {
         /* Tests: the power is gone. Nothing more is appended or acknowledged; reap what is
-         * in flight (it fails), then report this owner drained. */
+         * in flight (it fails), then report this owner drained. Drained means every write
+         * and fdatasync came back (wal_io_idle), not wal_inflight() == 0: a failed log never
+         * retires its batches, and the cut must rewrite the files only after the kernel
+         * finished writing them. */
         wal_poll(lc->wal, dp_now_ns());
         q->head = q->tail;
-        if (wal_inflight(lc->wal) == 0)
+        if (wal_io_idle(lc->wal))
             lc->power_cut_drained = true;
         return 0;
     }

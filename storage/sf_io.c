@@ -9,6 +9,12 @@
  * than the log may rely on. Files created since the last fsync of their directory are not
  * durable at all. At the cut, everything not durable is undone; the newest un-synced write
  * is torn: a random number of its 512-byte sectors survive plus part of the next one.
+ *
+ * Bookkeeping. Queued operations are keyed by (ring, user_data): each log has its own ring
+ * and numbers its operations the same way, so user_data alone would let one log's
+ * completions settle another's writes (durable writes then undone at the cut). A file's
+ * record is looked up by path at each operation, never cached in the open file: a cut or an
+ * unlink frees it while the file may still be open (the log's helper thread).
  */
 #include "sf_io.h"
 

@@ -144,7 +144,8 @@ uint64_t sf_io_fault_injected(enum sf_io_fault kind);
 void sf_io_fault_reset(void);
 
 /** Start tracking un-synced writes of every file opened from now on (needed before a power
- *  cut). Returns 0 or -ENOTSUP. */
+ *  cut); a file opened earlier is tracked from its first write (its creation taken as
+ *  durable). Returns 0 or -ENOTSUP. */
 int sf_io_track_begin(void);
 
 /**

@@ -116,6 +116,25 @@ enum dp_drop {
     DP_DROP_COUNT
 };
 
+enum dp_snap_phase { DP_SNAP_IDLE, DP_SNAP_PARTS, DP_SNAP_COMMIT, DP_SNAP_WAIT };
+
+/** An owner's snapshot state (dp_snap.c). */
+struct dp_snap {
+    struct snap_writer *writer; /* NULL: snapshots off */
+    enum dp_snap_phase phase;
+    uint32_t cursor; /* next partition to consider */
+    bool part_open;
+    uint8_t *stage; /* copy of the partition being written */
+    size_t stage_bytes, off;
+    uint64_t digest;
+    uint64_t began_ns, last_ns, last_lsn, last_log_bytes, last_duration_ns;
+    uint64_t count, errors, segments_released;
+    uint64_t stall_ns_max; /* longest step of the owner loop spent here (CPU time) */
+    uint64_t checked_ns;   /* idle: last time we looked whether one is due */
+    uint64_t loaded_lsn;   /* start-up: LSN of the loaded snapshot's generation record */
+    unsigned loaded_parts;
+};
+
 struct dp_rxq {
     uint16_t port;
     uint16_t queue;
@@ -148,7 +167,8 @@ struct dp_lcore {
     unsigned firing_count;
     struct dp_task_list *tasks;          /* dispatched activity tasks, for `activity list` */
     uint64_t rt_status[RT_STATUS_COUNT]; /* apply results by status */
-    volatile bool power_cut_drained;     /* tests: nothing of this owner's log is in flight */
+    struct dp_snap snap;
+    volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
 
     /* rx staging: events waiting for a ring enqueue, per owner */
     struct dp_event stage[DP_LCORES_MAX][DP_STAGE_EVENTS] __rte_cache_aligned;
@@ -184,6 +204,7 @@ struct dp_node {
     struct rt_part **parts; /* by partition; each written only by its owner */
     struct rt_registry *registries[DP_REGISTRY_GENERATIONS_MAX]; /* by generation */
     uint64_t registry_gen;  /* newest published generation (atomic) */
+    uint64_t *part_lsn;     /* start-up: each partition's snapshot LSN (replay skips up to it) */
     uint32_t part_capacity; /* workflows per partition */
     struct rte_mempool *pool;
     uint64_t tsc_hz;
@@ -417,6 +438,8 @@ int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r);
 void dp_runtime_recovered(struct dp_lcore *lc);
 /** Owner loop: adopt new deploys, fire due timers, dispatch durable tasks. */
 unsigned dp_runtime_poll(struct dp_lcore *lc);
+/** Bytes of one partition's region. */
+size_t dp_runtime_partition_bytes(const struct dp_node *node);
 /** Burst prefetch of the events' table lines and instances. */
 void dp_runtime_prefetch(struct dp_event *evs, unsigned n);
 /** Is the event's workflow type deployed (on this owner's registry)? */
@@ -454,6 +477,17 @@ unsigned dp_wal_poll(struct dp_lcore *lc);
 unsigned dp_ack_drain(struct dp_lcore *lc);
 /** Apply a tunable on this owner ("wal.batch_bytes_max", ...). 0 or -EINVAL. */
 int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value);
+
+/* ---- snapshots (dp_snap.c) ---- */
+
+/** Create each owner's snapshot writer ([snapshot] config). 0 or -errno. */
+int dp_snap_init(struct dp_node *node);
+/** Load this owner's newest valid snapshot into its partitions (start-up, before replay).
+ *  0 (also when there is none) or -errno (snapshots exist but none is valid). */
+int dp_snap_load(struct dp_lcore *lc);
+/** Owner loop: one bounded step of the snapshot in progress (or start one when due). */
+unsigned dp_snap_poll(struct dp_lcore *lc);
+void dp_snap_close(struct dp_node *node);
 
 /** Start / stop the control socket thread (unix socket at path). Returns 0 or -errno. */
 int dp_ctl_start(struct dp_node *node, const char *path);

@@ -300,9 +300,28 @@ static int cfg_runtime(struct dp_config_parse *p, const char *name, const char *
     return cfg_fail(p, "unknown key '%s' in section [%s]", name, "runtime");
 }
 
+static int cfg_snapshot(struct dp_config_parse *p, const char *name, const char *value)
+{
+    uint64_t v;
+    if (strcmp(name, "interval_s") == 0) {
+        if (!cfg_u64(value, 0, 7u * 86400u, &v))
+            return cfg_fail(p, "interval_s: '%s' must be 0..604800 seconds%s", value, "");
+        p->cfg->snapshot_interval_s = (unsigned)v;
+    } else if (strcmp(name, "log_bytes") == 0) {
+        if (!cfg_u64(value, 0, 1ull << 40, &v))
+            return cfg_fail(p, "log_bytes: '%s' must be 0..1T%s", value, "");
+        p->cfg->snapshot_log_bytes = v;
+    } else {
+        return cfg_fail(p, "unknown key '%s' in section [%s]", name, "snapshot");
+    }
+    return 1;
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
+    if (strcmp(section, "snapshot") == 0)
+        return cfg_snapshot(p, name, value);
     if (strcmp(section, "runtime") == 0)
         return cfg_runtime(p, name, value);
     if (strcmp(section, "wal") == 0)
@@ -344,6 +363,8 @@ void dp_config_defaults(struct dp_config *cfg)
     cfg->instance_bytes = 256;
     cfg->tasks_per_partition = 16;
     cfg->tombstone_retention_s = 86400;
+    cfg->snapshot_interval_s = 300;
+    cfg->snapshot_log_bytes = 1ull << 30;
 }
 
 static int cfg_check(const struct dp_config *cfg, char *reason, size_t len)

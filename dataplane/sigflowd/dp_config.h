@@ -60,6 +60,9 @@ struct dp_config {
     unsigned instance_bytes;        /* largest instance (header + timers + record) planned for */
     unsigned tasks_per_partition;   /* activity runs in flight per partition */
     unsigned tombstone_retention_s; /* how long a completed workflow refuses new signals */
+    /* [snapshot] */
+    unsigned snapshot_interval_s; /* take one this often (0: not by time) */
+    uint64_t snapshot_log_bytes;  /* ... or after this much log (0: not by size) */
 };
 
 /** Fill *cfg with the defaults documented in README.md. Can't fail. */

@@ -109,6 +109,15 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                               (json_int_t)w->segments_created, "inflight", (int)w->inflight,
                               "inflight_peak", (int)w->inflight_peak, "acks_waiting",
                               (json_int_t)req->acks_waiting));
+                const struct dp_snap *sn = &lc->snap;
+                json_object_set_new(c, "snapshots",
+                                    json_pack("{s:I, s:I, s:I, s:f, s:f, s:s}", "taken",
+                                              (json_int_t)sn->count, "errors",
+                                              (json_int_t)sn->errors, "segments_released",
+                                              (json_int_t)sn->segments_released, "stall_us_max",
+                                              (double)sn->stall_ns_max / 1e3, "last_duration_s",
+                                              (double)sn->last_duration_ns / 1e9, "phase",
+                                              sn->phase == DP_SNAP_IDLE ? "idle" : "writing"));
                 free(req);
             } else if (req->result == -ENOTSUP) {
                 free(req);

@@ -90,6 +90,7 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
     if (unlikely(dp_node.fatal || dp_node.power_cut_seed))
         return 0;
     total += dp_runtime_poll(lc);
+    total += dp_snap_poll(lc);
     for (unsigned r = 0; r < lc->in_count; r++) {
         unsigned n = rte_ring_sc_dequeue_burst_elem(lc->in[r], evs, sizeof(evs[0]), burst, NULL);
         if (n == 0)

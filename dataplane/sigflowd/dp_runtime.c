@@ -183,7 +183,7 @@ static void dp_part_config(const struct dp_node *node, struct rt_part_config *pc
                        node->cfg.tasks_per_partition);
 }
 
-static size_t dp_runtime_part_bytes(const struct dp_node *node)
+size_t dp_runtime_partition_bytes(const struct dp_node *node)
 {
     struct rt_part_config pc;
     dp_part_config(node, &pc);
@@ -195,7 +195,7 @@ int dp_runtime_init(struct dp_node *node, unsigned owner, void *mem, size_t byte
     struct dp_lcore *lc = node->owner_by_index[owner];
     struct rt_part_config pc;
     dp_part_config(node, &pc);
-    size_t one = dp_runtime_part_bytes(node);
+    size_t one = dp_runtime_partition_bytes(node);
     unsigned owned = 0;
     for (uint32_t p = 0; p < node->cfg.partitions; p++)
         owned += wf_partmap_owner(node->partmap, p) == owner;
@@ -229,7 +229,8 @@ int dp_runtime_init(struct dp_node *node, unsigned owner, void *mem, size_t byte
 size_t dp_runtime_owner_bytes(const struct dp_node *node, unsigned owned)
 {
     struct rt_core_config cc = { .parts_max = owned, .outbound_cap = DP_OUTBOUND_TASKS };
-    return RTE_ALIGN_CEIL(rt_core_mem_size(&cc), 64) + (size_t)owned * dp_runtime_part_bytes(node);
+    return RTE_ALIGN_CEIL(rt_core_mem_size(&cc), 64) +
+           (size_t)owned * dp_runtime_partition_bytes(node);
 }
 
 int dp_runtime_start(struct dp_node *node)
@@ -284,6 +285,8 @@ int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
     if (r->type == DP_WAL_DEPLOY) {
         if (r->len != 8)
             return -EBADMSG;
+        if (r->lsn <= lc->snap.loaded_lsn)
+            return 0; /* the loaded snapshot already holds a newer generation */
         uint64_t g = dp_get64(r->payload);
         if (g >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[g]) {
             fprintf(stderr,
@@ -299,6 +302,8 @@ int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
     if (r->partition >= dp_node.partmap->count ||
         wf_partmap_owner(dp_node.partmap, r->partition) != lc->owner_index)
         return -EBADMSG;
+    if (dp_node.part_lsn && r->lsn <= dp_node.part_lsn[r->partition])
+        return 0; /* already in the partition's snapshot: never applied twice */
     struct rt_part *part = dp_node.parts[r->partition];
     struct wf_key key = { .hi = r->key.hi, .lo = r->key.lo };
     const uint8_t *p = r->payload;
@@ -342,8 +347,8 @@ void dp_runtime_recovered(struct dp_lcore *lc)
 static void dp_runtime_adopt(struct dp_lcore *lc)
 {
     uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
-    if (likely(g == lc->reg_gen))
-        return;
+    if (likely(g == lc->reg_gen) || lc->snap.phase != DP_SNAP_IDLE)
+        return; /* (a snapshot in progress holds one generation for all its partitions) */
     if (lc->wal) {
         uint8_t rec[8];
         dp_put64(rec, g);

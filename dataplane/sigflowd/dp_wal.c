@@ -138,6 +138,9 @@ int dp_wal_open_all(struct dp_node *node)
             .inflight_max = cfg->wal_inflight_max,
             .direct_io = cfg->wal_direct_io,
         };
+        int lrc = dp_snap_load(lc); /* partitions from the snapshot, then the log after it */
+        if (lrc != 0)
+            return lrc;
         struct dp_replay_ctx ctx = { .lc = lc };
         static struct wal_recover_report rep;
         uint64_t t0 = dp_realtime_ns();

@@ -174,6 +174,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = dp_layout_check(&dp_node);
+    if (rc == 0 && dp_node.cfg.wal_enabled)
+        rc = dp_snap_init(&dp_node);
     if (rc == 0)
         rc = dp_wal_open_all(&dp_node);
     if (rc != 0) {
@@ -205,6 +207,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sigflowd: %s\n", dp_node.fatal_reason);
         _exit(70); /* EX_SOFTWARE */
     }
+    dp_snap_close(&dp_node);
     dp_wal_close_all(&dp_node);
     dp_ports_close(&dp_node);
     dp_node_free(&dp_node);

@@ -154,6 +154,28 @@ struct cfg_uint_key {
     bool pow2;
 };
 
+#define CFG_TABLE(t) (t), sizeof(t) / sizeof((t)[0])
+
+/* Look name up in a table of integer keys and store its value. Returns 1 (stored), 0 (bad
+ * value: reason recorded) or -1 (not a key of this table). */
+static int cfg_uint_table(struct dp_config_parse *p, const struct cfg_uint_key *keys, size_t n,
+                          const char *name, const char *value)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct cfg_uint_key *k = &keys[i];
+        if (strcmp(name, k->name) != 0)
+            continue;
+        unsigned v;
+        char range[64];
+        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max, k->pow2 ? ", a power of 2" : "");
+        if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
+            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
+        memcpy((char *)p->cfg + k->offset, &v, sizeof(v));
+        return 1;
+    }
+    return -1;
+}
+
 #define CFG_KEY(field, lo, hi, p2)                            \
     {                                                         \
 #field, offsetof(struct dp_config, field), lo, hi, p2 \
@@ -173,18 +195,9 @@ static const struct cfg_uint_key cfg_dataplane_keys[] = {
 static int cfg_dataplane(struct dp_config_parse *p, const char *name, const char *value)
 {
     struct dp_config *cfg = p->cfg;
-    for (size_t i = 0; i < sizeof(cfg_dataplane_keys) / sizeof(cfg_dataplane_keys[0]); i++) {
-        const struct cfg_uint_key *k = &cfg_dataplane_keys[i];
-        if (strcmp(name, k->name) != 0)
-            continue;
-        unsigned v;
-        char range[64];
-        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max, k->pow2 ? ", a power of 2" : "");
-        if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
-            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
-        memcpy((char *)cfg + k->offset, &v, sizeof(v));
-        return 1;
-    }
+    int found = cfg_uint_table(p, CFG_TABLE(cfg_dataplane_keys), name, value);
+    if (found >= 0)
+        return found;
     uint64_t v;
     if (strcmp(name, "source") == 0) {
         if (strcmp(value, "ethdev") == 0)
@@ -243,18 +256,9 @@ static const struct cfg_uint_key cfg_wal_keys[] = {
 static int cfg_wal(struct dp_config_parse *p, const char *name, const char *value)
 {
     struct dp_config *cfg = p->cfg;
-    for (size_t i = 0; i < sizeof(cfg_wal_keys) / sizeof(cfg_wal_keys[0]); i++) {
-        const struct cfg_uint_key *k = &cfg_wal_keys[i];
-        if (strcmp(name, k->name) != 0)
-            continue;
-        unsigned v;
-        char range[64];
-        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max, k->pow2 ? ", a power of 2" : "");
-        if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
-            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
-        memcpy((char *)cfg + k->offset, &v, sizeof(v));
-        return 1;
-    }
+    int found = cfg_uint_table(p, CFG_TABLE(cfg_wal_keys), name, value);
+    if (found >= 0)
+        return found;
     uint64_t v;
     if (strcmp(name, "enabled") == 0) {
         if (!cfg_bool(value, &cfg->wal_enabled))
@@ -285,18 +289,9 @@ static const struct cfg_uint_key cfg_runtime_keys[] = {
 
 static int cfg_runtime(struct dp_config_parse *p, const char *name, const char *value)
 {
-    for (size_t i = 0; i < sizeof(cfg_runtime_keys) / sizeof(cfg_runtime_keys[0]); i++) {
-        const struct cfg_uint_key *k = &cfg_runtime_keys[i];
-        if (strcmp(name, k->name) != 0)
-            continue;
-        unsigned v;
-        char range[64];
-        snprintf(range, sizeof(range), "%u..%u", k->min, k->max);
-        if (!cfg_uint(value, k->min, k->max, &v))
-            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
-        memcpy((char *)p->cfg + k->offset, &v, sizeof(v));
-        return 1;
-    }
+    int found = cfg_uint_table(p, CFG_TABLE(cfg_runtime_keys), name, value);
+    if (found >= 0)
+        return found;
     return cfg_fail(p, "unknown key '%s' in section [%s]", name, "runtime");
 }
 

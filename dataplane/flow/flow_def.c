@@ -776,6 +776,29 @@ static int build_init_record(struct flow_def *d)
     return 0;
 }
 
+/* Signal plans: names padded for word compares, field types in one line (fb_signal_find,
+ * the runtime's field decoding). */
+static int build_sig_plan(struct flow_def *d)
+{
+    size_t n = d->nsignals ? d->nsignals : 1;
+    d->sig_plan = aligned_alloc(64, n * sizeof(*d->sig_plan));
+    if (!d->sig_plan)
+        return -ENOMEM;
+    memset(d->sig_plan, 0, n * sizeof(*d->sig_plan));
+    for (unsigned i = 0; i < d->nsignals; i++) {
+        const struct fb_signal *sg = &d->signals[i];
+        struct fb_sig_plan *sp = &d->sig_plan[i];
+        size_t len = strlen(d->strings + sg->name);
+        assert(len >= 1 && len <= FLOW_NAME_LEN_MAX && sg->nfields <= FLOW_FIELDS_MAX);
+        memcpy(sp->name, d->strings + sg->name, len);
+        sp->name_len = (uint8_t)len;
+        sp->nfields = (uint8_t)sg->nfields;
+        for (unsigned f = 0; f < sg->nfields; f++)
+            sp->type[f] = d->fields[sg->first_field + f].type;
+    }
+    return 0;
+}
+
 int fb_load(const void *blob, size_t len, struct flow_def **out)
 {
     if (!blob || len < sizeof(struct fb_header) || len > FB_BLOB_LEN_MAX)
@@ -791,6 +814,8 @@ int fb_load(const void *blob, size_t len, struct flow_def **out)
     int rc = fb_verify(copy, len, d, false);
     if (rc == 0)
         rc = build_init_record(d);
+    if (rc == 0)
+        rc = build_sig_plan(d);
     if (rc == 0) {
         size_t n = (size_t)(d->nstates + 1) * (d->ntriggers ? d->ntriggers : 1);
         d->entry_code = calloc(n, sizeof(*d->entry_code));
@@ -805,6 +830,7 @@ int fb_load(const void *blob, size_t len, struct flow_def **out)
         free(d->slot_timer);
         free(d->init_record);
         free(d->entry_code);
+        free(d->sig_plan);
         free(d);
         return rc;
     }
@@ -825,6 +851,7 @@ void flow_def_free(struct flow_def *def)
     free(def->slot_timer);
     free(def->init_record);
     free(def->entry_code);
+    free(def->sig_plan);
     free(def);
 }
 
@@ -889,10 +916,10 @@ unsigned flow_def_signal_count(const struct flow_def *def)
 
 int flow_def_signal_index(const struct flow_def *def, const char *name, size_t len)
 {
-    for (unsigned i = 0; i < def->nsignals; i++)
-        if (name_eq(def, def->signals[i].name, name, len))
-            return (int)i;
-    return -ENOENT;
+    if (len == 0 || len > FLOW_NAME_LEN_MAX)
+        return -ENOENT;
+    int i = fb_signal_find(def, name, len);
+    return i >= 0 ? i : -ENOENT;
 }
 
 const char *flow_def_signal_name(const struct flow_def *def, unsigned sig)

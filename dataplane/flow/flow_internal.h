@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "sf_flow.h"
 
@@ -242,6 +243,17 @@ struct vm_act_slot {
 _Static_assert(sizeof(struct vm_rec_header) == 16, "record header");
 _Static_assert(sizeof(struct vm_act_slot) == 8, "activity slot");
 
+/* Per-signal lookup plan, derived at load (one cache line each): the name zero-padded to
+ * 32 bytes so that it can be compared with word loads, the field count and types. */
+struct fb_sig_plan {
+    char name[FLOW_NAME_LEN_MAX + 1];
+    uint8_t name_len;
+    uint8_t nfields;
+    uint8_t type[FLOW_FIELDS_MAX]; /* enum flow_type of field i (declaration order) */
+    uint8_t pad[14];
+};
+_Static_assert(sizeof(struct fb_sig_plan) == 64, "one signal plan per cache line");
+
 /* The loaded form: the blob plus pointers into it and tables derived at load. */
 struct flow_def {
     uint8_t *blob;
@@ -273,8 +285,72 @@ struct flow_def {
     /* entry_code[row * ntriggers + trigger]: first instruction of the handler block, or
      * NULL (derived from entries; rows = states then any) */
     const struct vm_insn **entry_code;
-    uint8_t *init_record; /* record image after vm_record_init (created_ns 0) */
+    uint8_t *init_record;         /* record image after vm_record_init (created_ns 0) */
+    struct fb_sig_plan *sig_plan; /* [nsignals], 64-byte aligned */
 };
+
+/* ---- the owner core's fast path (used by dataplane/runtime, which owns the VM's callers) --
+ * The runtime decodes a signal's fields straight into VM registers and finds signals by the
+ * plan above; these are the pieces it shares with the VM. Record layout: vm.c. */
+
+/** One VM register: an int/float/bool (8 bytes) or a text view. */
+union vm_reg {
+    int64_t i;
+    uint64_t u;
+    double f;
+    struct {
+        const char *p;
+        uint32_t n;
+    } t;
+};
+
+/* Equal bytes a[0..len) and b[0..len), 1 <= len <= FLOW_NAME_LEN_MAX, where a is zero-padded
+ * to FLOW_NAME_LEN_MAX + 1 bytes: overlapping word loads, never outside b[0..len). */
+static inline bool fb_name_eq_padded(const char *a, const char *b, size_t len)
+{
+    if (len >= 8) {
+        uint64_t x, y;
+        for (size_t k = 0; k + 8 < len; k += 8) {
+            memcpy(&x, a + k, 8);
+            memcpy(&y, b + k, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, a + len - 8, 8);
+        memcpy(&y, b + len - 8, 8);
+        return x == y;
+    }
+    if (len >= 4) {
+        uint32_t x, y, z, w;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&z, a + len - 4, 4);
+        memcpy(&w, b + len - 4, 4);
+        return x == y && z == w;
+    }
+    return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
+}
+
+/** Index of the signal named name[0..len), or -1: same answer as flow_def_signal_index. */
+static inline int fb_signal_find(const struct flow_def *d, const char *name, size_t len)
+{
+    for (unsigned i = 0; i < d->nsignals; i++) {
+        const struct fb_sig_plan *sp = &d->sig_plan[i];
+        if (sp->name_len == len && fb_name_eq_padded(sp->name, name, len))
+            return (int)i;
+    }
+    return -1;
+}
+
+/**
+ * vm_run_signal with the fields already in regs[0..nfields of sig) (regs has VM_REGS_MAX
+ * entries and is the VM's register file for the call): each register holds its field as
+ * the VM's own field loading would have made it (declared type, missing or null fields
+ * zero / ""). Same results, commands and errors as vm_run_signal otherwise.
+ */
+int vm_run_signal_regs(const struct flow_def *def, void *record, unsigned sig, union vm_reg *regs,
+                       const char *id, size_t id_len, uint64_t now_ns, struct vm_cmd *cmds,
+                       unsigned cmds_max);
 
 /** Validate a blob and build *out (flow_def.c). */
 int fb_load(const void *blob, size_t len, struct flow_def **out);

@@ -25,16 +25,6 @@
 
 #include "flow_internal.h"
 
-union vm_reg {
-    int64_t i;
-    uint64_t u;
-    double f;
-    struct {
-        const char *p;
-        uint32_t n;
-    } t;
-};
-
 struct vm_ctx {
     const struct flow_def *d;
     uint8_t *rec;
@@ -692,6 +682,41 @@ static __attribute__((noinline, cold)) void vm_start(struct vm_ctx *c)
     }
 }
 
+/* The signal handler with its fields in regs (after enter_vm). */
+static inline __attribute__((always_inline)) int run_signal(struct vm_ctx *c, unsigned sig,
+                                                            union vm_reg *regs, struct vm_cmd *cmds)
+{
+    const struct flow_def *def = c->d;
+    uint64_t now_ns = c->now;
+    bool fresh = !(c->hdr->flags & VM_REC_STARTED);
+    if (fresh)
+        vm_start(c);
+    run_trigger(c, sig, regs);
+    if (!(c->hdr->flags & VM_REC_COMPLETED)) {
+        /* every signal resets the silence timers (a start or a new state armed them) */
+        int16_t t = def->silence[def->nstates];
+        if (t >= 0 && !fresh)
+            timer_arm(c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
+        t = def->silence[c->hdr->state];
+        if (t >= 0 && !c->moved && !fresh)
+            timer_arm(c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
+    }
+    return leave_vm(c, cmds);
+}
+
+int vm_run_signal_regs(const struct flow_def *def, void *record, unsigned sig, union vm_reg *regs,
+                       const char *id, size_t id_len, uint64_t now_ns, struct vm_cmd *cmds,
+                       unsigned cmds_max)
+{
+    struct vm_ctx c;
+    int rc = enter_vm(&c, def, record, id, id_len, now_ns, cmds, cmds_max);
+    if (rc < 0)
+        return rc;
+    if (sig >= def->nsignals)
+        return VM_ERR_BAD_INDEX;
+    return run_signal(&c, sig, regs, cmds);
+}
+
 int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
                   const struct sf_value *fields, unsigned nfields, const char *id, size_t id_len,
                   uint64_t now_ns, struct vm_cmd *cmds, unsigned cmds_max)
@@ -705,20 +730,7 @@ int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
         return VM_ERR_BAD_INDEX;
     if ((rc = load_fields(def, &def->signals[sig], fields, nfields, regs)) < 0)
         return rc;
-    bool fresh = !(c.hdr->flags & VM_REC_STARTED);
-    if (fresh)
-        vm_start(&c);
-    run_trigger(&c, sig, regs);
-    if (!(c.hdr->flags & VM_REC_COMPLETED)) {
-        /* every signal resets the silence timers (a start or a new state armed them) */
-        int16_t t = def->silence[def->nstates];
-        if (t >= 0 && !fresh)
-            timer_arm(&c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
-        t = def->silence[c.hdr->state];
-        if (t >= 0 && !c.moved && !fresh)
-            timer_arm(&c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
-    }
-    return leave_vm(&c, cmds);
+    return run_signal(&c, sig, regs, cmds);
 }
 
 int vm_run_timer(const struct flow_def *def, void *record, unsigned slot, uint64_t due_ns,

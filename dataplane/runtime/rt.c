@@ -29,13 +29,7 @@ void rt_prefetch(const struct rt_part *p, struct wf_key key)
 
 void rt_prefetch_instance(const struct rt_part *p, struct wf_key key)
 {
-    uint32_t ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, key);
-    if (ref == WF_REC_NONE)
-        return;
-    const char *in = (const char *)rt_part_inst(p, ref);
-    __builtin_prefetch(in, 1, 3);
-    __builtin_prefetch(in + 64, 1, 3);
-    __builtin_prefetch(in + 128, 1, 3);
+    (void)rt_prefetch_instance_ref(p, key);
 }
 
 /* ---- dedupe ---- */
@@ -116,13 +110,6 @@ static int rt_decode_fields(const struct flow_def *def, unsigned sig, const stru
 }
 
 /* ---- instances ---- */
-
-static void rt_count_state(struct rt_core *c, const struct rt_def *d, const uint8_t *rec, int delta)
-{
-    if (!vm_record_started(d->def, rec) || vm_record_completed(d->def, rec))
-        return;
-    c->state_counts[d->def_id * FLOW_STATES_MAX + vm_record_state(d->def, rec)] += (uint32_t)delta;
-}
 
 /* Reserve the next record of d's arena without committing it: *ref and whether it needs a
  * new chunk. Returns false when no chunk is left. */
@@ -268,22 +255,27 @@ struct rt_run {
     uint8_t *rec;
     uint64_t now_ns;
     uint64_t cause;
+    uint32_t state_key; /* rt_rec_state_key before the handler ran */
     uint64_t old_due[FLOW_TIMER_SLOTS_MAX];
 };
 
-static void rt_run_begin(struct rt_run *r)
+/* Before the handler: what rt_run_end compares against (timer slots, counted state). */
+static inline void rt_run_begin(struct rt_run *r)
 {
-    for (unsigned s = 0; s < r->d->timer_slots; s++)
-        r->old_due[s] = vm_record_timer_due(r->d->def, r->rec, s);
-    rt_count_state(r->c, r->d, r->rec, -1);
+    unsigned n = r->d->timer_slots;
+    if (n == 1) /* the usual case: no memcpy call for one word */
+        r->old_due[0] = rt_rec_due(r->d, r->rec, 0);
+    else if (n > 1)
+        memcpy(r->old_due, r->rec + r->d->timers_off, 8u * n);
+    r->state_key = rt_rec_state_key(r->d, r->rec);
 }
 
 /* Make the wheel agree with the record's timer slots. */
-static void rt_timers_sync(struct rt_run *r)
+static inline void rt_timers_sync(struct rt_run *r)
 {
     struct rt_tnode *nodes = rt_inst_nodes(r->in);
     for (unsigned s = 0; s < r->d->timer_slots; s++) {
-        uint64_t due = vm_record_timer_due(r->d->def, r->rec, s);
+        uint64_t due = rt_rec_due(r->d, r->rec, s);
         struct rt_tnode *n = &nodes[s];
         if (due == 0) {
             if (rt_tnode_linked(n))
@@ -301,7 +293,7 @@ static void rt_timers_sync(struct rt_run *r)
     }
 }
 
-static void rt_run_end(struct rt_run *r, int ncmds, struct rt_effects *fx)
+static inline void rt_run_end(struct rt_run *r, int ncmds, struct rt_effects *fx)
 {
     struct rt_core *c = r->c;
     for (int i = 0; i < ncmds; i++) {
@@ -332,17 +324,23 @@ static void rt_run_end(struct rt_run *r, int ncmds, struct rt_effects *fx)
         }
     }
     rt_timers_sync(r);
-    rt_count_state(c, r->d, r->rec, +1);
+    uint32_t key = rt_rec_state_key(r->d, r->rec);
+    if (key != r->state_key) { /* the live view's per-state counts follow the record */
+        if (r->state_key != UINT32_MAX)
+            c->state_counts[r->state_key]--;
+        if (key != UINT32_MAX)
+            c->state_counts[key]++;
+    }
 }
 
-static int rt_done(struct rt_core *c, int st)
+static inline int rt_done(struct rt_core *c, int st)
 {
     c->stats.status[st]++;
     return st;
 }
 
 /* Enough free task slots for the worst case of one handler of d? (Counted when not.) */
-static bool rt_tasks_room(struct rt_part *p, const struct rt_def *d, uint32_t freed)
+static inline bool rt_tasks_room(struct rt_part *p, const struct rt_def *d, uint32_t freed)
 {
     if (p->task_free_count + freed >= d->activity_count)
         return true;
@@ -350,24 +348,24 @@ static bool rt_tasks_room(struct rt_part *p, const struct rt_def *d, uint32_t fr
     return false;
 }
 
-int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
-                    struct rt_effects *fx)
+/* Apply ev to instance `ref` of p (WF_REC_NONE: the key is not in the table). */
+static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c, struct rt_part *p,
+                                                              const struct rt_event *ev,
+                                                              uint32_t ref, struct rt_effects *fx)
 {
     assert(p->magic == RT_PART_MAGIC && c->reg != NULL);
     if (fx)
         *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
     const struct rt_registry *reg = c->reg;
-    uint32_t pidx = rt_core_part_index(c, p);
-    uint32_t ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, ev->key);
     const struct rt_def *d;
     struct rt_inst *in = NULL;
     int st = RT_APPLIED;
     if (ref != WF_REC_NONE) {
         in = rt_part_inst(p, ref);
         d = rt_registry_def(reg, in->def_id);
-        if (d == NULL)
+        if (RT_UNLIKELY(d == NULL))
             return rt_done(c, RT_UNKNOWN_TYPE);
-        if (in->flags & RT_INST_F_COMPLETED) {
+        if (RT_UNLIKELY(in->flags & RT_INST_F_COMPLETED)) {
             uint64_t expires = ((uint64_t)in->completed_s << 30) + c->cfg.tombstone_retention_ns;
             if (ev->now_ns < expires)
                 return rt_done(c, RT_COMPLETED);
@@ -376,7 +374,7 @@ int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event 
             st = RT_CREATED;
         } else if (ev->has_event_id) {
             int dd = rt_dd_check(in, ev->event_id);
-            if (dd != RT_APPLIED)
+            if (RT_UNLIKELY(dd != RT_APPLIED))
                 return rt_done(c, dd);
         }
     } else {
@@ -386,15 +384,24 @@ int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event 
         d = rt_registry_newest(reg, (unsigned)t);
         st = RT_CREATED;
     }
-    int sig = flow_def_signal_index(d->def, ev->signal, ev->signal_len);
-    if (sig < 0)
+    const struct flow_def *def = d->def;
+    int sig = fb_signal_find(def, ev->signal, ev->signal_len);
+    if (RT_UNLIKELY(sig < 0))
         return rt_done(c, RT_UNKNOWN_SIGNAL);
+    /* fields: straight into the VM's registers when the encoding is the usual one, else
+     * through the general decoder (which also decides what is malformed) */
+    union vm_reg regs[VM_REGS_MAX];
     struct sf_value vals[FLOW_FIELDS_MAX];
-    int nvals = rt_decode_fields(d->def, (unsigned)sig, ev, vals);
-    if (nvals < 0)
-        return rt_done(c, RT_BAD_FIELDS);
-    if (!rt_tasks_room(p, d, 0))
+    int nvals = -1; /* -1: the fields are in regs */
+    if (ev->fields_json ||
+        rt_fields_fast(ev->fields, ev->fields_len, &def->sig_plan[sig], regs) != 0) {
+        nvals = rt_decode_fields(def, (unsigned)sig, ev, vals);
+        if (nvals < 0)
+            return rt_done(c, RT_BAD_FIELDS);
+    }
+    if (RT_UNLIKELY(!rt_tasks_room(p, d, 0)))
         return rt_done(c, RT_FULL);
+    uint32_t pidx = rt_core_part_index(c, p);
     if (st == RT_CREATED) {
         ref = ref == WF_REC_NONE ? rt_inst_create(c, p, d, ev)
                                  : rt_inst_restart(c, pidx, p, ref, d, ev);
@@ -402,18 +409,21 @@ int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event 
             return rt_done(c, RT_FULL);
         in = rt_part_inst(p, ref);
     }
-    struct rt_run r = { .c = c,
-                        .p = p,
-                        .pidx = pidx,
-                        .ref = ref,
-                        .in = in,
-                        .d = d,
-                        .rec = rt_inst_record(in, d->timer_slots),
-                        .now_ns = ev->now_ns,
-                        .cause = ev->cause };
+    struct rt_run r; /* field by field: old_due[] is filled by rt_run_begin, not zeroed */
+    r.c = c;
+    r.p = p;
+    r.pidx = pidx;
+    r.ref = ref;
+    r.in = in;
+    r.d = d;
+    r.rec = rt_inst_record(in, d->timer_slots);
+    r.now_ns = ev->now_ns;
+    r.cause = ev->cause;
     rt_run_begin(&r);
-    int rc = vm_run_signal(d->def, r.rec, (unsigned)sig, vals, (unsigned)nvals, ev->id, ev->id_len,
-                           ev->now_ns, c->cmds, RT_CMDS_MAX);
+    int rc = nvals < 0 ? vm_run_signal_regs(def, r.rec, (unsigned)sig, regs, ev->id, ev->id_len,
+                                            ev->now_ns, c->cmds, RT_CMDS_MAX)
+                       : vm_run_signal(def, r.rec, (unsigned)sig, vals, (unsigned)nvals, ev->id,
+                                       ev->id_len, ev->now_ns, c->cmds, RT_CMDS_MAX);
     assert(rc >= 0); /* fields were checked, the instance is running, cmds are sized */
     if (ev->has_event_id) {
         rt_dd_mark(in, ev->event_id);
@@ -427,6 +437,36 @@ int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event 
         fx->vm_rc = rc;
     }
     return rt_done(c, st);
+}
+
+int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                    struct rt_effects *fx)
+{
+    return rt_signal_at(c, p, ev, wf_buckets_find(rt_part_buckets(p), p->bucket_count, ev->key),
+                        fx);
+}
+
+uint32_t rt_prefetch_instance_ref(const struct rt_part *p, struct wf_key key)
+{
+    uint32_t ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, key);
+    if (ref == WF_REC_NONE)
+        return RT_NONE;
+    const char *in = (const char *)rt_part_inst(p, ref);
+    __builtin_prefetch(in, 1, 3);
+    __builtin_prefetch(in + 64, 1, 3);
+    __builtin_prefetch(in + 128, 1, 3);
+    return ref;
+}
+
+int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                        uint32_t ref, struct rt_effects *fx)
+{
+    _Static_assert(RT_NONE == WF_REC_NONE, "one 'no instance' value");
+    /* an absent key may have been created, a tombstone restarted on another record, by an
+     * earlier event of the burst: look again (a live instance's ref never changes) */
+    if (ref == RT_NONE || (rt_part_inst(p, ref)->flags & RT_INST_F_COMPLETED))
+        ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, ev->key);
+    return rt_signal_at(c, p, ev, ref, fx);
 }
 
 /* Find the running instance of key for a timer / activity input. */

@@ -278,6 +278,10 @@ void rt_prefetch(const struct rt_part *p, struct wf_key key);
  *  Can't fail. */
 void rt_prefetch_instance(const struct rt_part *p, struct wf_key key);
 
+/** Burst stage 2, keeping what it found: prefetch the instance of key and return its ref
+ *  (RT_NONE when the key is not in the table) for rt_apply_signal_ref. Can't fail. */
+uint32_t rt_prefetch_instance_ref(const struct rt_part *p, struct wf_key key);
+
 /**
  * Apply signal ev to partition p (owned by core c): signal-with-start, dedupe, decode the
  * fields by the signal's declaration (CBOR positional, JSON by name), run the handler,
@@ -287,6 +291,17 @@ void rt_prefetch_instance(const struct rt_part *p, struct wf_key key);
  */
 int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
                     struct rt_effects *fx);
+
+/**
+ * rt_apply_signal for a burst, without the table lookup: `ref` is what
+ * rt_prefetch_instance_ref(p, ev->key) returned earlier in the same burst (between the two,
+ * only apply calls on p; no snapshot load or re-init of p). Events of the burst applied in
+ * between may have created the key or restarted its tombstone on another record: such refs
+ * (RT_NONE, or a completed instance) are looked up again. Same result, effects and state as
+ * rt_apply_signal(c, p, ev, fx).
+ */
+int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                        uint32_t ref, struct rt_effects *fx);
 
 /**
  * Fire timer `slot` of instance key, armed for due_ns (a firing from rt_timers_due, as

@@ -15,7 +15,10 @@
 #include <assert.h>
 #include <string.h>
 
+#include "flow_internal.h" /* the VM's record header and register file (fast path) */
 #include "rt.h"
+
+#define RT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 #define RT_INST_F_DEDUPE    0x1u /* dd_hwm holds an event id */
 #define RT_INST_F_COMPLETED 0x2u /* tombstone */
@@ -181,6 +184,124 @@ static inline const char *rt_inst_id(const struct rt_part *p, const struct rt_in
     return (const char *)e + 1;
 }
 
+/* ---- signal fields (rt.c's fast path; tests/runtime/test_rt_fast.c checks it against
+ * the general decoder) ---- */
+
+/* Big-endian loads of the CBOR arguments (in bounds: checked by the caller). */
+static inline uint64_t rt_be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    if (n == 1) {
+        v = p[0];
+    } else if (n == 2) {
+        uint16_t x;
+        memcpy(&x, p, 2);
+        v = __builtin_bswap16(x);
+    } else if (n == 4) {
+        uint32_t x;
+        memcpy(&x, p, 4);
+        v = __builtin_bswap32(x);
+    } else {
+        memcpy(&v, p, 8);
+        v = __builtin_bswap64(v);
+    }
+    return v;
+}
+
+/* A declared field that is null or missing reads as zero / "" (vm.c load_field_slow). */
+static inline void rt_reg_zero(uint8_t type, union vm_reg *r)
+{
+    r->t.p = "";
+    r->t.n = 0;
+    if (type != FLOW_T_TEXT)
+        r->u = 0;
+}
+
+/*
+ * rt_fields_fast: the fields of signal plan sp from the CBOR array b[0..len) straight into the VM's
+ * registers, the way sf_fields_decode + rt_decode_fields + the VM's field loading would
+ * leave them. Handles what senders write: an array head of up to 16 items, integers with
+ * any head, float64, booleans, null, text with a head of up to 8 bytes of length. Anything
+ * else, and anything malformed or of the wrong type, returns 1 without deciding: the
+ * general path then accepts or refuses it. Returns 0 when regs hold the fields.
+ */
+static inline __attribute__((always_inline)) int
+rt_fields_fast(const uint8_t *b, size_t len, const struct fb_sig_plan *sp, union vm_reg *regs)
+{
+    unsigned nf = sp->nfields, count = 0;
+    size_t pos = 0;
+    if (len != 0) {
+        if (b[0] < 0x80 || b[0] > 0x80 + FLOW_FIELDS_MAX)
+            return 1;
+        count = b[0] - 0x80u;
+        pos = 1;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        if (pos >= len)
+            return 1;
+        unsigned ib = b[pos++], ai = ib & 31u, major = ib >> 5;
+        size_t avail = len - pos;
+        uint8_t want = i < nf ? sp->type[i] : 0; /* 0: an extra field, checked only */
+        union vm_reg *r = &regs[i];
+        if (major <= 1 || major == 3) {
+            uint64_t arg = ai;
+            if (ai >= 24) {
+                unsigned n = ai == 24 ? 1 : ai == 25 ? 2 : ai == 26 ? 4 : ai == 27 ? 8 : 0;
+                if (n == 0 || avail < n)
+                    return 1;
+                arg = rt_be(b + pos, n);
+                pos += n;
+            }
+            if (major == 3) {
+                if (arg > len - pos || arg > UINT16_MAX)
+                    return 1;
+                if (want == FLOW_T_TEXT) {
+                    r->t.p = (const char *)b + pos;
+                    r->t.n = (uint32_t)arg;
+                } else if (want != 0) {
+                    return 1;
+                }
+                pos += arg;
+                continue;
+            }
+            if (arg > (uint64_t)INT64_MAX)
+                return 1;
+            int64_t v = major == 0 ? (int64_t)arg : -1 - (int64_t)arg;
+            if (want == FLOW_T_INT)
+                r->i = v;
+            else if (want == FLOW_T_FLOAT)
+                r->f = (double)v;
+            else if (want != 0)
+                return 1;
+            continue;
+        }
+        if (ib == 0xfb) { /* float64 */
+            if (avail < 8)
+                return 1;
+            if (want == FLOW_T_FLOAT)
+                r->u = rt_be(b + pos, 8);
+            else if (want != 0)
+                return 1;
+            pos += 8;
+        } else if (ib == 0xf4 || ib == 0xf5) {
+            if (want == FLOW_T_BOOL)
+                r->i = ib == 0xf5;
+            else if (want != 0)
+                return 1;
+        } else if (ib == 0xf6) {
+            if (want != 0)
+                rt_reg_zero(want, r);
+        } else {
+            return 1; /* half/single floats, other simple values, byte strings, nesting */
+        }
+    }
+    if (pos != len)
+        return 1;
+    for (unsigned i = count; i < nf; i++)
+        rt_reg_zero(sp->type[i], &regs[i]);
+    return 0;
+}
+
 /* ---- wheel (rt_wheel.c) ---- */
 
 static inline uint64_t rt_tref(uint32_t part_idx, uint32_t ref, unsigned slot)
@@ -213,6 +334,39 @@ void rt_task_cancel_notice(struct rt_core *c, uint32_t part_idx, uint32_t ref, u
                            uint32_t seq, uint64_t cause);
 
 /** Core-local index of p (asserted attached). */
-uint32_t rt_core_part_index(const struct rt_core *c, const struct rt_part *p);
+static inline uint32_t rt_core_part_index(const struct rt_core *c, const struct rt_part *p)
+{
+    uint32_t idx = p->core_index;
+    assert(idx < c->part_count && c->parts[idx].p == p);
+    (void)c;
+    return idx;
+}
+
+/* ---- records (the VM's layout, flow_internal.h / vm.c: read without a call) ---- */
+
+static inline const struct vm_rec_header *rt_rec_header(const uint8_t *rec)
+{
+    return (const struct vm_rec_header *)(const void *)rec;
+}
+
+/** Due time of timer slot (< d->timer_slots) in rec, 0 when disarmed (vm_record_timer_due). */
+static inline uint64_t rt_rec_due(const struct rt_def *d, const uint8_t *rec, unsigned slot)
+{
+    assert(slot < d->timer_slots);
+    uint64_t due;
+    memcpy(&due, rec + d->timers_off + 8u * slot, 8);
+    return due;
+}
+
+/** Index into the core's state counts of a record, or UINT32_MAX when it is not counted
+ *  (not started yet, or completed). */
+static inline uint32_t rt_rec_state_key(const struct rt_def *d, const uint8_t *rec)
+{
+    const struct vm_rec_header *h = rt_rec_header(rec);
+    if ((h->flags & (VM_REC_STARTED | VM_REC_COMPLETED)) != VM_REC_STARTED)
+        return UINT32_MAX;
+    assert(h->state < FLOW_STATES_MAX);
+    return (uint32_t)d->def_id * FLOW_STATES_MAX + h->state;
+}
 
 #endif /* RT_INTERNAL_H */

@@ -261,14 +261,6 @@ int rt_core_attach(struct rt_core *c, struct rt_part *p)
     return (int)idx;
 }
 
-uint32_t rt_core_part_index(const struct rt_core *c, const struct rt_part *p)
-{
-    uint32_t idx = p->core_index;
-    assert(idx < c->part_count && c->parts[idx].p == p);
-    (void)c;
-    return idx;
-}
-
 void rt_core_set_registry(struct rt_core *c, const struct rt_registry *reg)
 {
     assert(reg != NULL);

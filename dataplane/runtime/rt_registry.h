@@ -51,7 +51,9 @@ struct rt_def {
                              nodes + record), multiple of 16 */
     uint32_t cmds_max;    /* flow_def_cmds_max */
     uint32_t activity_count;
-    uint64_t type_seed; /* wf_key_type_seed(type name) */
+    uint64_t type_seed;  /* wf_key_type_seed(type name) */
+    uint32_t timers_off; /* record offset of the timer slots' due times (u64 each) */
+    uint32_t reserved;
 };
 
 struct rt_type {

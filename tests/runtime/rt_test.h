@@ -162,28 +162,29 @@ static __attribute__((unused)) int rt_send_json(struct rt_env *e, const char *ty
     return rt_apply_signal(e->core, rt_part_of(e, ev.key), &ev, NULL);
 }
 
-static int rt_telemetry(struct rt_env *e, const char *id, uint64_t eid, uint64_t now, double temp,
-                        int64_t status)
+static __attribute__((unused)) int rt_telemetry(struct rt_env *e, const char *id, uint64_t eid,
+                                                uint64_t now, double temp, int64_t status)
 {
     struct sf_value v[2] = { { .type = SF_VAL_FLOAT, .f = temp },
                              { .type = SF_VAL_INT, .i = status } };
     return rt_send(e, "device", id, "telemetry", eid, now, v, 2);
 }
 
-static int rt_purchase(struct rt_env *e, const char *id, uint64_t eid, uint64_t now, int64_t cents)
+static __attribute__((unused)) int rt_purchase(struct rt_env *e, const char *id, uint64_t eid,
+                                               uint64_t now, int64_t cents)
 {
     struct sf_value v[1] = { { .type = SF_VAL_INT, .i = cents } };
     return rt_send(e, "loyalty", id, "purchase", eid, now, v, 1);
 }
 
-static void rt_describe_of(struct rt_env *e, const char *type, const char *id,
-                           struct rt_describe *d)
+static __attribute__((unused)) void rt_describe_of(struct rt_env *e, const char *type,
+                                                   const char *id, struct rt_describe *d)
 {
     struct wf_key k = rt_key(type, id);
     assert_int_equal(rt_describe(e->core, rt_part_of(e, k), k, d), 0);
 }
 
-static int64_t rt_var_int(const struct rt_describe *d, const char *name)
+static __attribute__((unused)) int64_t rt_var_int(const struct rt_describe *d, const char *name)
 {
     for (unsigned i = 0; i < d->nvars; i++)
         if (strcmp(d->vars[i].name, name) == 0) {
@@ -195,7 +196,7 @@ static int64_t rt_var_int(const struct rt_describe *d, const char *name)
     return 0;
 }
 
-static double rt_var_float(const struct rt_describe *d, const char *name)
+static __attribute__((unused)) double rt_var_float(const struct rt_describe *d, const char *name)
 {
     for (unsigned i = 0; i < d->nvars; i++)
         if (strcmp(d->vars[i].name, name) == 0)

@@ -777,7 +777,7 @@ static int build_init_record(struct flow_def *d)
 }
 
 /* Signal plans: names padded for word compares, field types in one line (fb_signal_find,
- * the runtime's field decoding). */
+ * the runtime's field decoding); the VM's per-call numbers. */
 static int build_sig_plan(struct flow_def *d)
 {
     size_t n = d->nsignals ? d->nsignals : 1;
@@ -795,6 +795,14 @@ static int build_sig_plan(struct flow_def *d)
         sp->nfields = (uint8_t)sg->nfields;
         for (unsigned f = 0; f < sg->nfields; f++)
             sp->type[f] = d->fields[sg->first_field + f].type;
+    }
+    d->timers_off = d->hdr->timers_off;
+    d->acts_off = d->hdr->acts_off;
+    d->cmds_max = d->hdr->cmds_max;
+    for (unsigned row = 0; row <= d->nstates; row++) {
+        int t = d->silence[row];
+        d->silence_slot[row] = (int16_t)(t >= 0 ? d->timers[t].slot : -1);
+        d->silence_period[row] = t >= 0 ? d->timers[t].period_ns : 0;
     }
     return 0;
 }

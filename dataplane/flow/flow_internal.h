@@ -287,6 +287,11 @@ struct flow_def {
     const struct vm_insn **entry_code;
     uint8_t *init_record;         /* record image after vm_record_init (created_ns 0) */
     struct fb_sig_plan *sig_plan; /* [nsignals], 64-byte aligned */
+    /* copies of header fields the VM reads on every call, and each row's silence timer as
+     * (slot or -1, period) so that the re-arm after a signal needs no timer lookup */
+    uint32_t timers_off, acts_off, cmds_max;
+    int16_t silence_slot[FLOW_STATES_MAX + 1];
+    uint64_t silence_period[FLOW_STATES_MAX + 1];
 };
 
 /* ---- the owner core's fast path (used by dataplane/runtime, which owns the VM's callers) --

@@ -40,12 +40,12 @@ enum vm_end { END_HALT, END_NOMATCH, END_DONE };
 
 static inline uint64_t *ctx_due(const struct vm_ctx *c)
 {
-    return (uint64_t *)(c->rec + c->d->hdr->timers_off);
+    return (uint64_t *)(c->rec + c->d->timers_off);
 }
 
 static inline struct vm_act_slot *ctx_acts(const struct vm_ctx *c)
 {
-    return (struct vm_act_slot *)(c->rec + c->d->hdr->acts_off);
+    return (struct vm_act_slot *)(c->rec + c->d->acts_off);
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -63,10 +63,15 @@ static void emit_timer(struct vm_ctx *c, uint8_t kind, unsigned slot, uint64_t d
     m->due_ns = due;
 }
 
+static inline void slot_arm(struct vm_ctx *c, unsigned slot, uint64_t due)
+{
+    ctx_due(c)[slot] = due;
+    emit_timer(c, VM_CMD_TIMER_ARM, slot, due);
+}
+
 static void timer_arm(struct vm_ctx *c, const struct fb_timer *t, uint64_t due)
 {
-    ctx_due(c)[t->slot] = due;
-    emit_timer(c, VM_CMD_TIMER_ARM, t->slot, due);
+    slot_arm(c, t->slot, due);
 }
 
 static void timer_cancel(struct vm_ctx *c, unsigned slot)
@@ -584,7 +589,7 @@ enter_vm(struct vm_ctx *c, const struct flow_def *d, void *record, const char *i
     c->hdr = (struct vm_rec_header *)record;
     if (c->hdr->flags & VM_REC_COMPLETED)
         return VM_ERR_COMPLETED;
-    if (cmds_max < d->hdr->cmds_max)
+    if (cmds_max < d->cmds_max)
         return VM_ERR_NO_SPACE;
     assert(id || id_len == 0);
     c->id = id;
@@ -598,7 +603,7 @@ enter_vm(struct vm_ctx *c, const struct flow_def *d, void *record, const char *i
 static int leave_vm(const struct vm_ctx *c, const struct vm_cmd *cmds)
 {
     int n = (int)(c->cmd - cmds);
-    assert(n >= 0 && (unsigned)n <= c->d->hdr->cmds_max);
+    assert(n >= 0 && (unsigned)n <= c->d->cmds_max);
     return n;
 }
 
@@ -692,14 +697,15 @@ static inline __attribute__((always_inline)) int run_signal(struct vm_ctx *c, un
     if (fresh)
         vm_start(c);
     run_trigger(c, sig, regs);
-    if (!(c->hdr->flags & VM_REC_COMPLETED)) {
+    if (!(c->hdr->flags & VM_REC_COMPLETED) && !fresh) {
         /* every signal resets the silence timers (a start or a new state armed them) */
-        int16_t t = def->silence[def->nstates];
-        if (t >= 0 && !fresh)
-            timer_arm(c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
-        t = def->silence[c->hdr->state];
-        if (t >= 0 && !c->moved && !fresh)
-            timer_arm(c, &def->timers[t], add_sat(now_ns, def->timers[t].period_ns));
+        int slot = def->silence_slot[def->nstates];
+        if (slot >= 0)
+            slot_arm(c, (unsigned)slot, add_sat(now_ns, def->silence_period[def->nstates]));
+        unsigned row = c->hdr->state;
+        slot = def->silence_slot[row];
+        if (slot >= 0 && !c->moved)
+            slot_arm(c, (unsigned)slot, add_sat(now_ns, def->silence_period[row]));
     }
     return leave_vm(c, cmds);
 }

@@ -34,7 +34,7 @@ void rt_prefetch_instance(const struct rt_part *p, struct wf_key key)
 
 /* ---- dedupe ---- */
 
-static int rt_dd_check(const struct rt_inst *in, uint64_t e)
+static inline int rt_dd_check(const struct rt_inst *in, uint64_t e)
 {
     if (!(in->flags & RT_INST_F_DEDUPE) || e > in->dd_hwm)
         return RT_APPLIED;
@@ -46,7 +46,7 @@ static int rt_dd_check(const struct rt_inst *in, uint64_t e)
     return (in->dd_bits >> (back - 1)) & 1u ? RT_DUPLICATE : RT_APPLIED;
 }
 
-static void rt_dd_mark(struct rt_inst *in, uint64_t e)
+static inline __attribute__((always_inline)) void rt_dd_mark(struct rt_inst *in, uint64_t e)
 {
     if (!(in->flags & RT_INST_F_DEDUPE)) {
         in->flags |= RT_INST_F_DEDUPE;
@@ -293,7 +293,8 @@ static inline void rt_timers_sync(struct rt_run *r)
     }
 }
 
-static inline void rt_run_end(struct rt_run *r, int ncmds, struct rt_effects *fx)
+static inline __attribute__((always_inline)) void rt_run_end(struct rt_run *r, int ncmds,
+                                                             struct rt_effects *fx)
 {
     struct rt_core *c = r->c;
     for (int i = 0; i < ncmds; i++) {

@@ -23,8 +23,11 @@ uint32_t rt_registry_stride(uint32_t record_size, uint32_t timer_slots)
 
 int rt_registry_type(const struct rt_registry *reg, const char *name, size_t len)
 {
+    /* names are zero-padded to RT_TYPE_NAME_MAX + 1 bytes (the registry is zeroed when
+     * made and names are copied in whole): compared with word loads, no memcmp call */
+    _Static_assert(RT_TYPE_NAME_MAX == FLOW_NAME_LEN_MAX, "padded like signal names");
     for (uint32_t t = 0; t < reg->type_count; t++)
-        if (reg->types[t].name_len == len && memcmp(reg->types[t].name, name, len) == 0)
+        if (reg->types[t].name_len == len && fb_name_eq_padded(reg->types[t].name, name, len))
             return (int)t;
     return -ENOENT;
 }

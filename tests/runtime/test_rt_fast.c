@@ -268,6 +268,48 @@ static void test_signal_find(void **state)
     flow_def_free(def);
 }
 
+/* rt_registry_type (word compares of padded names) against a byte-by-byte search. */
+static void check_type(const struct rt_registry *reg, const char *name, size_t len)
+{
+    int want = -ENOENT;
+    for (unsigned t = 0; t < reg->type_count && want < 0; t++)
+        if (strlen(reg->types[t].name) == len && memcmp(reg->types[t].name, name, len) == 0)
+            want = (int)t;
+    assert_int_equal(rt_registry_type(reg, name, len), want);
+}
+
+static void test_registry_type(void **state)
+{
+    (void)state;
+    struct rt_env e;
+    rt_env_init(&e, 1, 10, 8, 8);
+    static const char *more[4] = { "approval", "inbox", "order", "rollout" };
+    for (unsigned i = 0; i < 4; i++)
+        rt_test_deploy(&e, rt_test_compile(more[i]));
+    rt_test_deploy(&e, rt_test_compile_src("workflow a version 1\nsignal s()\nstate x:\n"
+                                           "    on s:\n        complete\n"));
+    rt_test_deploy(&e, rt_test_compile_src("workflow abcdefghijklmnopqrstuvwxyz01234 version 1\n"
+                                           "signal s()\nstate x:\n    on s:\n        complete\n"));
+    assert_int_equal(e.reg->type_count, 8);
+    for (unsigned t = 0; t < e.reg->type_count; t++) {
+        char buf[300];
+        size_t len = strlen(e.reg->types[t].name);
+        memset(buf, 'z', sizeof(buf));
+        memcpy(buf, e.reg->types[t].name, len);
+        assert_int_equal(rt_registry_type(e.reg, buf, len), (int)t);
+        for (size_t k = 0; k < len; k++) {
+            char old = buf[k];
+            buf[k] = (char)(old ^ 0x20);
+            check_type(e.reg, buf, len);
+            buf[k] = old;
+        }
+        for (size_t l = 0; l <= len + 2; l++)
+            check_type(e.reg, buf, l);
+        check_type(e.reg, buf, 255);
+    }
+    rt_env_free(&e);
+}
+
 /* ---- whole runs: fast path vs general path ------------------------------------------- */
 
 static const char *probe_src = "workflow probe version 1\n"
@@ -574,9 +616,8 @@ static void test_apply_ref_burst(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fields_fast_vs_decoder),
-        cmocka_unit_test(test_signal_find),
-        cmocka_unit_test(test_fast_path_same_state),
+        cmocka_unit_test(test_fields_fast_vs_decoder), cmocka_unit_test(test_signal_find),
+        cmocka_unit_test(test_registry_type),          cmocka_unit_test(test_fast_path_same_state),
         cmocka_unit_test(test_apply_ref_burst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -440,12 +440,15 @@ void dp_runtime_recovered(struct dp_lcore *lc);
 unsigned dp_runtime_poll(struct dp_lcore *lc);
 /** Bytes of one partition's region. */
 size_t dp_runtime_partition_bytes(const struct dp_node *node);
-/** Burst prefetch of the events' table lines and instances. */
-void dp_runtime_prefetch(struct dp_event *evs, unsigned n);
+/** Burst prefetch of the events' table lines and instances; refs[i] is event i's instance
+ *  (RT_NONE when it does not exist yet) for dp_runtime_apply_event. */
+void dp_runtime_prefetch(const struct dp_event *evs, unsigned n, uint32_t *refs);
 /** Is the event's workflow type deployed (on this owner's registry)? */
 bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev);
-/** Apply a logged event; returns its ACK status. */
-uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn);
+/** Apply a logged event (ref: from dp_runtime_prefetch in the same burst); returns its
+ *  ACK status. */
+uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn,
+                               uint32_t ref);
 void dp_runtime_describe(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_list(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req);

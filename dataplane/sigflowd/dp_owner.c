@@ -13,7 +13,9 @@
 
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
 {
-    dp_runtime_prefetch(evs, n);
+    uint32_t refs[DP_OWNER_BURST_MAX];
+    RTE_ASSERT(n <= DP_OWNER_BURST_MAX);
+    dp_runtime_prefetch(evs, n, refs);
     for (unsigned i = 0; i < n; i++) {
         struct dp_event *ev = &evs[i];
         RTE_ASSERT(wf_partmap_owner(dp_node.partmap, ev->partition) == lc->owner_index);
@@ -33,7 +35,7 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
             if (ack && !dp_node.fatal)
                 dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
         } else {
-            uint8_t status = dp_runtime_apply_event(lc, ev, lsn);
+            uint8_t status = dp_runtime_apply_event(lc, ev, lsn, refs[i]);
             if (ack)
                 dp_ack_note(lc, ev, status, lsn);
         }

@@ -361,7 +361,8 @@ static void dp_runtime_adopt(struct dp_lcore *lc)
     lc->reg_gen = g;
 }
 
-uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn)
+uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn,
+                               uint32_t ref)
 {
     const char *base = rte_pktmbuf_mtod(ev->m, const char *);
     struct rt_event rev = {
@@ -380,7 +381,7 @@ uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, u
         .has_event_id = (ev->flags & DP_EV_HAS_EVENT_ID) != 0,
         .fields_json = (ev->flags & DP_EV_FIELDS_JSON) != 0,
     };
-    int st = rt_apply_signal(lc->rt, dp_node.parts[ev->partition], &rev, NULL);
+    int st = rt_apply_signal_ref(lc->rt, dp_node.parts[ev->partition], &rev, ref, NULL);
     dp_count_status(lc, st);
     return (uint8_t)rt_status_ack(st);
 }
@@ -391,12 +392,12 @@ bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev)
     return rt_registry_type(rt_core_registry(lc->rt), type, ev->type_len) >= 0;
 }
 
-void dp_runtime_prefetch(struct dp_event *evs, unsigned n)
+void dp_runtime_prefetch(const struct dp_event *evs, unsigned n, uint32_t *refs)
 {
     for (unsigned i = 0; i < n; i++)
         rt_prefetch(dp_node.parts[evs[i].partition], evs[i].key);
     for (unsigned i = 0; i < n; i++)
-        rt_prefetch_instance(dp_node.parts[evs[i].partition], evs[i].key);
+        refs[i] = rt_prefetch_instance_ref(dp_node.parts[evs[i].partition], evs[i].key);
 }
 
 /* ---- timers and tasks ------------------------------------------------------------- */

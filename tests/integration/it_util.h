@@ -72,6 +72,40 @@ static inline json_t *it_ctl_at(const char *dir, json_t *req)
     return out;
 }
 
+/**
+ * Page through every workflow of `type` with `list` (1000 a page) and call fn for each.
+ * Returns how many there were, or -1 when a page could not be had.
+ */
+static inline long it_list_each(const char *dir, const char *type,
+                                void (*fn)(void *ctx, json_t *workflow), void *ctx)
+{
+    char cursor[64] = "";
+    long total = 0;
+    for (;;) {
+        json_t *req = json_pack("{s:s, s:i, s:s}", "cmd", "list", "limit", 1000, "type", type);
+        if (cursor[0])
+            json_object_set_new(req, "after", json_string(cursor));
+        json_t *page = it_ctl_at(dir, req);
+        if (!page || !json_is_true(json_object_get(page, "ok"))) {
+            json_decref(page);
+            return -1;
+        }
+        size_t i;
+        json_t *w;
+        json_array_foreach(json_object_get(page, "workflows"), i, w)
+        {
+            fn(ctx, w);
+            total++;
+        }
+        json_t *next = json_object_get(page, "next");
+        if (next)
+            snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
+        json_decref(page);
+        if (!next)
+            return total;
+    }
+}
+
 /** `./sigflow node start` from the build under test; extra options appended. */
 static inline int it_node_start(const char *top, const char *build, const char *ns, const char *dir,
                                 const char *extra)

@@ -123,44 +123,34 @@ static void cr_crash(const char *mode, unsigned round)
 }
 
 /* Every workflow: exactly `rounds` signals and the last event id of the fleet numbering. */
+struct cr_model {
+    unsigned rounds;
+    unsigned char seen[CR_FLEET];
+};
+
+static void cr_check_workflow(void *ctx, json_t *w)
+{
+    struct cr_model *m = ctx;
+    int n = -1;
+    sscanf(json_string_value(json_object_get(w, "id")), "sensor-%d", &n);
+    CR_CHECK(n >= 0 && n < CR_FLEET && !m->seen[n], "unexpected workflow id");
+    m->seen[n] = 1;
+    long long signals = json_integer_value(json_object_get(w, "signals"));
+    long long last = json_integer_value(json_object_get(w, "last_event_id"));
+    long long want_last = (long long)(m->rounds - 1) * CR_FLEET + n + 1;
+    CR_CHECK(signals == m->rounds, "sensor-%06d: %lld signals, model says %u", n, signals,
+             m->rounds);
+    CR_CHECK(last == want_last, "sensor-%06d: last event id %lld, model says %lld", n, last,
+             want_last);
+}
+
 static void cr_verify(unsigned rounds)
 {
-    static unsigned char seen[CR_FLEET];
-    memset(seen, 0, sizeof(seen));
-    char cursor[64] = "";
-    unsigned total = 0;
-    for (;;) {
-        json_t *req = json_pack("{s:s, s:i, s:s}", "cmd", "list", "limit", 1000, "type", "device");
-        if (cursor[0])
-            json_object_set_new(req, "after", json_string(cursor));
-        json_t *page = cr_ctl(req);
-        CR_CHECK(page && json_is_true(json_object_get(page, "ok")), "list failed");
-        size_t i;
-        json_t *w;
-        json_array_foreach(json_object_get(page, "workflows"), i, w)
-        {
-            int n = -1;
-            sscanf(json_string_value(json_object_get(w, "id")), "sensor-%d", &n);
-            CR_CHECK(n >= 0 && n < CR_FLEET && !seen[n], "unexpected workflow id");
-            seen[n] = 1;
-            long long signals = json_integer_value(json_object_get(w, "signals"));
-            long long last = json_integer_value(json_object_get(w, "last_event_id"));
-            long long want_last = (long long)(rounds - 1) * CR_FLEET + n + 1;
-            CR_CHECK(signals == rounds, "sensor-%06d: %lld signals, model says %u", n, signals,
-                     rounds);
-            CR_CHECK(last == want_last, "sensor-%06d: last event id %lld, model says %lld", n, last,
-                     want_last);
-            total++;
-        }
-        json_t *next = json_object_get(page, "next");
-        if (!next) {
-            json_decref(page);
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
-        json_decref(page);
-    }
-    CR_CHECK(total == CR_FLEET, "%u workflows, model says %d", total, CR_FLEET);
+    static struct cr_model m;
+    memset(&m, 0, sizeof(m));
+    m.rounds = rounds;
+    long total = it_list_each(cr_dir, "device", cr_check_workflow, &m);
+    CR_CHECK(total == CR_FLEET, "%ld workflows, model says %d", total, CR_FLEET);
 }
 
 int main(int argc, char **argv)

@@ -109,6 +109,22 @@ static long long it_wait_applied(long long want)
     return now;
 }
 
+/* A fleet workflow (sigflow-send --fleet numbering: event_id = r * fleet + (i - first) + 1
+ * for round r) has exactly IT_ROUNDS signals and the last round's event id. */
+static void it_check_fleet_workflow(void *ctx, json_t *w)
+{
+    unsigned char *seen = ctx;
+    const char *id = json_string_value(json_object_get(w, "id"));
+    int n = -1;
+    assert_int_equal(sscanf(id, "sensor-%d", &n), 1);
+    assert_true(n >= 0 && n < IT_SENDERS * IT_FLEET);
+    assert_int_equal(seen[n], 0);
+    seen[n] = 1;
+    long long want_last = (long long)(IT_ROUNDS - 1) * IT_FLEET + (n % IT_FLEET) + 1;
+    assert_int_equal(json_integer_value(json_object_get(w, "signals")), IT_ROUNDS);
+    assert_int_equal(json_integer_value(json_object_get(w, "last_event_id")), want_last);
+}
+
 static void test_fleet_exact(void **state)
 {
     (void)state;
@@ -160,36 +176,7 @@ static void test_fleet_exact(void **state)
      * event_id = r * fleet + (i - first) + 1 for round r). */
     static unsigned char seen[IT_SENDERS * IT_FLEET];
     memset(seen, 0, sizeof(seen));
-    char cursor[64] = "";
-    int total = 0;
-    for (;;) {
-        json_t *req = json_pack("{s:s, s:i, s:s}", "cmd", "list", "limit", 1000, "type", "device");
-        if (cursor[0])
-            json_object_set_new(req, "after", json_string(cursor));
-        json_t *page = it_ctl(req);
-        assert_true(json_is_true(json_object_get(page, "ok")));
-        json_t *w;
-        json_array_foreach(json_object_get(page, "workflows"), i, w)
-        {
-            const char *id = json_string_value(json_object_get(w, "id"));
-            int n = -1;
-            assert_int_equal(sscanf(id, "sensor-%d", &n), 1);
-            assert_true(n >= 0 && n < IT_SENDERS * IT_FLEET);
-            assert_int_equal(seen[n], 0);
-            seen[n] = 1;
-            long long want_last = (long long)(IT_ROUNDS - 1) * IT_FLEET + (n % IT_FLEET) + 1;
-            assert_int_equal(json_integer_value(json_object_get(w, "signals")), IT_ROUNDS);
-            assert_int_equal(json_integer_value(json_object_get(w, "last_event_id")), want_last);
-            total++;
-        }
-        json_t *next = json_object_get(page, "next");
-        if (!next) {
-            json_decref(page);
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", json_string_value(next));
-        json_decref(page);
-    }
+    long total = it_list_each(it_dir, "device", it_check_fleet_workflow, seen);
     assert_int_equal(total, IT_SENDERS * IT_FLEET);
 
     /* describe agrees with list for a sample */

@@ -470,6 +470,22 @@ int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_ev
     return rt_signal_at(c, p, ev, ref, fx);
 }
 
+uint32_t rt_inst_find(const struct rt_part *p, struct wf_key key)
+{
+    _Static_assert(RT_NONE == WF_REC_NONE, "one 'no instance' value");
+    return wf_buckets_find(rt_part_buckets(p), p->bucket_count, key);
+}
+
+struct rt_hlink rt_inst_hlink(const struct rt_part *p, uint32_t ref)
+{
+    return rt_part_inst(p, ref)->hlink;
+}
+
+void rt_inst_set_hlink(struct rt_part *p, uint32_t ref, struct rt_hlink link)
+{
+    rt_part_inst(p, ref)->hlink = link;
+}
+
 /* Find the running instance of key for a timer / activity input. */
 static int rt_input_instance(struct rt_core *c, struct rt_part *p, struct wf_key key,
                              struct rt_run *r)

@@ -50,7 +50,7 @@
  *   chunks                        chunk_count x RT_CHUNK_BYTES; a chunk belongs to one def
  *                                 (type, version) and holds instances of its stride
  * An instance ref is chunk << RT_CHUNK_SLOT_BITS | index in chunk. An instance is
- *   struct rt_inst (48 B) | rt_tnode per timer slot (16 B each) | the VM record.
+ *   struct rt_inst (64 B) | rt_tnode per timer slot (16 B each) | the VM record.
  * Nothing is allocated per event. When the table, the chunks or the key store are full a
  * new instance is refused with RT_FULL (counted per cause); when the task pool cannot hold
  * the handler's worst-case new tasks the input is refused with RT_FULL before anything
@@ -239,6 +239,28 @@ uint64_t rt_core_state_count(const struct rt_core *c, unsigned def_id, unsigned 
 /** Recompute the per-def and per-state counts from the attached partitions (after a
  *  snapshot load). O(instances). Can't fail. */
 void rt_core_recount(struct rt_core *c);
+
+/* ---- history links ---------------------------------------------------------------------- */
+
+/**
+ * An instance's history link: 16 bytes the runtime stores for the daemon and never reads
+ * (the location of the instance's newest logged input; all zero = none). It is part of the
+ * deterministic partition state: set it only from the logged input being applied (live and
+ * replay alike) so that snapshots and replays agree.
+ */
+struct rt_hlink {
+    uint64_t a, b;
+};
+
+/** The instance of key in p, RT_NONE when the key is not in the table. Can't fail. */
+uint32_t rt_inst_find(const struct rt_part *p, struct wf_key key);
+
+/** The history link of instance ref (a ref from rt_inst_find, rt_prefetch_instance_ref or
+ *  rt_effects.inst_ref of p). Can't fail. */
+struct rt_hlink rt_inst_hlink(const struct rt_part *p, uint32_t ref);
+
+/** Set the history link of instance ref. Can't fail. */
+void rt_inst_set_hlink(struct rt_part *p, uint32_t ref, struct rt_hlink link);
 
 /* ---- inputs ------------------------------------------------------------------------------ */
 

@@ -2,7 +2,8 @@
  * rt_internal.h — layouts shared by the runtime's .c files (not an interface).
  *
  * Instance (in its def's arena chunk, `stride` bytes, 16-byte aligned):
- *   struct rt_inst             48 B  dedupe, counters, key store ref, task list, flags
+ *   struct rt_inst             64 B  dedupe, counters, key store ref, task list, flags,
+ *                                    history link
  *   struct rt_tnode[slots]     16 B  each: the timer wheel links of timer slot i
  *   VM record                  flow_def_record_size bytes (8-byte aligned)
  *
@@ -32,7 +33,8 @@ struct rt_inst {
     uint32_t task_head;     /* first in-flight task of this instance (RT_NONE) */
     uint32_t completed_s;   /* completion time >> 30 (~1.07 s units); tombstones */
     uint16_t def_id;
-    uint16_t flags; /* RT_INST_F_* */
+    uint16_t flags;        /* RT_INST_F_* */
+    struct rt_hlink hlink; /* where the newest logged input of this instance is (daemon's) */
 };
 _Static_assert(sizeof(struct rt_inst) == RT_INST_HDR_BYTES, "instance header");
 

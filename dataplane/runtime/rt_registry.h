@@ -33,7 +33,7 @@
 #define RT_DEFS_MAX         (RT_TYPES_MAX * RT_VERSIONS_MAX)
 #define RT_DEF_NONE         UINT16_MAX
 #define RT_TYPE_NAME_MAX    FLOW_NAME_LEN_MAX
-#define RT_INST_HDR_BYTES   48u /* struct rt_inst (rt.h) */
+#define RT_INST_HDR_BYTES   64u /* struct rt_inst (rt.h) */
 #define RT_TIMER_NODE_BYTES 16u /* struct rt_tnode (rt_wheel.h): one per timer slot */
 
 _Static_assert(RT_DEFS_MAX <= UINT16_MAX, "def ids fit 16 bits");

@@ -293,11 +293,19 @@ void sf_io_close(struct sf_io_file *f)
     free(f);
 }
 
+static _Thread_local struct sf_io_read_counters sf_io_reads;
+
+void sf_io_read_counters_get(struct sf_io_read_counters *out)
+{
+    *out = sf_io_reads;
+}
+
 ssize_t sf_io_pread(struct sf_io_file *f, void *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
     while (done < len) {
         ssize_t n = pread(f->fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+        sf_io_reads.calls++;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -306,6 +314,7 @@ ssize_t sf_io_pread(struct sf_io_file *f, void *buf, size_t len, uint64_t off)
         if (n == 0)
             break;
         done += (size_t)n;
+        sf_io_reads.bytes += (uint64_t)n;
     }
     return (ssize_t)done;
 }

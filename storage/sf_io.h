@@ -58,6 +58,16 @@ void sf_io_close(struct sf_io_file *f);
  *  only at end of file) or -errno. */
 ssize_t sf_io_pread(struct sf_io_file *f, void *buf, size_t len, uint64_t off);
 
+/** Reads of the calling thread through sf_io_pread since it started (monotonic). */
+struct sf_io_read_counters {
+    uint64_t calls; /**< pread(2) calls */
+    uint64_t bytes; /**< bytes they returned */
+};
+
+/** Copy the calling thread's read counters (tests bound the I/O of an operation by the
+ *  difference before/after it). Can't fail. */
+void sf_io_read_counters_get(struct sf_io_read_counters *out);
+
 /** Write all @len bytes at @off, synchronously. Returns 0, or -errno (-EIO, -ENOSPC, or
  *  -EIO for a write that returns 0 bytes). Blocking: never call it from an owner core loop. */
 int sf_io_pwrite_all(struct sf_io_file *f, const void *buf, size_t len, uint64_t off);

@@ -93,6 +93,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WAL_DEFAULT_SEGMENT_BYTES (64ull << 20)
@@ -355,7 +356,7 @@ static uint32_t wal_segment_slot_alloc(struct wal *w)
     return UINT32_MAX;
 }
 
-void wal_remember_done(struct wal *w, uint64_t id, uint64_t last_lsn)
+void wal_remember_done(struct wal *w, uint64_t id, uint64_t last_lsn, uint64_t closed_ns)
 {
     if (w->done_count == WAL_DONE_MAX) { /* forget the oldest: it stays on disk */
         w->done_head = (w->done_head + 1) % WAL_DONE_MAX;
@@ -364,6 +365,7 @@ void wal_remember_done(struct wal *w, uint64_t id, uint64_t last_lsn)
     uint32_t i = (w->done_head + w->done_count) % WAL_DONE_MAX;
     w->done[i].id = id;
     w->done[i].last_lsn = last_lsn;
+    w->done[i].closed_ns = closed_ns;
     w->done_count++;
 }
 
@@ -525,7 +527,10 @@ static int wal_rotate(struct wal *w)
         return -EAGAIN;
     }
     struct wal_segment_slot *old = &w->segs[w->cur];
-    wal_remember_done(w, old->id, w->next_lsn - 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    wal_remember_done(w, old->id, w->next_lsn - 1,
+                      (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
     old->current = false;
     if (old->refs == 0) {
         sf_io_close(old->file);
@@ -804,6 +809,30 @@ int wal_set_inflight_max(struct wal *w, uint32_t n)
     if (n < 2 || n > WAL_INFLIGHT_LIMIT)
         return -EINVAL;
     w->opt.inflight_max = n;
+    return 0;
+}
+
+void wal_next_location(const struct wal *w, uint64_t *segment, uint64_t *offset)
+{
+    const struct wal_batch *b = &w->batches[(w->head + w->inflight) % WAL_BATCH_SLOTS];
+    assert(w->open_valid && b->state == WAL_BATCH_OPEN);
+    *segment = w->segs[b->seg].id;
+    *offset = b->offset + b->used;
+}
+
+uint64_t wal_retention_lsn(const struct wal *w, uint64_t now_ns, uint64_t keep_ns,
+                           uint64_t keep_bytes)
+{
+    /* walk the finished segments newest first; the current one counts as one segment */
+    uint64_t bytes = w->opt.segment_bytes;
+    for (uint32_t k = w->done_count; k-- > 0;) {
+        uint32_t i = (w->done_head + k) % WAL_DONE_MAX;
+        bool old = keep_ns && w->done[i].closed_ns + keep_ns < now_ns;
+        bool over = keep_bytes && bytes >= keep_bytes;
+        if (old || over)
+            return w->done[i].last_lsn + 1; /* this one and every older one may go */
+        bytes += w->opt.segment_bytes;
+    }
     return 0;
 }
 

@@ -53,6 +53,8 @@ struct wal_options {
 /** One record handed to the replay callback (pointers valid during the call only). */
 struct wal_record_view {
     uint64_t lsn;
+    uint64_t segment; /**< id of the segment file holding the record */
+    uint64_t offset;  /**< byte offset of the record (its header) in that file */
     uint16_t type;
     uint32_t partition;
     struct wal_key key;
@@ -150,6 +152,49 @@ int wal_poll(struct wal *w, uint64_t now_ns);
 /** Close the open batch now (if any and if a slot is free). Returns 0, -EAGAIN (in-flight
  *  limit reached; it closes at a later wal_poll) or the sticky error. */
 int wal_flush(struct wal *w);
+
+/**
+ * Where the next wal_append will put its record: segment id and byte offset of the record
+ * header. Valid right after a successful wal_reserve (and after each wal_append inside it).
+ * Locations are stable: a record stays at its location until its segment is released.
+ * Can't fail (asserts a reservation is open).
+ */
+void wal_next_location(const struct wal *w, uint64_t *segment, uint64_t *offset);
+
+/**
+ * Read the record at (@segment, @offset) of the log in DIR/wal/core-N (@dir, @core as in
+ * wal_options), without the log being open (any thread; blocking I/O through sf_io, so the
+ * caller can count it): one read of up to 512 bytes, a second one only for a longer record.
+ * @buf (@cap bytes, >= WAL_RECORD_HEADER_BYTES) receives header + payload; *out's payload
+ * points into it. Checks the record's CRC, its length and that the location is inside the
+ * data area. Returns 0, -ENOENT (no such segment file: released), -EBADMSG (no valid record
+ * there: never written, overwritten by a recycled segment, or not written yet), -ENOSPC
+ * (the record is longer than @cap), -errno of I/O.
+ * @file_cache (may be NULL) keeps the last opened segment between calls of one walk;
+ * release it with wal_read_close.
+ */
+struct wal_read_cache {
+    void *file; /* struct sf_io_file * */
+    uint64_t segment;
+    uint32_t core;
+    char dir[256];
+};
+int wal_read_record(const char *dir, uint32_t core, uint64_t segment, uint64_t offset, void *buf,
+                    uint32_t cap, struct wal_record_view *out, struct wal_read_cache *file_cache);
+
+/** Close what a walk of wal_read_record calls kept open. Can't fail. */
+void wal_read_close(struct wal_read_cache *file_cache);
+
+/**
+ * History retention: the LSN below which finished segments fall outside a retention of
+ * @keep_ns (a segment older than that: it was finished before now_ns - keep_ns) or of
+ * @keep_bytes (the segments newer than it, the current one included, already hold that
+ * many bytes). 0 = a bound that is off. Returns the LSN to pass to wal_release_before
+ * (combined with the snapshot's: the minimum wins); 0 when every segment is retained.
+ * Can't fail.
+ */
+uint64_t wal_retention_lsn(const struct wal *w, uint64_t now_ns, uint64_t keep_ns,
+                           uint64_t keep_bytes);
 
 /** Highest LSN covered by a completed fdatasync, with every LSN below it (0 = none). */
 uint64_t wal_durable_lsn(const struct wal *w);

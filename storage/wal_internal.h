@@ -98,7 +98,8 @@ struct wal {
     struct wal_helper helper;
     struct {
         uint64_t id, last_lsn;
-    } done[WAL_DONE_MAX]; /* finished segments, oldest first (ring) */
+        uint64_t closed_ns; /* CLOCK_REALTIME when it was finished (file mtime after recovery) */
+    } done[WAL_DONE_MAX];   /* finished segments, oldest first (ring) */
     uint32_t done_head, done_count;
 };
 
@@ -108,7 +109,7 @@ int wal_options_normalize(const struct wal_options *in, struct wal_options *out)
 int wal_segment_create(struct wal *w, uint64_t id, struct sf_io_file **out);
 int wal_open_live(struct wal *w, struct sf_io_file *seg, uint64_t seg_id, uint64_t generation,
                   uint64_t cursor, uint64_t last_lsn, uint64_t next_seq);
-void wal_remember_done(struct wal *w, uint64_t id, uint64_t last_lsn);
+void wal_remember_done(struct wal *w, uint64_t id, uint64_t last_lsn, uint64_t closed_ns);
 void wal_free(struct wal *w);
 
 #endif /* SF_WAL_INTERNAL_H */

@@ -120,6 +120,8 @@ static int wal_deliver(const uint8_t *seg, uint64_t off, wal_replay_fn fn, void 
         if (fn) {
             struct wal_record_view v = {
                 .lsn = r.lsn,
+                .segment = h.segment_id,
+                .offset = p,
                 .type = r.type,
                 .partition = r.partition,
                 .key = { r.key_hi, r.key_lo },
@@ -531,8 +533,14 @@ int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, uns
             goto out_free;
         }
         rc = sf_io_open(segs[pos.seg].path, O_RDWR | (w->opt.direct_io ? O_DIRECT : 0), 0, &f);
-        for (int32_t i = 0; i < pos.seg && rc == 0; i++)
-            wal_remember_done(w, segs[i].id, seg_last[i]);
+        for (int32_t i = 0; i < pos.seg && rc == 0; i++) {
+            struct stat st;
+            uint64_t mtime =
+                stat(segs[i].path, &st) == 0
+                    ? (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec
+                    : 0;
+            wal_remember_done(w, segs[i].id, seg_last[i], mtime);
+        }
     } else {
         if (nseg > 0 && pos.tail_seg == 0 && walk.last_lsn == 0)
             seg_id = segs[0].id; /* its file was removed above */

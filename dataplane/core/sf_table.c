@@ -186,6 +186,48 @@ int wf_table_insert(struct wf_table *t, struct wf_key k, uint32_t rec)
     return 0;
 }
 
+/* Index of k in bucket b, or WF_TABLE_BUCKET_SLOTS when absent. */
+static uint32_t wf_table_slot_of(const struct wf_bucket *b, struct wf_key k)
+{
+    for (uint32_t i = 0; i < b->used; i++)
+        if (wf_key_equal(b->key[i], k))
+            return i;
+    return WF_TABLE_BUCKET_SLOTS;
+}
+
+int wf_table_delete(struct wf_table *t, struct wf_key k)
+{
+    assert(t->magic == WF_TABLE_MAGIC && t->count <= t->capacity);
+    uint32_t primary = wf_table_primary(t, k);
+    uint32_t b = primary;
+    uint32_t s = wf_table_slot_of(&t->bucket[b], k);
+    if (s == WF_TABLE_BUCKET_SLOTS) {
+        /* also when the overflow count is 0: a key is never absent from a line it lives in */
+        b = wf_table_secondary(t, k);
+        s = wf_table_slot_of(&t->bucket[b], k);
+        if (s == WF_TABLE_BUCKET_SLOTS)
+            return -ENOENT;
+    }
+    struct wf_bucket *bk = &t->bucket[b];
+    assert(bk->used > 0 && s < bk->used && t->count > 0);
+    uint32_t last = bk->used - 1u;
+    bk->key[s] = bk->key[last];
+    bk->rec[s] = bk->rec[last];
+    bk->key[last] = (struct wf_key){ 0, 0 };
+    bk->rec[last] = WF_REC_NONE;
+    bk->used = (uint8_t)last;
+    if (b != primary) {
+        struct wf_bucket *pb = &t->bucket[primary];
+        assert(t->in_secondary > 0 && pb->overflow > 0);
+        t->in_secondary--;
+        if (pb->overflow != UINT16_MAX) /* saturated: stays, lookups check both lines */
+            pb->overflow--;
+    }
+    t->count--;
+    assert(wf_table_find(t, k) == WF_REC_NONE);
+    return 0;
+}
+
 uint32_t wf_table_count(const struct wf_table *t)
 {
     assert(t->magic == WF_TABLE_MAGIC && t->count <= t->capacity);

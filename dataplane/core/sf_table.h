@@ -23,7 +23,16 @@
  * WF_TABLE_BFS_NODES_MAX buckets. Lookup reads the primary line; only when the key is not
  * there and the primary's overflow count is non-zero does it read the secondary line. So
  * a lookup touches one line in the common case and never more than two: no probe
- * sequence, no tail. Nothing is ever deleted (completed workflows stay, as tombstones).
+ * sequence, no tail.
+ *
+ * Delete (wf_table_delete): the key's slot is filled with the LAST filled slot of the same
+ * bucket (so slots 0..used-1 stay filled), the vacated last slot is cleared (key zeroed,
+ * WF_REC_NONE: the bytes of a table are a function of its insert/delete sequence), and a
+ * key that lived in its secondary bucket decrements its primary's overflow count (a
+ * saturated count stays saturated: lookups of that primary then keep reading both lines).
+ * Nothing is moved back from secondaries: a delete touches at most two lines and never
+ * moves another bucket's keys, so refs of other keys never change. The runtime deletes the
+ * tombstones of completed workflows whose retention has passed (rt_sweep_tombstones).
  *
  * Sizing: nb = ceil(capacity / (3 * WF_TABLE_LOAD_PCT %)) + ceil(sqrt) + 2 slack buckets,
  * i.e. the table is at most ~90 % full, costing 64 / (3 * 0.9) = 23.7 bytes per workflow
@@ -45,7 +54,9 @@
  * was slower in perf/table (one more line of bandwidth per event).
  *
  * Iteration (wf_table_next) walks slots in bucket order; a cursor stays valid across calls
- * as long as no insert happens in between (an insert may move keys between buckets).
+ * as long as no insert or delete happens in between (an insert may move keys between
+ * buckets, a delete moves the bucket's last key into the hole). A walker that deletes the
+ * key at slot position c itself re-examines position c (it now holds the moved key).
  * Single writer: the owner core. Not thread safe.
  */
 #ifndef SF_TABLE_H
@@ -185,6 +196,13 @@ static inline uint32_t wf_table_find(const struct wf_table *t, struct wf_key k)
  * found no room (nothing changes). May move other keys between their two buckets.
  */
 int wf_table_insert(struct wf_table *t, struct wf_key k, uint32_t rec);
+
+/**
+ * Remove k. Returns 0, or -ENOENT when k is absent (nothing changes). Fills the hole with
+ * the bucket's last filled slot (see "Delete" above); moves no key to another bucket. Reads
+ * one or two lines. Can't fail otherwise.
+ */
+int wf_table_delete(struct wf_table *t, struct wf_key k);
 
 /** Keys stored. Can't fail. */
 uint32_t wf_table_count(const struct wf_table *t);

@@ -1,4 +1,5 @@
-/* test_table: workflow table insert/find, exact capacity, many keys, iteration, layout. */
+/* test_table: workflow table insert/find/delete, exact capacity, many keys, iteration,
+ * layout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -210,12 +211,128 @@ static void test_table_verify_detects(void **state)
     table_free(&m);
 }
 
+/* Delete against a plain model: random inserts and deletes at ~90 % load keep every present
+ * key found with its record, every deleted key gone, the invariants (verify) and the
+ * secondary/overflow accounting exact; deleting an absent key changes nothing. */
+static void test_table_delete_model(void **state)
+{
+    (void)state;
+    enum { CAP = 20000, OPS = 400000 };
+    rng_state = 4242;
+    struct table_mem m = table_new(CAP);
+    struct wf_key *present = malloc(CAP * sizeof(*present));
+    uint32_t *rec = malloc(CAP * sizeof(*rec));
+    assert_non_null(present);
+    assert_non_null(rec);
+    uint32_t n = 0, next_rec = 0;
+    uint64_t deletes = 0, inserts = 0;
+    for (uint32_t op = 0; op < OPS; op++) {
+        uint64_t r = rng_next();
+        /* aim at ~90 % of capacity: insert below, delete above */
+        bool del = n > 0 && (n >= CAP || (r % 100) < (n * 100u / CAP > 90 ? 70u : 35u));
+        if (del) {
+            uint32_t i = (uint32_t)((r >> 8) % n);
+            assert_int_equal(wf_table_delete(m.t, present[i]), 0);
+            assert_int_equal(wf_table_find(m.t, present[i]), WF_REC_NONE);
+            assert_int_equal(wf_table_delete(m.t, present[i]), -ENOENT);
+            present[i] = present[n - 1];
+            rec[i] = rec[n - 1];
+            n--;
+            deletes++;
+        } else {
+            struct wf_key k = rng_key();
+            uint32_t v = next_rec++ % WF_TABLE_CAPACITY_MAX;
+            int rc = wf_table_insert(m.t, k, v);
+            assert_true(rc == 0 || rc == -ENOSPC);
+            if (rc == 0) {
+                present[n] = k;
+                rec[n++] = v;
+                inserts++;
+            }
+        }
+        assert_int_equal(wf_table_count(m.t), n);
+        if (op % 20000 == 0) {
+            assert_int_equal(wf_table_verify(m.t), 0);
+            for (uint32_t i = 0; i < n; i++)
+                assert_int_equal(wf_table_find(m.t, present[i]), rec[i]);
+        }
+    }
+    assert_true(deletes > OPS / 4 && inserts > OPS / 4);
+    assert_int_equal(wf_table_verify(m.t), 0);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(wf_table_find(m.t, present[i]), rec[i]);
+    assert_int_equal(wf_table_delete(m.t, rng_key()), -ENOENT);
+    /* empty it: no key left in a secondary, every overflow count back to zero, every slot
+     * cleared, so the bytes equal a freshly initialised table's */
+    while (n > 0)
+        assert_int_equal(wf_table_delete(m.t, present[--n]), 0);
+    assert_int_equal(wf_table_count(m.t), 0);
+    assert_int_equal(wf_table_in_secondary(m.t), 0);
+    assert_int_equal(wf_table_verify(m.t), 0);
+    struct table_mem fresh = table_new(CAP);
+    m.t->evictions = fresh.t->evictions;
+    assert_memory_equal(m.t->bucket, fresh.t->bucket, m.t->bucket_count * sizeof(m.t->bucket[0]));
+    /* and it fills to capacity again */
+    for (uint32_t i = 0; i < CAP; i++)
+        assert_int_equal(wf_table_insert(m.t, rng_key(), i), 0);
+    assert_int_equal(wf_table_insert(m.t, rng_key(), 1), -ENOSPC);
+    assert_int_equal(wf_table_verify(m.t), 0);
+    table_free(&fresh);
+    free(present);
+    free(rec);
+    table_free(&m);
+}
+
+/* Delete inside one bucket: the last key fills the hole, the freed slot is cleared, and a
+ * walker deleting at its cursor position sees the moved key at the same position. */
+static void test_table_delete_in_bucket(void **state)
+{
+    (void)state;
+    struct table_mem m = table_new(64);
+    /* three keys with the same primary and secondary bucket */
+    struct wf_key k[5];
+    for (unsigned i = 0; i < 5; i++)
+        k[i] = (struct wf_key){ 0x1234567800000000ull | 7u, 100 + i };
+    uint32_t p = wf_table_primary(m.t, k[0]), s = wf_table_secondary(m.t, k[0]);
+    for (unsigned i = 0; i < 5; i++)
+        assert_int_equal(wf_table_insert(m.t, k[i], i), 0);
+    assert_int_equal(m.t->bucket[p].used, 3);
+    assert_int_equal(m.t->bucket[s].used, 2);
+    assert_int_equal(wf_table_in_secondary(m.t), 2);
+    assert_int_equal(m.t->bucket[p].overflow, 2);
+    /* delete the first slot of the primary: its last key moves into slot 0 */
+    assert_int_equal(wf_table_delete(m.t, k[0]), 0);
+    assert_int_equal(m.t->bucket[p].used, 2);
+    assert_true(wf_key_equal(m.t->bucket[p].key[0], k[2]));
+    assert_int_equal(m.t->bucket[p].rec[0], 2);
+    assert_int_equal(m.t->bucket[p].rec[2], WF_REC_NONE);
+    assert_int_equal(m.t->bucket[p].key[2].lo | m.t->bucket[p].key[2].hi, 0);
+    /* a key in its secondary: the overflow count of its primary goes down */
+    assert_int_equal(wf_table_delete(m.t, k[3]), 0);
+    assert_int_equal(m.t->bucket[p].overflow, 1);
+    assert_int_equal(wf_table_in_secondary(m.t), 1);
+    assert_int_equal(wf_table_find(m.t, k[4]), 4);
+    assert_int_equal(wf_table_delete(m.t, k[4]), 0);
+    assert_int_equal(m.t->bucket[p].overflow, 0);
+    assert_int_equal(wf_table_find(m.t, k[1]), 1);
+    assert_int_equal(wf_table_find(m.t, k[2]), 2);
+    assert_int_equal(wf_table_verify(m.t), 0);
+    /* a new key goes back into the primary's free slot */
+    assert_int_equal(wf_table_insert(m.t, k[0], 9), 0);
+    assert_int_equal(m.t->bucket[p].used, 3);
+    assert_int_equal(wf_table_in_secondary(m.t), 0);
+    assert_int_equal(wf_table_count(m.t), 3);
+    assert_int_equal(wf_table_verify(m.t), 0);
+    table_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_init_validation), cmocka_unit_test(test_table_exact_capacity),
         cmocka_unit_test(test_table_half_collisions), cmocka_unit_test(test_table_many_keys),
         cmocka_unit_test(test_table_iteration),       cmocka_unit_test(test_table_verify_detects),
+        cmocka_unit_test(test_table_delete_model),    cmocka_unit_test(test_table_delete_in_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,9 @@ static void ctl_usage(FILE *out)
             "commands:\n"
             "  stats                          node, per-core and NIC counters, drops by reason\n"
             "  workflow describe TYPE ID      one workflow instance\n"
+            "  workflow history TYPE ID [--limit N]\n"
+            "                                 its inputs and effects, newest first (default\n"
+            "                                 20; 0: everything still retained)\n"
             "  workflow list [--type T] [--state S] [--limit N] [--after CURSOR]\n"
             "                                 workflows, paged (N <= 1000, default 100)\n"
             "  definition check FILE...       compile .flow files offline, print record size\n"
@@ -103,8 +106,8 @@ static int ctl_parse(int argc, char **argv, struct ctl_opts *o)
         } else if (strcmp(a, "--limit") == 0 && has_next) {
             char *end;
             o->limit = strtol(argv[++i], &end, 10);
-            if (*end || o->limit < 1 || o->limit > 1000) {
-                fprintf(stderr, "sigflowctl: --limit must be 1..1000\n");
+            if (*end || o->limit < 0 || o->limit > 100000) {
+                fprintf(stderr, "sigflowctl: --limit must be 1..1000 (history: 0..100000)\n");
                 return -1;
             }
         } else if (a[0] == '-' && a[1] == '-') {
@@ -372,6 +375,60 @@ static void ctl_print_tasks(json_t *r)
     }
 }
 
+static void ctl_print_history(json_t *r)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(r, "entries"), i, e)
+    {
+        const char *kind = json_string_value(json_object_get(e, "kind"));
+        const char *when = json_string_value(json_object_get(e, "received"));
+        if (!when)
+            when = json_string_value(json_object_get(e, "due"));
+        if (!when)
+            when = json_string_value(json_object_get(e, "time"));
+        printf("%-8" JSON_INTEGER_FORMAT " %-27s %-15s", ctl_int(e, "lsn"), when ? when : "",
+               kind ? kind : "?");
+        if (kind && strcmp(kind, "signal") == 0) {
+            char *fields = json_dumps(json_object_get(e, "fields"), JSON_COMPACT);
+            printf(" %s", json_string_value(json_object_get(e, "signal")));
+            if (json_object_get(e, "event_id"))
+                printf(" #%" JSON_INTEGER_FORMAT, ctl_int(e, "event_id"));
+            printf(" %s", fields ? fields : "");
+            free(fields);
+        } else if (kind && strcmp(kind, "timer") == 0) {
+            printf(" slot %" JSON_INTEGER_FORMAT, ctl_int(e, "slot"));
+        } else if (kind && strncmp(kind, "activity", 8) == 0) {
+            const char *a = json_string_value(json_object_get(e, "activity"));
+            printf(" %s seq %" JSON_INTEGER_FORMAT, a ? a : "?", ctl_int(e, "seq"));
+            if (json_object_get(e, "result"))
+                printf(" result %" JSON_INTEGER_FORMAT, ctl_int(e, "result"));
+        } else if (kind && strcmp(kind, "effects") == 0) {
+            if (json_is_true(json_object_get(e, "created")))
+                printf(" created (version %" JSON_INTEGER_FORMAT ")", ctl_int(e, "version"));
+            size_t k;
+            json_t *a;
+            json_array_foreach(json_object_get(e, "scheduled"), k, a)
+            {
+                const char *n = json_string_value(json_object_get(a, "activity"));
+                printf(" scheduled %s seq %" JSON_INTEGER_FORMAT, n ? n : "?", ctl_int(a, "seq"));
+            }
+            if (json_is_true(json_object_get(e, "completed")))
+                printf(" completed");
+        }
+        printf("\n");
+    }
+    const char *end = json_string_value(json_object_get(r, "end"));
+    if (end && strcmp(end, "retention") == 0)
+        printf("-- older entries are past history retention --\n");
+    else if (end && strcmp(end, "limit") == 0)
+        printf("-- more: raise --limit --\n");
+    else if (end && strcmp(end, "unreadable") == 0)
+        printf("-- the log could not be read further --\n");
+    else
+        printf("-- start of the workflow's history --\n");
+}
+
 /* definition deploy FILE...: one request per file; the node compiles it. */
 static int ctl_deploy(const struct ctl_opts *o)
 {
@@ -420,11 +477,18 @@ static int ctl_deploy(const struct ctl_opts *o)
 static json_t *ctl_request(const struct ctl_opts *o)
 {
     const char *noun = o->words[0], *verb = o->word_count > 1 ? o->words[1] : "";
+    if ((o->limit == 0 || o->limit > 1000) && strcmp(verb, "history") != 0) {
+        fprintf(stderr, "sigflowctl: --limit must be 1..1000\n");
+        return NULL;
+    }
     if (strcmp(noun, "stats") == 0 && o->word_count == 1)
         return json_pack("{s:s}", "cmd", "stats");
     if (strcmp(noun, "workflow") == 0 && strcmp(verb, "describe") == 0 && o->word_count == 4)
         return json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", o->words[2], "id",
                          o->words[3]);
+    if (strcmp(noun, "workflow") == 0 && strcmp(verb, "history") == 0 && o->word_count == 4)
+        return json_pack("{s:s, s:s, s:s, s:I}", "cmd", "history", "type", o->words[2], "id",
+                         o->words[3], "limit", (json_int_t)(o->limit >= 0 ? o->limit : 20));
     if (strcmp(noun, "definition") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
         return json_pack("{s:s}", "cmd", "definitions");
     if (strcmp(noun, "activity") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
@@ -501,7 +565,7 @@ int main(int argc, char **argv)
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     bool is_stats = strcmp(cmd, "stats") == 0, is_list = strcmp(cmd, "list") == 0;
     bool is_defs = strcmp(cmd, "definitions") == 0, is_tasks = strcmp(cmd, "activities") == 0;
-    bool is_describe = strcmp(cmd, "describe") == 0;
+    bool is_describe = strcmp(cmd, "describe") == 0, is_history = strcmp(cmd, "history") == 0;
     int ex = 0;
     json_t *r = ctl_call(&o, req, &ex);
     if (!r)
@@ -523,6 +587,8 @@ int main(int argc, char **argv)
         ctl_print_tasks(r);
     } else if (is_describe) {
         ctl_print_workflow(r);
+    } else if (is_history) {
+        ctl_print_history(r);
     } else {
         const char *status = json_string_value(json_object_get(r, "status"));
         printf("ok%s%s\n", status ? ": " : "", status ? status : "");

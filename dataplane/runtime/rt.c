@@ -111,40 +111,6 @@ static int rt_decode_fields(const struct flow_def *def, unsigned sig, const stru
 
 /* ---- instances ---- */
 
-/* Reserve the next record of d's arena without committing it: *ref and whether it needs a
- * new chunk. Returns false when no chunk is left. */
-static bool rt_arena_peek(const struct rt_part *p, const struct rt_def *d, uint32_t *ref,
-                          bool *new_chunk)
-{
-    const struct rt_arena *a = &p->arena[d->def_id];
-    if (a->chunk != RT_NONE && a->used < RT_CHUNK_BYTES / d->stride) {
-        *ref = a->chunk << RT_CHUNK_SLOT_BITS | a->used;
-        *new_chunk = false;
-        return true;
-    }
-    if (p->chunks_used == p->chunk_count)
-        return false;
-    *ref = p->chunks_used << RT_CHUNK_SLOT_BITS;
-    *new_chunk = true;
-    return true;
-}
-
-static void rt_arena_commit(struct rt_part *p, const struct rt_def *d, bool new_chunk)
-{
-    struct rt_arena *a = &p->arena[d->def_id];
-    if (new_chunk) {
-        uint32_t ch = p->chunks_used++;
-        rt_part_dir(p)[ch] = d->def_id;
-        a->chunk = ch;
-        a->used = 0;
-        a->stride = (uint16_t)d->stride;
-        a->timer_slots = d->timer_slots;
-        a->record_size = d->record_size;
-    }
-    assert(a->stride == d->stride);
-    a->used++;
-}
-
 /* Initialise instance `in` of def d for id (fresh header, unlinked nodes, new record). */
 static void rt_inst_init(struct rt_inst *in, const struct rt_def *d, uint32_t key_ref,
                          const char *id, size_t id_len, uint64_t now_ns)
@@ -160,9 +126,9 @@ static void rt_inst_init(struct rt_inst *in, const struct rt_def *d, uint32_t ke
 static uint32_t rt_inst_create(struct rt_core *c, struct rt_part *p, const struct rt_def *d,
                                const struct rt_event *ev)
 {
-    uint32_t ref;
+    uint32_t ref, key_ref;
     bool new_chunk;
-    if (p->keys_bytes - p->keys_used < 1u + ev->id_len) {
+    if (!rt_key_peek(p, ev->id_len, &key_ref)) {
         p->stats.full_keystore++;
         return RT_NONE;
     }
@@ -174,12 +140,8 @@ static uint32_t rt_inst_create(struct rt_core *c, struct rt_part *p, const struc
         p->stats.full_table++;
         return RT_NONE;
     }
-    rt_arena_commit(p, d, new_chunk);
-    uint32_t key_ref = (uint32_t)p->keys_used;
-    uint8_t *e = rt_part_keys(p) + key_ref;
-    e[0] = ev->id_len;
-    memcpy(e + 1, ev->id, ev->id_len);
-    p->keys_used += 1u + ev->id_len;
+    rt_arena_commit(p, d, ref, new_chunk);
+    rt_key_commit(p, key_ref, ev->id, ev->id_len);
     struct rt_inst *in = rt_part_inst(p, ref);
     rt_inst_init(in, d, key_ref, ev->id, ev->id_len, ev->now_ns);
     p->stats.instances++;
@@ -202,18 +164,9 @@ static void rt_table_set(struct rt_part *p, struct wf_key key, uint32_t ref)
     assert(0 && "key present");
 }
 
-/* Free every in-flight task of in (its incarnation ended for good). */
-static void rt_inst_drop_tasks(struct rt_core *c, uint32_t pidx, struct rt_part *p,
-                               struct rt_inst *in)
-{
-    while (in->task_head != RT_NONE) {
-        const struct rt_task_slot *t = &rt_part_tasks(p)[in->task_head];
-        rt_task_finish(c, pidx, p, in, t->act, t->seq);
-    }
-}
-
 /* An expired tombstone gets a signal: start a new incarnation of the newest version in its
- * place. Returns the new ref or RT_NONE (full). */
+ * place (on another version: in a slot of that version, the old slot is freed). Returns the
+ * new ref or RT_NONE (full). */
 static uint32_t rt_inst_restart(struct rt_core *c, uint32_t pidx, struct rt_part *p, uint32_t ref,
                                 const struct rt_def *nd, const struct rt_event *ev)
 {
@@ -228,8 +181,9 @@ static uint32_t rt_inst_restart(struct rt_core *c, uint32_t pidx, struct rt_part
             return RT_NONE;
         }
         rt_inst_drop_tasks(c, pidx, p, old);
-        rt_arena_commit(p, nd, new_chunk);
+        rt_arena_commit(p, nd, nref, new_chunk);
         rt_table_set(p, ev->key, nref);
+        rt_slot_free(c, pidx, p, ref);
         p->stats.records_abandoned++;
         ref = nref;
     } else {
@@ -367,8 +321,7 @@ static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c,
         if (RT_UNLIKELY(d == NULL))
             return rt_done(c, RT_UNKNOWN_TYPE);
         if (RT_UNLIKELY(in->flags & RT_INST_F_COMPLETED)) {
-            uint64_t expires = ((uint64_t)in->completed_s << 30) + c->cfg.tombstone_retention_ns;
-            if (ev->now_ns < expires)
+            if (!rt_tombstone_expired(c, in, ev->now_ns))
                 return rt_done(c, RT_COMPLETED);
             d = rt_registry_newest(reg, d->type_id);
             in = NULL; /* restarted below, once the signal is known to be good */
@@ -463,9 +416,11 @@ int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_ev
                         uint32_t ref, struct rt_effects *fx)
 {
     _Static_assert(RT_NONE == WF_REC_NONE, "one 'no instance' value");
-    /* an absent key may have been created, a tombstone restarted on another record, by an
-     * earlier event of the burst: look again (a live instance's ref never changes) */
-    if (ref == RT_NONE || (rt_part_inst(p, ref)->flags & RT_INST_F_COMPLETED))
+    /* an absent key may have been created, a tombstone restarted on another record (its old
+     * slot now free), by an earlier event of the burst: look again (a live instance's ref
+     * never changes; a freed slot is reused only by its own def, which is not the newest,
+     * so not within the burst) */
+    if (ref == RT_NONE || (rt_part_inst(p, ref)->flags & (RT_INST_F_COMPLETED | RT_INST_F_FREE)))
         ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, ev->key);
     return rt_signal_at(c, p, ev, ref, fx);
 }

@@ -8,7 +8,8 @@
  *
  * DETERMINISM. The partition state (struct rt_part and its region) is a pure function of
  * the sequence of apply calls made on it (rt_apply_signal, rt_apply_timer,
- * rt_apply_activity_result, rt_note_attempt) and the registry's deploy sequence: the same
+ * rt_apply_activity_result, rt_note_attempt, rt_sweep_tombstones) and the registry's
+ * deploy sequence: the same
  * calls in the same order give byte-identical state (rt_part_digest; the timer-node words
  * inside each instance are core-side links and are excluded). The wheel, the outbound
  * queue and the counters of struct rt_core are volatile core state: they are rebuilt from
@@ -31,6 +32,10 @@
  *                send t to the control plane; rt_tasks_pop(core);
  *   deploy:  compile off the data path, log the blob, rt_registry_deploy → publish with
  *            RCU → rt_core_set_registry(core, reg) at the top of the loop.
+ *   sweep:   now and then, outside a burst (not between rt_prefetch_instance_ref and
+ *            rt_apply_signal_ref, not between rt_tasks_peek and rt_tasks_pop): log
+ *            (partition, now_ns, budget) → LSN; rt_sweep_tombstones(core, part, now_ns,
+ *            budget). Replay makes the same call from the record.
  *   recovery: load snapshot partitions, deploy the logged defs, replay the logged inputs
  *            through the same apply functions (do NOT call rt_timers_due meanwhile), then
  *            rt_timers_rebuild(core), rt_tasks_reset(core) (re-dispatches every in-flight
@@ -42,13 +47,15 @@
  * rt_part_mem_size(cfg) from configuration, laid out by rt_part_init:
  *   struct rt_part                header (deterministic state only)
  *   wf_table                      128-bit key → instance ref (sf_table.h)
- *   key store                     append-only: u8 id_len, id bytes; an instance's key_ref
- *                                 is the offset of its entry (the type comes from def_id)
+ *   key store                     entries u8 id_len, id bytes (at least 5 bytes); an
+ *                                 instance's key_ref is the offset of its entry (the type
+ *                                 comes from def_id); freed entries are reused (rt_sweep.c)
  *   task pool                     tasks_max x struct rt_task_slot (256 B): in-flight
  *                                 activities with their encoded arguments
  *   chunk directory               u16 def id per chunk (RT_DEF_NONE: free)
  *   chunks                        chunk_count x RT_CHUNK_BYTES; a chunk belongs to one def
- *                                 (type, version) and holds instances of its stride
+ *                                 (type, version) and holds instances of its stride; freed
+ *                                 instance slots go to a per-def free list, taken first
  * An instance ref is chunk << RT_CHUNK_SLOT_BITS | index in chunk. An instance is
  *   struct rt_inst (64 B) | rt_tnode per timer slot (16 B each) | the VM record.
  * Nothing is allocated per event. When the table, the chunks or the key store are full a
@@ -62,14 +69,20 @@
  * and set. Events without event id (JSON without "event_id") skip dedupe. The first
  * signal of a new instance always applies and starts the window.
  *
- * TOMBSTONES. A completed instance stays in the table (the table has no delete) with its
- * record and dedupe state; signals to it return RT_COMPLETED and change nothing (results
- * of its still running activities are accepted only to free their tasks). After
- * tombstone_retention_ns the tombstone has expired: the next signal to that id starts a
- * new instance of the newest version in its place (the old record is re-initialised when
- * the def is the same, otherwise a new record is taken and the old one is abandoned,
- * counted in tombstones_reused / records_abandoned). Expired tombstones nobody signals
- * keep their memory; rt_list with RT_LIST_COMPLETED reports them.
+ * TOMBSTONES. A completed instance stays in the table with its record and dedupe state;
+ * signals to it return RT_COMPLETED and change nothing (results of its still running
+ * activities are accepted only to free their tasks). After tombstone_retention_ns
+ * (completion time, in ~1.07 s units, + retention <= now) the tombstone has expired:
+ *  - the next signal to that id starts a new instance of the newest version in its place
+ *    (RT_CREATED; the old record is re-initialised when the def is the same, otherwise the
+ *    new version's slot is taken and the old one goes back to its def's free list; counted
+ *    in tombstones_reused / records_abandoned);
+ *  - rt_sweep_tombstones, which the daemon logs and calls now and then, removes it for
+ *    good: tasks dropped, key deleted from the table, instance slot and key store entry
+ *    given back for reuse (tombstones_expired). A later signal to a swept id starts a
+ *    fresh instance (RT_CREATED) like any new id. So under steady churn (workflows that
+ *    start, complete and are never signalled again) table, chunks and key store level off.
+ * rt_list with RT_LIST_COMPLETED reports the tombstones not yet swept.
  *
  * Single writer: the owner core. Nothing here is thread safe except reading a registry.
  */
@@ -99,7 +112,7 @@
 #define RT_WHEEL_BUCKETS    256u
 #define RT_WHEEL_TICK_SHIFT 20u /* one tick = 2^20 ns = 1.048576 ms */
 #define RT_NONE             UINT32_MAX
-#define RT_PART_MAGIC       0x52545054u /* "RTPT" */
+#define RT_PART_MAGIC       0x52545032u /* "RTP2": free lists, sweep cursor (was "RTPT") */
 #define RT_CORE_PARTS_MAX   65536u      /* partitions of one core (16 bits in timer links) */
 
 _Static_assert(RT_CHUNK_BYTES / 64u <= (1u << RT_CHUNK_SLOT_BITS), "slot bits hold a chunk");
@@ -162,15 +175,20 @@ struct rt_part *rt_part_init(void *mem, size_t mem_bytes, const struct rt_part_c
 
 /** Per-partition counters (deterministic: part of the partition state). */
 struct rt_part_stats {
-    uint64_t instances;         /* instances created (tombstone reuses included) */
-    uint64_t completed;         /* instances that completed */
-    uint64_t full_table;        /* refused: table full */
-    uint64_t full_arena;        /* refused: no free chunk */
-    uint64_t full_keystore;     /* refused: key store full */
-    uint64_t full_tasks;        /* refused: task pool could not hold the handler's tasks */
-    uint64_t tombstones_reused; /* expired tombstones restarted by a signal */
-    uint64_t records_abandoned; /* records left behind by a reuse on another version */
-    uint64_t args_truncated;    /* task arguments shortened to RT_TASK_ARGS_BYTES */
+    uint64_t instances;          /* instances created (tombstone reuses included) */
+    uint64_t completed;          /* instances that completed */
+    uint64_t full_table;         /* refused: table full */
+    uint64_t full_arena;         /* refused: no free chunk */
+    uint64_t full_keystore;      /* refused: key store full */
+    uint64_t full_tasks;         /* refused: task pool could not hold the handler's tasks */
+    uint64_t tombstones_reused;  /* expired tombstones restarted by a signal */
+    uint64_t records_abandoned;  /* restarts on another version (the old record's slot goes
+                                    back to its def's free list since tombstone sweeping) */
+    uint64_t args_truncated;     /* task arguments shortened to RT_TASK_ARGS_BYTES */
+    uint64_t tombstones_expired; /* tombstones removed by rt_sweep_tombstones */
+    uint64_t sweep_slots;        /* table slot positions examined by rt_sweep_tombstones */
+    uint64_t slots_reused;       /* instances placed in a freed slot */
+    uint64_t keys_reused;        /* key store entries taken from the free lists */
 };
 
 uint32_t rt_part_id(const struct rt_part *p);
@@ -180,6 +198,26 @@ void rt_part_stats_get(const struct rt_part *p, struct rt_part_stats *out);
  *  bytes, as separate numbers (memory reporting). Can't fail. */
 void rt_part_usage(const struct rt_part *p, uint64_t *chunk_bytes, uint64_t *keystore_bytes,
                    uint64_t *table_bytes, uint64_t *task_bytes);
+
+/** Space freed for reuse: free instance slots (all defs) and bytes in free key store
+ *  entries (both already counted in rt_part_usage's numbers). Can't fail. */
+void rt_part_reclaimable(const struct rt_part *p, uint64_t *free_slots, uint64_t *free_key_bytes);
+
+struct rt_core; /* an owner core's runtime (below) */
+
+/**
+ * Remove expired tombstones of partition p (owned by core c): examine at most `budget`
+ * table slot positions (bucket_count x 3 of them, empty ones included), starting at the
+ * partition's sweep cursor and wrapping around, and remove every completed instance whose
+ * tombstone has expired at now_ns (see TOMBSTONES): its in-flight tasks are dropped (stale
+ * queue entries are skipped), its timer nodes unlinked, its key deleted from the table,
+ * its instance slot and key store entry given back for reuse. The cursor is saved, so
+ * successive calls cover the whole table. Deterministic: a pure function of the partition
+ * state, now_ns, budget and the core's tombstone_retention_ns; log (now_ns, budget) and
+ * replay the call. Not inside a burst (see OWNER LOOP). Cost O(budget) plus the removed
+ * instances' tasks. Returns the number removed (0..min(budget, INT_MAX)). Can't fail.
+ */
+int rt_sweep_tombstones(struct rt_core *c, struct rt_part *p, uint64_t now_ns, unsigned budget);
 
 /**
  * 64-bit digest of the partition's deterministic state (header, table, key store, task
@@ -493,7 +531,8 @@ struct rt_list_entry {
  * List up to max instances of p matching f (NULL: all), starting at *cursor (0 first) and
  * advancing it; the walk is in table order and stays valid while no instance is created.
  * Returns the number stored; 0 with *cursor == UINT64_MAX at the end. Bounded: examines at
- * most 64 * max + 64 slots per call (returns early, cursor saved). Can't fail.
+ * most 64 * max + 64 slots per call (returns early, cursor saved). A walk across instance
+ * creations or sweeps may miss or repeat entries. Can't fail.
  */
 unsigned rt_list(const struct rt_core *c, const struct rt_part *p, const struct rt_list_filter *f,
                  uint64_t *cursor, struct rt_list_entry *out, unsigned max);

@@ -9,6 +9,18 @@
  *
  * Timer links are u64 references: 0 = none; bit 63 set = a wheel list head (index in the
  * low bits); otherwise bit 62 set and (core-local part << 37 | inst ref << 5 | slot).
+ *
+ * Free instance slot (an expired tombstone swept, or the old record of a restart on another
+ * version): the whole stride is zero except flags = RT_INST_F_FREE, def_id (the chunk's def)
+ * and task_head = the next free slot of the same def (RT_NONE: last), key_ref = RT_NONE.
+ * Each def's free slots form a LIFO list headed in its struct rt_arena; a new instance of
+ * that def takes the head before growing the arena. Refs only, no pointers: the region is
+ * copied byte for byte into snapshots.
+ *
+ * Key store entries: live `u8 id_len, id bytes, zero padding` of rt_key_entry_bytes(id_len)
+ * = max(1 + id_len, RT_KEY_ENTRY_MIN) bytes; free `u8 size - 1, u32 next free offset of the
+ * same size (RT_NONE: last; unaligned, memcpy), zeros` of `size` bytes. The minimum size
+ * makes every entry able to hold its free-list link. See rt_sweep.c for the policy.
  */
 #ifndef RT_INTERNAL_H
 #define RT_INTERNAL_H
@@ -23,6 +35,7 @@
 
 #define RT_INST_F_DEDUPE    0x1u /* dd_hwm holds an event id */
 #define RT_INST_F_COMPLETED 0x2u /* tombstone */
+#define RT_INST_F_FREE      0x4u /* a free slot (not in the table): see the top comment */
 
 struct rt_inst {
     uint64_t dd_hwm;        /* highest event id applied */
@@ -50,8 +63,21 @@ struct rt_arena {
     uint16_t timer_slots;
     uint16_t reserved;
     uint32_t record_size;
+    uint32_t free_head;  /* first free slot of this def (RT_NONE: none) */
+    uint32_t free_count; /* free slots of this def */
+    uint64_t reserved2;
 };
-_Static_assert(sizeof(struct rt_arena) == 16, "arena descriptor");
+_Static_assert(sizeof(struct rt_arena) == 32, "arena descriptor");
+
+#define RT_KEY_ENTRY_MIN       5u   /* u8 + u32 free-list link */
+#define RT_KEY_FREE_LISTS      256u /* free entries by size - 1 (sizes 5..256) */
+#define RT_KEY_ENTRY_BYTES_MAX 256u
+
+/** Bytes of the key store entry of an id of id_len bytes. */
+static inline uint32_t rt_key_entry_bytes(unsigned id_len)
+{
+    return 1u + id_len < RT_KEY_ENTRY_MIN ? RT_KEY_ENTRY_MIN : 1u + id_len;
+}
 
 struct rt_task_slot {
     uint64_t serial; /* partition task number; 0 = free */
@@ -78,7 +104,11 @@ struct rt_part {
     uint32_t task_free, task_free_count; /* free list */
     uint32_t task_head, task_tail;       /* in-flight tasks, oldest first */
     uint64_t task_serial;
-    uint64_t keys_bytes, keys_used;
+    uint64_t keys_bytes, keys_used; /* key store size, bytes handed out from its front */
+    uint64_t keys_free_bytes;       /* bytes in free entries (below keys_used) */
+    uint64_t sweep_cursor;          /* next table slot position rt_sweep_tombstones examines */
+    uint64_t slots_free;            /* free instance slots, all defs */
+    uint32_t key_free[RT_KEY_FREE_LISTS]; /* free entries of size i + 1 (RT_NONE: none) */
     uint64_t buckets_off, table_off, keys_off, tasks_off, dir_off, chunks_off, mem_bytes;
     struct rt_part_config cfg;
     struct rt_part_stats stats;
@@ -92,6 +122,7 @@ struct rt_core_part {
 };
 
 #define RT_QENT_CANCEL 0x80000000u /* part_idx flag: a cancel notice */
+#define RT_QENT_DEAD   UINT32_MAX  /* part_idx of a cancel notice whose instance was freed */
 
 struct rt_qent {
     uint32_t part_idx; /* core-local partition index | RT_QENT_CANCEL */
@@ -119,6 +150,8 @@ struct rt_core {
     uint32_t unqueued_parts; /* partitions with unqueued != RT_NONE */
     uint32_t refill_cursor;
     uint32_t q_mask;
+    uint32_t q_cancels; /* cancel notices in the ring (rt_tasks_forget_instance) */
+    uint32_t reserved;
     uint64_t q_head, q_tail; /* outbound ring: entries q_head..q_tail-1 */
     struct rt_core_stats stats;
     uint64_t running[RT_DEFS_MAX], completed[RT_DEFS_MAX];
@@ -334,6 +367,43 @@ void rt_task_finish(struct rt_core *c, uint32_t part_idx, struct rt_part *p, str
 /** Queue a cancel notice (best effort). */
 void rt_task_cancel_notice(struct rt_core *c, uint32_t part_idx, uint32_t ref, unsigned act,
                            uint32_t seq, uint64_t cause);
+/** Free every in-flight task of in (its incarnation ended for good). */
+void rt_inst_drop_tasks(struct rt_core *c, uint32_t pidx, struct rt_part *p, struct rt_inst *in);
+/** Mark the queued cancel notices of instance (pidx, ref) dead: the slot is being freed and
+ *  may hold another instance by the time they are peeked. O(queue) when any cancel notice
+ *  is queued, else O(1). */
+void rt_tasks_forget_instance(struct rt_core *c, uint32_t pidx, uint32_t ref);
+
+/* ---- instance slots and key store (rt_sweep.c) ---- */
+
+/** Where the next instance of d goes: its def's first free slot, else the next slot of the
+ *  chunk being filled, else a new chunk (*new_chunk). Changes nothing. Returns false when
+ *  no chunk is left. */
+bool rt_arena_peek(const struct rt_part *p, const struct rt_def *d, uint32_t *ref, bool *new_chunk);
+/** Take the slot rt_arena_peek(p, d, ...) just returned (nothing changed in between). */
+void rt_arena_commit(struct rt_part *p, const struct rt_def *d, uint32_t ref, bool new_chunk);
+/** Give instance `ref` back to its def's free list: its tasks must be dropped already;
+ *  linked timer nodes are unlinked from c's wheel, queued cancel notices forgotten. The
+ *  instance must not be in the table (any more). */
+void rt_slot_free(struct rt_core *c, uint32_t pidx, struct rt_part *p, uint32_t ref);
+
+/** Where an entry for an id of id_len bytes would go (*off) without taking it. Returns
+ *  false when the key store has no room. */
+bool rt_key_peek(const struct rt_part *p, unsigned id_len, uint32_t *off);
+/** Take the entry rt_key_peek(p, id_len, off) returned and store the id in it. */
+void rt_key_commit(struct rt_part *p, uint32_t off, const char *id, unsigned id_len);
+/** Give the entry at key_ref back to the free list of its size. */
+void rt_key_free(struct rt_part *p, uint32_t key_ref);
+
+/** Has the tombstone `in` (completed) outlived the retention at now_ns? A signal at now_ns
+ *  restarts exactly those; rt_sweep_tombstones removes them. */
+static inline bool rt_tombstone_expired(const struct rt_core *c, const struct rt_inst *in,
+                                        uint64_t now_ns)
+{
+    uint64_t done_ns = (uint64_t)in->completed_s << 30;
+    uint64_t keep = c->cfg.tombstone_retention_ns;
+    return keep <= UINT64_MAX - done_ns && now_ns >= done_ns + keep;
+}
 
 /** Core-local index of p (asserted attached). */
 static inline uint32_t rt_core_part_index(const struct rt_core *c, const struct rt_part *p)

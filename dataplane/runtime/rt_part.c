@@ -62,7 +62,7 @@ void rt_part_config_for(struct rt_part_config *cfg, uint32_t instances, uint32_t
     cfg->instances_max = instances;
     cfg->chunk_count = chunks > RT_CHUNKS_MAX ? RT_CHUNKS_MAX : (uint32_t)chunks;
     cfg->tasks_max = tasks_max ? tasks_max : 1;
-    cfg->keystore_bytes = (uint64_t)instances * (1u + id_len_avg) + 64;
+    cfg->keystore_bytes = (uint64_t)instances * rt_key_entry_bytes(id_len_avg) + 64;
     if (cfg->keystore_bytes > UINT32_MAX)
         cfg->keystore_bytes = UINT32_MAX;
 }
@@ -131,8 +131,12 @@ struct rt_part *rt_part_init(void *mem, size_t mem_bytes, const struct rt_part_c
     p->task_free = 0;
     p->task_free_count = cfg->tasks_max;
     p->task_head = p->task_tail = RT_NONE;
-    for (unsigned i = 0; i < RT_DEFS_MAX; i++)
+    for (unsigned i = 0; i < RT_DEFS_MAX; i++) {
         p->arena[i].chunk = RT_NONE;
+        p->arena[i].free_head = RT_NONE;
+    }
+    for (unsigned i = 0; i < RT_KEY_FREE_LISTS; i++)
+        p->key_free[i] = RT_NONE;
     p->magic = RT_PART_MAGIC;
     return p;
 }
@@ -159,6 +163,12 @@ void rt_part_usage(const struct rt_part *p, uint64_t *chunk_bytes, uint64_t *key
     *keystore_bytes = p->keys_used;
     *table_bytes = wf_table_mem_size(p->cfg.instances_max);
     *task_bytes = (uint64_t)p->tasks_max * sizeof(struct rt_task_slot);
+}
+
+void rt_part_reclaimable(const struct rt_part *p, uint64_t *free_slots, uint64_t *free_key_bytes)
+{
+    *free_slots = p->slots_free;
+    *free_key_bytes = p->keys_free_bytes;
 }
 
 /* Instances in chunk `chunk` (full chunks hold RT_CHUNK_BYTES / stride). */

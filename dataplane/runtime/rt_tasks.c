@@ -147,6 +147,29 @@ void rt_task_cancel_notice(struct rt_core *c, uint32_t pidx, uint32_t ref, unsig
         return;
     }
     rt_q_push(c, pidx | RT_QENT_CANCEL, ref, (uint64_t)act << 32 | seq, cause);
+    c->q_cancels++;
+}
+
+void rt_inst_drop_tasks(struct rt_core *c, uint32_t pidx, struct rt_part *p, struct rt_inst *in)
+{
+    while (in->task_head != RT_NONE) {
+        const struct rt_task_slot *t = &rt_part_tasks(p)[in->task_head];
+        rt_task_finish(c, pidx, p, in, t->act, t->seq);
+    }
+}
+
+void rt_tasks_forget_instance(struct rt_core *c, uint32_t pidx, uint32_t ref)
+{
+    if (c->q_cancels == 0)
+        return;
+    for (uint64_t i = c->q_head; i != c->q_tail; i++) {
+        struct rt_qent *e = &c->queue[i & c->q_mask];
+        if (e->part_idx == (pidx | RT_QENT_CANCEL) && e->ref == ref) {
+            e->part_idx = RT_QENT_DEAD;
+            assert(c->q_cancels > 0);
+            c->q_cancels--;
+        }
+    }
 }
 
 /* Move flagged tasks into the queue while there is room. */
@@ -203,6 +226,11 @@ int rt_tasks_peek(struct rt_core *c, struct rt_task *out)
             continue;
         }
         const struct rt_qent *e = &c->queue[c->q_head & c->q_mask];
+        if (e->part_idx == RT_QENT_DEAD) {
+            c->q_head++; /* a cancel notice of an instance freed since: nothing to send */
+            rt_tasks_refill(c);
+            continue;
+        }
         uint32_t pidx = e->part_idx & ~RT_QENT_CANCEL;
         const struct rt_part *p = c->parts[pidx].p;
         memset(out, 0, sizeof(*out));
@@ -235,6 +263,10 @@ int rt_tasks_pop(struct rt_core *c)
     struct rt_task t;
     if (rt_tasks_peek(c, &t) != 0)
         return -ENOENT;
+    if (t.kind == RT_TASK_CANCEL) {
+        assert(c->q_cancels > 0);
+        c->q_cancels--;
+    }
     c->q_head++;
     c->stats.tasks_popped++;
     rt_tasks_refill(c);
@@ -256,6 +288,7 @@ void rt_tasks_pending(const struct rt_core *c, uint32_t *queued, uint64_t *flagg
 void rt_tasks_reset(struct rt_core *c)
 {
     c->q_head = c->q_tail = 0;
+    c->q_cancels = 0;
     c->unqueued_parts = 0;
     c->refill_cursor = 0;
     for (uint32_t pi = 0; pi < c->part_count; pi++) {

@@ -29,6 +29,7 @@
 #include "sf_pkt.h"
 #include "sf_proto.h"
 #include "rt.h"
+#include "snap.h"
 #include "wal.h"
 
 #define DP_RXQ_PER_LCORE_MAX        (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
@@ -40,7 +41,9 @@
 #define DP_LIST_LIMIT_MAX           1000
 #define DP_ACK_RING_SIZE            1024 /* ACK mbufs from one owner to one rx lcore */
 #define DP_IO_WAIT_SLEEP_MAX_US     20   /* idle sleep cap while log batches or ACKs are pending */
-#define DP_WAL_SIGNAL_HDR           24u  /* fixed part of a DP_WAL_SIGNAL payload (dp_wal.c) */
+#define DP_WAL_SIGNAL_HDR           40u  /* fixed part of a DP_WAL_SIGNAL payload (dp_wal.c) */
+#define DP_NOTE_TASKS_MAX           8u   /* scheduled runs one DP_WAL_NOTE lists */
+#define DP_NOTE_BYTES_MAX           (24u + 8u * DP_NOTE_TASKS_MAX)
 #define DP_REGISTRY_GENERATIONS_MAX (RT_DEFS_MAX + 1) /* deploys on one node, + the empty one */
 #define DP_OUTBOUND_TASKS           4096 /* activity tasks queued per owner (rt outbound queue) */
 #define DP_FIRINGS_MAX              64   /* timer firings taken per owner loop iteration */
@@ -129,10 +132,9 @@ struct dp_snap {
     uint64_t digest;
     uint64_t began_ns, last_ns, last_lsn, last_log_bytes, last_duration_ns;
     uint64_t count, errors, segments_released;
-    uint64_t stall_ns_max; /* longest step of the owner loop spent here (CPU time) */
-    uint64_t checked_ns;   /* idle: last time we looked whether one is due */
-    uint64_t loaded_lsn;   /* start-up: LSN of the loaded snapshot's generation record */
-    unsigned loaded_parts;
+    uint64_t stall_ns_max;  /* longest step of the owner loop spent here (CPU time) */
+    uint64_t checked_ns;    /* idle: last time we looked whether one is due */
+    uint64_t retention_lsn; /* last history retention bound applied to the log */
 };
 
 struct dp_rxq {
@@ -205,6 +207,7 @@ struct dp_node {
     struct rt_registry *registries[DP_REGISTRY_GENERATIONS_MAX]; /* by generation */
     uint64_t registry_gen;  /* newest published generation (atomic) */
     uint64_t *part_lsn;     /* start-up: each partition's snapshot LSN (replay skips up to it) */
+    uint64_t epoch;         /* the MANIFEST's epoch: logs live in DIR/epoch-E/wal/core-N */
     uint32_t part_capacity; /* workflows per partition */
     struct rte_mempool *pool;
     uint64_t tsc_hz;
@@ -251,6 +254,7 @@ enum dp_req_kind {
     DP_REQ_ACTIVITY, /* complete or fail an activity run by hand */
     DP_REQ_COUNTS,   /* instances by definition and state, tasks, timers */
     DP_REQ_TASKS,    /* dispatched tasks */
+    DP_REQ_HISTORY,  /* the head of a workflow's history chain */
 };
 
 /** A dispatched activity task (until the control plane executes them). */
@@ -328,6 +332,8 @@ struct dp_req {
     /* wal stats */
     struct wal_stats wal_stats;
     uint64_t durable_lsn, next_lsn, acks_waiting;
+    /* history */
+    struct rt_hlink head;
     /* tune */
     char tune_key[48];
     uint64_t tune_value;
@@ -411,6 +417,17 @@ static inline uint32_t dp_get32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static inline void dp_hlink_put(uint8_t *p, struct rt_hlink l)
+{
+    dp_put64(p, l.a);
+    dp_put64(p + 8, l.b);
+}
+
+static inline struct rt_hlink dp_hlink_get(const uint8_t *p)
+{
+    return (struct rt_hlink){ .a = dp_get64(p), .b = dp_get64(p + 8) };
+}
+
 /* ---- durability (dp_wal.c) ---- */
 
 /** Log record types of the dataplane (layouts in dp_wal.c and dp_runtime.c). */
@@ -419,7 +436,22 @@ enum dp_wal_type {
     DP_WAL_TIMER = 2,    /* a timer firing */
     DP_WAL_ACTIVITY = 3, /* an activity result */
     DP_WAL_DEPLOY = 4,   /* this core switched to a registry generation */
+    DP_WAL_NOTE = 5,     /* what the input before it did (history only; replay skips it) */
 };
+
+/*
+ * History links (struct rt_hlink, stored per instance and in front of each logged input):
+ *   a = segment id << 32 | byte offset of the record in its segment file
+ *   b = epoch << 48 | owner core << 40 | the record's LSN mod 2^40 (a check when reading)
+ * a == 0 means no link (a record never sits at offset 0). The log is DIR/epoch-E/wal/core-N.
+ */
+static inline struct rt_hlink dp_hlink_make(uint64_t epoch, unsigned core, uint64_t segment,
+                                            uint64_t offset, uint64_t lsn)
+{
+    return (struct rt_hlink){ .a = segment << 32 | (offset & 0xffffffffu),
+                              .b = (epoch & 0xffff) << 48 | (uint64_t)(core & 0xff) << 40 |
+                                   (lsn & 0xffffffffffull) };
+}
 
 /* ---- workflows (dp_runtime.c) ---- */
 
@@ -432,8 +464,18 @@ int dp_runtime_init(struct dp_node *node, unsigned owner, void *mem, size_t byte
 /** Compile and deploy .flow text (control thread). 0, -EINVAL (compile errors in msg),
  *  -EEXIST (version deployed), -errno. msg gets a one-line outcome or the errors. */
 int dp_runtime_deploy(const char *file, const char *src, size_t len, char *msg, size_t msg_cap);
-/** Replay one log record (start-up). 0 or -EBADMSG/-ENOENT. */
-int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r);
+/** The log being replayed at start-up, and where in it replay is. */
+struct dp_replay_src {
+    uint64_t epoch;                       /* the log: DIR/epoch-E/wal/core-N */
+    unsigned core;                        /* N */
+    uint64_t gen;                         /* registry generation in force at this point */
+    uint64_t loaded_lsn;                  /* LSN of the loaded snapshot's generation record */
+    const struct snap_manifest *manifest; /* the log's layout when it is not the node's */
+    uint64_t records;                     /* replayed (applied or skipped as in snapshot) */
+};
+/** Replay one log record of src (start-up) on the owner of its partition in the current
+ *  layout. 0 or -EBADMSG/-ENOENT. */
+int dp_runtime_replay(struct dp_replay_src *src, const struct wal_record_view *r);
 /** After replay: rebuild the timer wheel, re-dispatch tasks, recount. */
 void dp_runtime_recovered(struct dp_lcore *lc);
 /** Owner loop: adopt new deploys, fire due timers, dispatch durable tasks. */
@@ -448,7 +490,10 @@ bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev);
 /** Apply a logged event (ref: from dp_runtime_prefetch in the same burst); returns its
  *  ACK status. */
 uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn,
-                               uint32_t ref);
+                               uint32_t ref, struct rt_hlink loc);
+/** The history link of the instance of key in part (zero when there is none). */
+struct rt_hlink dp_runtime_head_link(const struct rt_part *part, struct wf_key key);
+void dp_runtime_history_head(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_describe(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_list(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req);
@@ -458,9 +503,14 @@ void dp_runtime_tasks_copy(struct dp_lcore *lc, struct dp_req *req);
 /** Recover every owner's log (replaying it into the tables) and open it for appending.
  *  Blocking; start-up only. Returns 0 or -errno (reason printed). */
 int dp_wal_open_all(struct dp_node *node);
-/** Log one event before applying it: 0 with *lsn, -EAGAIN when the log is behind (refuse
- *  the event: nothing applied), or a fatal -errno (the node stops). */
-int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn);
+/** Log one event before applying it, with room reserved for its DP_WAL_NOTE: 0 with *lsn and
+ *  *loc (the record's history link), -EAGAIN when the log is behind (refuse the event:
+ *  nothing applied), or a fatal -errno (the node stops). */
+int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn,
+                      struct rt_hlink *loc);
+/** The history link of the record the next wal_append of lc's log writes (after a
+ *  successful wal_reserve). */
+struct rt_hlink dp_wal_next_link(const struct dp_lcore *lc);
 /** True when one more frame can wait for its ACK on this owner. */
 bool dp_ack_room(const struct dp_lcore *lc);
 /** Note the status of an ACK-requested event: sent once `lsn` is durable (lsn 0: a NACK of
@@ -485,9 +535,14 @@ int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value);
 
 /** Create each owner's snapshot writer ([snapshot] config). 0 or -errno. */
 int dp_snap_init(struct dp_node *node);
-/** Load this owner's newest valid snapshot into its partitions (start-up, before replay).
- *  0 (also when there is none) or -errno (snapshots exist but none is valid). */
-int dp_snap_load(struct dp_lcore *lc);
+/** Load the newest valid snapshot of src's (epoch, core) into the partitions it holds and
+ *  their snapshot LSNs (start-up, before replaying that log); sets src->gen and
+ *  src->loaded_lsn. 0 (also when there is none) or -errno (snapshots exist but none is
+ *  valid, or one holds a partition that core never held). */
+int dp_snap_load(struct dp_replay_src *src);
+/** Start-up after a change of the owner core count: write every owner's partitions as a
+ *  snapshot of epoch `epoch` with LSN 0 (its new logs are empty), synchronously. 0/-errno. */
+int dp_snap_checkpoint(struct dp_node *node, uint64_t epoch);
 /** Owner loop: one bounded step of the snapshot in progress (or start one when due). */
 unsigned dp_snap_poll(struct dp_lcore *lc);
 void dp_snap_close(struct dp_node *node);

@@ -270,8 +270,8 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
         if (!cfg_bool(value, &cfg->wal_direct_io))
             return cfg_fail(p, "direct_io: '%s' is not true/false%s", value, "");
     } else if (strcmp(name, "segment_bytes") == 0) {
-        if (!cfg_u64(value, 1u << 20, 1ull << 34, &v) || v % 4096 != 0)
-            return cfg_fail(p, "segment_bytes: '%s' must be 1M..16G, a multiple of 4096%s", value,
+        if (!cfg_u64(value, 1u << 20, 1ull << 32, &v) || v % 4096 != 0)
+            return cfg_fail(p, "segment_bytes: '%s' must be 1M..4G, a multiple of 4096%s", value,
                             "");
         cfg->wal_segment_bytes = v;
     } else {
@@ -312,9 +312,28 @@ static int cfg_snapshot(struct dp_config_parse *p, const char *name, const char 
     return 1;
 }
 
+static int cfg_history(struct dp_config_parse *p, const char *name, const char *value)
+{
+    uint64_t v;
+    if (strcmp(name, "retention_s") == 0) {
+        if (!cfg_u64(value, 0, 3650u * 86400u, &v))
+            return cfg_fail(p, "retention_s: '%s' must be 0..315360000 seconds%s", value, "");
+        p->cfg->history_retention_s = (unsigned)v;
+    } else if (strcmp(name, "retention_bytes") == 0) {
+        if (!cfg_u64(value, 0, 1ull << 50, &v))
+            return cfg_fail(p, "retention_bytes: '%s' must be 0..1P%s", value, "");
+        p->cfg->history_retention_bytes = v;
+    } else {
+        return cfg_fail(p, "unknown key '%s' in section [%s]", name, "history");
+    }
+    return 1;
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
+    if (strcmp(section, "history") == 0)
+        return cfg_history(p, name, value);
     if (strcmp(section, "snapshot") == 0)
         return cfg_snapshot(p, name, value);
     if (strcmp(section, "runtime") == 0)
@@ -360,6 +379,8 @@ void dp_config_defaults(struct dp_config *cfg)
     cfg->tombstone_retention_s = 86400;
     cfg->snapshot_interval_s = 300;
     cfg->snapshot_log_bytes = 1ull << 30;
+    cfg->history_retention_s = 7u * 86400u;
+    cfg->history_retention_bytes = 16ull << 30;
 }
 
 static int cfg_check(const struct dp_config *cfg, char *reason, size_t len)

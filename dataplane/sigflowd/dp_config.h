@@ -63,6 +63,9 @@ struct dp_config {
     /* [snapshot] */
     unsigned snapshot_interval_s; /* take one this often (0: not by time) */
     uint64_t snapshot_log_bytes;  /* ... or after this much log (0: not by size) */
+    /* [history] */
+    unsigned history_retention_s;     /* keep log segments this long for history (0: off) */
+    uint64_t history_retention_bytes; /* ... and at most this much log per core (0: off) */
 };
 
 /** Fill *cfg with the defaults documented in README.md. Can't fail. */

@@ -25,6 +25,7 @@
 #include <rte_ethdev.h>
 
 #include "dp.h"
+#include "sf_io.h"
 
 #define DP_CTL_LINE_MAX       (2u << 20) /* a deploy carries a whole .flow file */
 #define DP_CTL_REQ_TIMEOUT_MS 2000
@@ -297,6 +298,236 @@ static json_t *dp_ctl_describe(json_t *jreq)
         json_object_set_new(out, "owner_lcore",
                             json_integer(dp_node.owner_by_index[owner]->lcore_id));
     }
+    free(req);
+    return out;
+}
+
+/* ---- history: follow the workflow's back-links through the logs ----------------------- */
+
+#define DP_HISTORY_LIMIT_MAX 100000
+#define DP_HISTORY_WAIT_MS   2000 /* the newest records may still be on their way to disk */
+
+static const struct flow_def *dp_ctl_def(unsigned def_id)
+{
+    uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
+    const struct rt_def *d = rt_registry_def(dp_node.registries[g], def_id);
+    return d ? d->def : NULL;
+}
+
+static void dp_ctl_time(json_t *e, const char *key, uint64_t ns)
+{
+    char buf[48];
+    time_t secs = (time_t)(ns / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof(buf) - n, ".%06uZ", (unsigned)(ns % 1000000000ull / 1000));
+    json_object_set_new(e, key, json_string(buf));
+}
+
+/* One history entry from a record of the workflow; *prev gets its back-link. -EBADMSG when
+ * the record is not one of a workflow's inputs or notes. */
+static int dp_ctl_history_entry(const struct wal_record_view *v, const struct flow_def *def,
+                                json_t **out, struct rt_hlink *prev)
+{
+    const uint8_t *p = v->payload;
+    json_t *e = json_object();
+    json_object_set_new(e, "lsn", json_integer((json_int_t)v->lsn));
+    switch (v->type) {
+    case DP_WAL_SIGNAL: {
+        if (v->len < DP_WAL_SIGNAL_HDR)
+            goto bad;
+        uint8_t flags = p[16], type_len = p[17], id_len = p[18], sig_len = p[19];
+        uint16_t fields_len = (uint16_t)(p[20] | p[21] << 8);
+        if (DP_WAL_SIGNAL_HDR + (uint32_t)type_len + id_len + sig_len + fields_len != v->len)
+            goto bad;
+        *prev = dp_hlink_get(p + 24);
+        const char *sig = (const char *)p + DP_WAL_SIGNAL_HDR + type_len + id_len;
+        const uint8_t *fields = (const uint8_t *)sig + sig_len;
+        json_object_set_new(e, "kind", json_string("signal"));
+        json_object_set_new(e, "signal", json_stringn(sig, sig_len));
+        if (flags & DP_EV_HAS_EVENT_ID)
+            json_object_set_new(e, "event_id", json_integer((json_int_t)dp_get64(p)));
+        dp_ctl_time(e, "received", dp_get64(p + 8));
+        json_object_set_new(e, "received_ns", json_integer((json_int_t)dp_get64(p + 8)));
+        json_t *fj = NULL;
+        if (flags & DP_EV_FIELDS_JSON) {
+            fj = json_loadb((const char *)fields, fields_len, 0, NULL);
+        } else {
+            struct sf_value vals[FLOW_FIELDS_MAX];
+            int n = sf_fields_decode(fields, fields_len, vals, FLOW_FIELDS_MAX);
+            int si = def ? flow_def_signal_index(def, sig, sig_len) : -1;
+            bool named = si >= 0 && flow_def_signal_field_count(def, (unsigned)si) == n;
+            fj = named ? json_object() : json_array();
+            for (int i = 0; i < n; i++) {
+                if (named)
+                    json_object_set_new(fj,
+                                        flow_def_signal_field_name(def, (unsigned)si, (unsigned)i),
+                                        dp_ctl_value(&vals[i]));
+                else
+                    json_array_append_new(fj, dp_ctl_value(&vals[i]));
+            }
+        }
+        json_object_set_new(e, "fields", fj ? fj : json_null());
+        break;
+    }
+    case DP_WAL_TIMER:
+        if (v->len != 28)
+            goto bad;
+        *prev = dp_hlink_get(p + 12);
+        json_object_set_new(e, "kind", json_string("timer"));
+        json_object_set_new(e, "slot", json_integer(dp_get32(p)));
+        dp_ctl_time(e, "due", dp_get64(p + 4));
+        break;
+    case DP_WAL_ACTIVITY: {
+        if (v->len != 40)
+            goto bad;
+        *prev = dp_hlink_get(p + 24);
+        unsigned act = (unsigned)(p[0] | p[1] << 8);
+        struct flow_activity_info info = { .name = NULL };
+        json_object_set_new(e, "kind", json_string(p[2] ? "activity_failed" : "activity_done"));
+        if (def && flow_def_activity(def, act, &info) == 0 && info.name)
+            json_object_set_new(e, "activity", json_string(info.name));
+        json_object_set_new(e, "activity_index", json_integer(act));
+        json_object_set_new(e, "seq", json_integer(dp_get32(p + 4)));
+        if (!p[2])
+            json_object_set_new(e, "result", json_integer((json_int_t)dp_get64(p + 8)));
+        dp_ctl_time(e, "time", dp_get64(p + 16));
+        break;
+    }
+    case DP_WAL_NOTE: {
+        if (v->len < 24 || v->len != 24u + 8u * p[19])
+            goto bad;
+        *prev = dp_hlink_get(p);
+        unsigned def_id = (unsigned)(p[16] | p[17] << 8);
+        const struct flow_def *nd = dp_ctl_def(def_id);
+        json_object_set_new(e, "kind", json_string("effects"));
+        if (p[18] & 1) {
+            json_object_set_new(e, "created", json_true());
+            if (nd)
+                json_object_set_new(e, "version", json_integer(flow_def_version(nd)));
+        }
+        if (p[18] & 2)
+            json_object_set_new(e, "completed", json_true());
+        json_t *sched = json_array();
+        for (unsigned i = 0; i < p[19]; i++) {
+            const uint8_t *t = p + 24 + 8 * i;
+            unsigned act = (unsigned)(t[0] | t[1] << 8);
+            struct flow_activity_info info = { .name = NULL };
+            json_t *a = json_pack("{s:i, s:I}", "activity_index", (int)act, "seq",
+                                  (json_int_t)dp_get32(t + 4));
+            if (nd && flow_def_activity(nd, act, &info) == 0 && info.name)
+                json_object_set_new(a, "activity", json_string(info.name));
+            json_array_append_new(sched, a);
+        }
+        json_object_set_new(e, "scheduled", sched);
+        break;
+    }
+    default:
+        goto bad;
+    }
+    *out = e;
+    return 0;
+bad:
+    json_decref(e);
+    return -EBADMSG;
+}
+
+static json_t *dp_ctl_history(json_t *jreq)
+{
+    const char *type, *id;
+    size_t type_len, id_len;
+    if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
+        !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len))
+        return dp_ctl_error("history needs \"type\" (1..32 bytes) and \"id\" (1..64 bytes)");
+    json_t *jl = json_object_get(jreq, "limit");
+    json_int_t limit = jl ? json_integer_value(jl) : 20;
+    if (jl && (!json_is_integer(jl) || limit < 0 || limit > DP_HISTORY_LIMIT_MAX))
+        return dp_ctl_error("limit: 0..100000 (0: everything retained)");
+    if (limit == 0)
+        limit = DP_HISTORY_LIMIT_MAX;
+    struct dp_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return dp_ctl_error("out of memory");
+    req->kind = DP_REQ_HISTORY;
+    req->key = wf_key_make(type, type_len, id, id_len);
+    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
+    unsigned owner = wf_partmap_owner(dp_node.partmap, req->partition);
+    int rc = dp_ctl_ask(owner, req);
+    if (rc == -ETIMEDOUT)
+        return dp_ctl_error("owner core did not answer in time"); /* req stays with the owner */
+    if (rc != 0 || req->result != 0 || !req->found) {
+        json_t *out = rc != 0            ? dp_ctl_error("owner mailbox full, retry")
+                      : req->result != 0 ? dp_ctl_error("history needs the log ([wal])")
+                                         : json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error",
+                                                     "workflow not found", "type", type, "id", id);
+        free(req);
+        return out;
+    }
+    /* the instance's definition names fields and activities (older incarnations may have
+     * used another version: names are then best effort) */
+    const struct flow_def *def = NULL;
+    uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
+    int tid = rt_registry_type(dp_node.registries[g], type, type_len);
+    if (tid >= 0)
+        def = rt_registry_newest(dp_node.registries[g], (unsigned)tid)->def;
+
+    struct sf_io_read_counters io0, io1;
+    sf_io_read_counters_get(&io0);
+    struct wal_read_cache cache = { 0 };
+    static uint8_t buf[DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX +
+                       SF_EVENT_LEN_MAX + WAL_RECORD_HEADER_BYTES + 64];
+    json_t *entries = json_array();
+    const char *end = "start";
+    struct rt_hlink link = req->head;
+    uint64_t waited_ms = 0;
+    while (link.a != 0) {
+        if ((json_int_t)json_array_size(entries) >= limit) {
+            end = "limit";
+            break;
+        }
+        uint64_t epoch = link.b >> 48, lsn_lo = link.b & 0xffffffffffull;
+        unsigned core = (unsigned)(link.b >> 40 & 0xff);
+        char edir[DP_PATH_MAX + 40];
+        snap_epoch_path(dp_node.cfg.dir, epoch, edir, sizeof(edir));
+        struct wal_record_view v;
+        rc = wal_read_record(edir, core, link.a >> 32, link.a & 0xffffffffu, buf, sizeof(buf), &v,
+                             &cache);
+        bool match = rc == 0 && (v.lsn & 0xffffffffffull) == lsn_lo && v.key.hi == req->key.hi &&
+                     v.key.lo == req->key.lo;
+        if (!match && epoch == (dp_node.epoch & 0xffff) && core == owner &&
+            lsn_lo > (req->durable_lsn & 0xffffffffffull) && waited_ms < DP_HISTORY_WAIT_MS) {
+            /* not on disk yet: wait for the owner's log to get there */
+            struct timespec ms = { 0, 1000000 };
+            nanosleep(&ms, NULL);
+            waited_ms++;
+            req->kind = DP_REQ_HISTORY;
+            if (dp_ctl_ask(owner, req) != 0)
+                break;
+            continue;
+        }
+        if (!match) {
+            end = rc == -ENOENT || rc == 0 || rc == -EBADMSG ? "retention" : "unreadable";
+            break;
+        }
+        json_t *e;
+        struct rt_hlink prev = { 0, 0 };
+        if (dp_ctl_history_entry(&v, def, &e, &prev) != 0) {
+            end = "unreadable";
+            break;
+        }
+        char log[48];
+        snprintf(log, sizeof(log), "epoch-%" PRIu64 "/core-%u", epoch, core);
+        json_object_set_new(e, "log", json_string(log));
+        json_array_append_new(entries, e);
+        link = prev;
+    }
+    wal_read_close(&cache);
+    sf_io_read_counters_get(&io1);
+    json_t *out = json_pack("{s:b, s:s, s:s, s:o, s:i, s:s, s:{s:I, s:I}}", "ok", 1, "type", type,
+                            "id", id, "entries", entries, "count", (int)json_array_size(entries),
+                            "end", end, "io", "reads", (json_int_t)(io1.calls - io0.calls), "bytes",
+                            (json_int_t)(io1.bytes - io0.bytes));
     free(req);
     return out;
 }
@@ -638,6 +869,8 @@ static json_t *dp_ctl_dispatch(const char *line)
         out = dp_ctl_stats();
     else if (strcmp(cmd, "describe") == 0)
         out = dp_ctl_describe(req);
+    else if (strcmp(cmd, "history") == 0)
+        out = dp_ctl_history(req);
     else if (strcmp(cmd, "list") == 0)
         out = dp_ctl_list(req);
     else if (strcmp(cmd, "deploy") == 0)

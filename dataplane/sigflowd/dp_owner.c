@@ -21,6 +21,7 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
         RTE_ASSERT(wf_partmap_owner(dp_node.partmap, ev->partition) == lc->owner_index);
         bool ack = (ev->flags & DP_EV_ACK_REQ) != 0 && lc->wal;
         uint64_t lsn = 0;
+        struct rt_hlink loc = { 0, 0 };
         /* Refused before logging (nothing applied, answered at once): no ACK slot, an
          * undeployed type, a log that is behind. */
         if (unlikely(ack && !dp_ack_room(lc))) {
@@ -30,12 +31,12 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
             lc->rt_status[RT_UNKNOWN_TYPE]++;
             if (ack)
                 dp_ack_note(lc, ev, SF_ACK_UNKNOWN, 0);
-        } else if (lc->wal && unlikely(dp_wal_log_signal(lc, ev, &lsn) != 0)) {
+        } else if (lc->wal && unlikely(dp_wal_log_signal(lc, ev, &lsn, &loc) != 0)) {
             lc->drop[DP_DROP_OVERLOADED]++;
             if (ack && !dp_node.fatal)
                 dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
         } else {
-            uint8_t status = dp_runtime_apply_event(lc, ev, lsn, refs[i]);
+            uint8_t status = dp_runtime_apply_event(lc, ev, lsn, refs[i], loc);
             if (ack)
                 dp_ack_note(lc, ev, status, lsn);
         }
@@ -63,6 +64,9 @@ static void dp_owner_mailbox(struct dp_lcore *lc)
             break;
         case DP_REQ_TASKS:
             dp_runtime_tasks_copy(lc, req);
+            break;
+        case DP_REQ_HISTORY:
+            dp_runtime_history_head(lc, req);
             break;
         case DP_REQ_WAL_STATS:
             if (lc->wal) {

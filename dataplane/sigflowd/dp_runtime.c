@@ -5,12 +5,23 @@
  * Inputs and their log records (payloads little-endian; partition and 128-bit key are the
  * WAL header's):
  *   DP_WAL_SIGNAL    an event as received (dp_wal.c)          → rt_apply_signal
- *   DP_WAL_TIMER     u32 slot | u64 due_ns                      → rt_apply_timer
+ *   DP_WAL_TIMER     u32 slot | u64 due_ns | 16 B prev          → rt_apply_timer
  *   DP_WAL_ACTIVITY  u16 act | u8 failed | u8 0 | u32 seq | i64 result | u64 now_ns
- *                                                              → rt_apply_activity_result
+ *                    | 16 B prev                               → rt_apply_activity_result
  *   DP_WAL_DEPLOY    u64 generation: from here on this core uses registry `generation`
+ *   DP_WAL_NOTE      16 B prev | u16 def_id | u8 flags (1 created, 2 completed) | u8 n
+ *                    | u32 0 | n x (u16 activity, u16 0, u32 seq)        (history only)
  * Replay feeds the same records to the same functions, so state after recovery equals the
  * state before the crash for everything logged.
+ *
+ * HISTORY. Every input of a workflow carries `prev`, the workflow's history link before it
+ * (dp.h: log, segment, offset), and once the input is applied the instance's link points at
+ * it — or at the DP_WAL_NOTE appended right after it when the input created the instance,
+ * scheduled activities or completed it (room for the note is reserved with the input).
+ * The links form a chain through the log, newest first, that `workflow history` follows
+ * without scanning. Replay sets the same links from the records' locations, so the chain
+ * survives restarts and snapshots; an input that changed nothing (duplicate, stale,
+ * refused) is not linked.
  *
  * Definitions: `sigflowctl definition deploy` sends the .flow text; the control thread
  * compiles it off the data path, writes the compiled blob durably to DIR/defs/GGGG.def
@@ -280,12 +291,62 @@ static int dp_signal_decode(const struct wal_record_view *r, struct rt_event *ev
     return 0;
 }
 
-int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
+/* After an input applied to instance fx->inst_ref: append its note (live only: lc's log
+ * has the room reserved) and point the instance's history link at the newest record. */
+static void dp_runtime_linked(struct dp_lcore *lc, struct rt_part *part, struct wf_key key, int st,
+                              const struct rt_effects *fx, struct rt_hlink loc)
+{
+    if (fx->inst_ref == RT_NONE)
+        return;
+    if (lc->wal && (st == RT_CREATED || fx->tasks > 0 || fx->completed)) {
+        uint8_t rec[DP_NOTE_BYTES_MAX];
+        memset(rec, 0, sizeof(rec));
+        dp_hlink_put(rec, loc);
+        rec[16] = (uint8_t)fx->def_id;
+        rec[17] = (uint8_t)(fx->def_id >> 8);
+        rec[18] = (uint8_t)((st == RT_CREATED ? 1 : 0) | (fx->completed ? 2 : 0));
+        unsigned n = 0;
+        if (fx->tasks > 0) {
+            /* the runs this input scheduled: the instance's newest fx->tasks pending ones
+             * (sequence numbers grow per instance) */
+            static struct rt_describe d; /* owner thread only */
+            if (rt_describe(lc->rt, part, key, &d) == 0) {
+                bool used[FLOW_ACTIVITIES_MAX] = { false };
+                while (n < fx->tasks && n < DP_NOTE_TASKS_MAX) {
+                    int best = -1;
+                    for (unsigned a = 0; a < d.nactivities; a++)
+                        if (!used[a] && (best < 0 || d.activities[a].seq > d.activities[best].seq))
+                            best = (int)a;
+                    if (best < 0)
+                        break;
+                    used[best] = true;
+                    uint8_t *t = rec + 24 + 8 * n++;
+                    t[0] = (uint8_t)d.activities[best].index;
+                    t[1] = (uint8_t)(d.activities[best].index >> 8);
+                    dp_put32(t + 4, d.activities[best].seq);
+                }
+            }
+        }
+        rec[19] = (uint8_t)n;
+        loc = dp_wal_next_link(lc);
+        struct wal_key k = { .hi = key.hi, .lo = key.lo };
+        wal_append(lc->wal, DP_WAL_NOTE, rt_part_id(part), k, rec, 24 + 8 * n);
+    }
+    rt_inst_set_hlink(part, fx->inst_ref, loc);
+}
+
+struct rt_hlink dp_runtime_head_link(const struct rt_part *part, struct wf_key key)
+{
+    uint32_t ref = rt_inst_find(part, key);
+    return ref == RT_NONE ? (struct rt_hlink){ 0, 0 } : rt_inst_hlink(part, ref);
+}
+
+int dp_runtime_replay(struct dp_replay_src *src, const struct wal_record_view *r)
 {
     if (r->type == DP_WAL_DEPLOY) {
         if (r->len != 8)
             return -EBADMSG;
-        if (r->lsn <= lc->snap.loaded_lsn)
+        if (r->lsn <= src->loaded_lsn)
             return 0; /* the loaded snapshot already holds a newer generation */
         uint64_t g = dp_get64(r->payload);
         if (g >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[g]) {
@@ -295,18 +356,29 @@ int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
                     g);
             return -ENOENT;
         }
-        rt_core_set_registry(lc->rt, dp_node.registries[g]);
-        lc->reg_gen = g;
+        src->gen = g;
         return 0;
     }
-    if (r->partition >= dp_node.partmap->count ||
-        wf_partmap_owner(dp_node.partmap, r->partition) != lc->owner_index)
+    if (r->partition >= dp_node.partmap->count)
         return -EBADMSG;
+    unsigned log_owner = src->manifest ? src->manifest->part_core[r->partition]
+                                       : wf_partmap_owner(dp_node.partmap, r->partition);
+    if (log_owner != src->core)
+        return -EBADMSG; /* a partition this log never held */
     if (dp_node.part_lsn && r->lsn <= dp_node.part_lsn[r->partition])
         return 0; /* already in the partition's snapshot: never applied twice */
+    struct dp_lcore *lc = dp_node.owner_by_index[wf_partmap_owner(dp_node.partmap, r->partition)];
+    if (lc->reg_gen != src->gen) { /* the registry the log's core used at this point */
+        if (src->gen >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[src->gen])
+            return -ENOENT;
+        rt_core_set_registry(lc->rt, dp_node.registries[src->gen]);
+        lc->reg_gen = src->gen;
+    }
     struct rt_part *part = dp_node.parts[r->partition];
     struct wf_key key = { .hi = r->key.hi, .lo = r->key.lo };
+    struct rt_hlink loc = dp_hlink_make(src->epoch, src->core, r->segment, r->offset, r->lsn);
     const uint8_t *p = r->payload;
+    struct rt_effects fx;
     int st;
     switch (r->type) {
     case DP_WAL_SIGNAL: {
@@ -314,24 +386,35 @@ int dp_runtime_replay(struct dp_lcore *lc, const struct wal_record_view *r)
         if (dp_signal_decode(r, &ev) != 0 ||
             wf_key_partition(ev.key, dp_node.partmap->count) != r->partition)
             return -EBADMSG;
-        st = rt_apply_signal(lc->rt, part, &ev, NULL);
+        st = rt_apply_signal(lc->rt, part, &ev, &fx);
         break;
     }
     case DP_WAL_TIMER:
-        if (r->len != 12)
+        if (r->len != 28)
             return -EBADMSG;
-        st = rt_apply_timer(lc->rt, part, key, dp_get32(p), dp_get64(p + 4), r->lsn, NULL);
+        st = rt_apply_timer(lc->rt, part, key, dp_get32(p), dp_get64(p + 4), r->lsn, &fx);
         break;
     case DP_WAL_ACTIVITY:
-        if (r->len != 24)
+        if (r->len != 40)
             return -EBADMSG;
         st = rt_apply_activity_result(lc->rt, part, key, (unsigned)(p[0] | p[1] << 8),
                                       dp_get32(p + 4), p[2] != 0, (int64_t)dp_get64(p + 8),
-                                      dp_get64(p + 16), r->lsn, NULL);
+                                      dp_get64(p + 16), r->lsn, &fx);
         break;
+    case DP_WAL_NOTE: {
+        if (r->len < 24 || r->len != 24u + 8u * ((const uint8_t *)r->payload)[19])
+            return -EBADMSG;
+        uint32_t ref = rt_inst_find(part, key);
+        if (ref != RT_NONE)
+            rt_inst_set_hlink(part, ref, loc);
+        return 0;
+    }
     default:
         return -EBADMSG;
     }
+    /* as live; the note that followed the input (if any) moves the link on, above */
+    if (fx.inst_ref != RT_NONE)
+        rt_inst_set_hlink(part, fx.inst_ref, loc);
     dp_count_status(lc, st);
     return 0;
 }
@@ -362,7 +445,7 @@ static void dp_runtime_adopt(struct dp_lcore *lc)
 }
 
 uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, uint64_t lsn,
-                               uint32_t ref)
+                               uint32_t ref, struct rt_hlink loc)
 {
     const char *base = rte_pktmbuf_mtod(ev->m, const char *);
     struct rt_event rev = {
@@ -381,7 +464,11 @@ uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, u
         .has_event_id = (ev->flags & DP_EV_HAS_EVENT_ID) != 0,
         .fields_json = (ev->flags & DP_EV_FIELDS_JSON) != 0,
     };
-    int st = rt_apply_signal_ref(lc->rt, dp_node.parts[ev->partition], &rev, ref, NULL);
+    struct rt_part *part = dp_node.parts[ev->partition];
+    struct rt_effects fx;
+    int st = rt_apply_signal_ref(lc->rt, part, &rev, ref, &fx);
+    if (lc->wal)
+        dp_runtime_linked(lc, part, ev->key, st, &fx, loc);
     dp_count_status(lc, st);
     return (uint8_t)rt_status_ack(st);
 }
@@ -411,16 +498,23 @@ static unsigned dp_runtime_timers(struct dp_lcore *lc, uint64_t now)
     while (done < lc->firing_count) {
         const struct rt_firing *f = &lc->firings[done];
         uint64_t lsn = 0;
+        struct rt_hlink loc = { 0, 0 };
         if (lc->wal) {
-            uint8_t rec[12];
+            uint8_t rec[28];
             dp_put32(rec, f->slot);
             dp_put64(rec + 4, f->due_ns);
-            if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec))) != 0)
+            dp_hlink_put(rec + 12, dp_runtime_head_link(f->part, f->key));
+            if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec)) +
+                                         wal_record_bytes(DP_NOTE_BYTES_MAX)) != 0)
                 break; /* the log is behind: the rest fire at a later iteration */
             struct wal_key k = { .hi = f->key.hi, .lo = f->key.lo };
+            loc = dp_wal_next_link(lc);
             lsn = wal_append(lc->wal, DP_WAL_TIMER, f->part_id, k, rec, sizeof(rec));
         }
-        int st = rt_apply_timer(lc->rt, f->part, f->key, f->slot, f->due_ns, lsn, NULL);
+        struct rt_effects fx;
+        int st = rt_apply_timer(lc->rt, f->part, f->key, f->slot, f->due_ns, lsn, &fx);
+        if (lc->wal)
+            dp_runtime_linked(lc, f->part, f->key, st, &fx, loc);
         dp_count_status(lc, st);
         lc->counters[DP_C_TIMERS_FIRED]++;
         done++;
@@ -564,8 +658,9 @@ void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req)
         return;
     }
     uint64_t now = dp_now_ns(), lsn = 0;
+    struct rt_hlink loc = { 0, 0 };
     if (lc->wal) {
-        uint8_t rec[24];
+        uint8_t rec[40];
         rec[0] = (uint8_t)act;
         rec[1] = (uint8_t)(act >> 8);
         rec[2] = req->failed;
@@ -573,15 +668,21 @@ void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req)
         dp_put32(rec + 4, req->seq);
         dp_put64(rec + 8, (uint64_t)req->activity_result);
         dp_put64(rec + 16, now);
-        if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec))) != 0) {
+        dp_hlink_put(rec + 24, dp_runtime_head_link(part, req->key));
+        if (wal_reserve(lc->wal,
+                        wal_record_bytes(sizeof(rec)) + wal_record_bytes(DP_NOTE_BYTES_MAX)) != 0) {
             req->result = -EAGAIN;
             return;
         }
         struct wal_key k = { .hi = req->key.hi, .lo = req->key.lo };
+        loc = dp_wal_next_link(lc);
         lsn = wal_append(lc->wal, DP_WAL_ACTIVITY, req->partition, k, rec, sizeof(rec));
     }
+    struct rt_effects fx;
     int st = rt_apply_activity_result(lc->rt, part, req->key, (unsigned)act, req->seq, req->failed,
-                                      req->activity_result, now, lsn, NULL);
+                                      req->activity_result, now, lsn, &fx);
+    if (lc->wal)
+        dp_runtime_linked(lc, part, req->key, st, &fx, loc);
     dp_count_status(lc, st);
     req->rt_status = st;
     req->result = 0;
@@ -589,6 +690,17 @@ void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req)
     for (unsigned i = 0; i < DP_TASK_LIST_MAX; i++)
         if (tl->task[i].seq == req->seq && wf_key_equal(tl->task[i].key, req->key))
             tl->task[i].done = true;
+}
+
+void dp_runtime_history_head(struct dp_lcore *lc, struct dp_req *req)
+{
+    const struct rt_part *part = dp_node.parts[req->partition];
+    uint32_t ref = rt_inst_find(part, req->key);
+    req->found = ref != RT_NONE;
+    req->head = req->found ? rt_inst_hlink(part, ref) : (struct rt_hlink){ 0, 0 };
+    req->durable_lsn = lc->wal ? wal_durable_lsn(lc->wal) : 0;
+    req->next_lsn = lc->wal ? wal_next_lsn(lc->wal) : 0;
+    req->result = lc->wal ? 0 : -ENOTSUP;
 }
 
 void dp_runtime_counts(struct dp_lcore *lc, struct dp_req *req)

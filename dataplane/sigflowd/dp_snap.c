@@ -83,54 +83,107 @@ void dp_snap_close(struct dp_node *node)
 /* ---- load at start-up ------------------------------------------------------------- */
 
 struct dp_snap_load_ctx {
-    struct dp_lcore *lc;
-    int error;
+    struct dp_replay_src *src;
+    unsigned parts;
 };
 
 static int dp_snap_load_one(void *arg, uint32_t part_id, uint64_t lsn, const void *bytes,
                             uint64_t len, uint64_t digest)
 {
     struct dp_snap_load_ctx *ctx = arg;
-    struct dp_lcore *lc = ctx->lc;
+    struct dp_replay_src *src = ctx->src;
     (void)digest;
     if (part_id == dp_node.cfg.partitions) { /* the registry generation of the snapshot */
         uint64_t gen = len == 8 ? dp_get64(bytes) : UINT64_MAX;
         if (gen >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[gen])
             return -ENOENT;
-        rt_core_set_registry(lc->rt, dp_node.registries[gen]);
-        lc->reg_gen = gen;
-        lc->snap.loaded_lsn = lsn;
+        src->gen = gen;
+        src->loaded_lsn = lsn;
         return 0;
     }
-    if (part_id >= dp_node.cfg.partitions ||
-        wf_partmap_owner(dp_node.partmap, part_id) != lc->owner_index ||
-        len != dp_runtime_partition_bytes(&dp_node))
+    if (part_id >= dp_node.cfg.partitions)
+        return -EBADMSG;
+    unsigned holder = src->manifest ? src->manifest->part_core[part_id]
+                                    : wf_partmap_owner(dp_node.partmap, part_id);
+    if (holder != src->core || len != dp_runtime_partition_bytes(&dp_node))
         return -EBADMSG; /* another layout: refuse rather than guess */
-    memcpy(dp_node.parts[part_id], bytes, len);
+    /* the region's core-local fields are re-set when the new owner attaches it */
+    struct rt_part *dst = dp_node.parts[part_id];
+    uint32_t core_index;
+    memcpy(&core_index, (const uint8_t *)dst + 8, sizeof(core_index));
+    memcpy(dst, bytes, len);
+    memcpy((uint8_t *)dst + 8, &core_index, sizeof(core_index));
     dp_node.part_lsn[part_id] = lsn;
-    lc->snap.loaded_parts++;
+    ctx->parts++;
     return 0;
 }
 
-int dp_snap_load(struct dp_lcore *lc)
+int dp_snap_load(struct dp_replay_src *src)
 {
     if (!dp_node.part_lsn)
         return 0;
-    struct dp_snap_load_ctx ctx = { .lc = lc };
+    struct dp_snap_load_ctx ctx = { .src = src };
     static struct snap_load_report rep;
-    int rc = snap_load(dp_node.cfg.dir, 0, lc->owner_index, dp_snap_load_one, &ctx, &rep);
+    int rc = snap_load(dp_node.cfg.dir, src->epoch, src->core, dp_snap_load_one, &ctx, &rep);
     if (rc == -ENOENT)
         return 0; /* no snapshot yet: the whole log replays */
     if (rc != 0) {
-        fprintf(stderr, "sigflowd: owner %u: no loadable snapshot: %s\n", lc->owner_index,
-                strerror(-rc));
+        fprintf(stderr, "sigflowd: epoch %" PRIu64 " core %u: no loadable snapshot: %s\n",
+                src->epoch, src->core, strerror(-rc));
         return rc;
     }
     fprintf(stderr,
-            "sigflowd: owner %u: snapshot loaded: %u partitions, generation %" PRIu64
-            ", from lsn %" PRIu64 "%s\n",
-            lc->owner_index, lc->snap.loaded_parts, lc->reg_gen, lc->snap.loaded_lsn,
+            "sigflowd: epoch %" PRIu64 " core %u: snapshot loaded: %u partitions, generation "
+            "%" PRIu64 ", from lsn %" PRIu64 "%s\n",
+            src->epoch, src->core, ctx.parts, src->gen, src->loaded_lsn,
             rep.fell_back ? " (the newest snapshot was damaged: fell back to the previous)" : "");
+    return 0;
+}
+
+/* ---- checkpoint of a new layout (start-up) ---------------------------------------- */
+
+int dp_snap_checkpoint(struct dp_node *node, uint64_t epoch)
+{
+    size_t part_bytes = dp_runtime_partition_bytes(node);
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        struct dp_lcore *lc = node->owner_by_index[o];
+        struct snap_writer_options opts = { .mode = SNAP_MODE_SYNC,
+                                            .parts_max = node->cfg.partitions + 1 };
+        struct snap_writer *w = NULL;
+        int rc = snap_writer_create(node->cfg.dir, o, &opts, &w);
+        if (rc == 0)
+            rc = snap_writer_begin(w, epoch);
+        uint8_t gen[8];
+        dp_put64(gen, lc->reg_gen);
+        if (rc == 0)
+            rc = snap_writer_part_begin(w, node->cfg.partitions, 0, sizeof(gen));
+        if (rc == 0)
+            rc = snap_writer_write(w, gen, sizeof(gen));
+        if (rc == 0)
+            rc = snap_writer_part_end(w, 0);
+        for (uint32_t p = 0; p < node->cfg.partitions && rc == 0; p++) {
+            if (wf_partmap_owner(node->partmap, p) != o)
+                continue;
+            const uint8_t *region = (const uint8_t *)node->parts[p];
+            rc = snap_writer_part_begin(w, p, 0, part_bytes);
+            for (size_t off = 0; off < part_bytes && rc == 0; off += SNAP_SLICE_BYTES_MAX)
+                rc = snap_writer_write(w, region + off,
+                                       RTE_MIN(part_bytes - off, (size_t)SNAP_SLICE_BYTES_MAX));
+            if (rc == 0)
+                rc = snap_writer_part_end(w, 0);
+        }
+        if (rc == 0) {
+            rc = snap_writer_commit(w, UINT64_MAX);
+            while (rc == -EINPROGRESS)
+                rc = snap_writer_poll(w);
+        }
+        snap_writer_destroy(w);
+        if (rc != 0) {
+            fprintf(stderr, "sigflowd: checkpoint of epoch %" PRIu64 " core %u failed: %s\n", epoch,
+                    o, strerror(-rc));
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -185,8 +238,16 @@ static void dp_snap_done(struct dp_lcore *lc, uint64_t now)
     if (snap_writer_last(s->writer, &info) == 0) {
         s->count++;
         s->last_duration_ns = now - s->began_ns;
-        if (info.release_lsn && lc->wal) {
-            int released = wal_release_before(lc->wal, info.release_lsn);
+        /* a segment goes when the older retained snapshot covers it AND it is outside the
+         * history retention (age and size): the lower bound wins */
+        const struct dp_config *cfg = &dp_node.cfg;
+        uint64_t keep = wal_retention_lsn(lc->wal, dp_realtime_ns(),
+                                          (uint64_t)cfg->history_retention_s * 1000000000ull,
+                                          cfg->history_retention_bytes);
+        s->retention_lsn = keep;
+        uint64_t release = RTE_MIN(info.release_lsn, keep);
+        if (release && lc->wal) {
+            int released = wal_release_before(lc->wal, release);
             if (released > 0)
                 s->segments_released += (uint64_t)released;
         }
@@ -204,7 +265,7 @@ static int dp_snap_step(struct dp_lcore *lc, uint64_t now)
     case DP_SNAP_IDLE: {
         if (!dp_snap_due(lc, now, next_lsn) || snap_writer_poll(s->writer) != 0)
             return 0;
-        rc = snap_writer_begin(s->writer, 0);
+        rc = snap_writer_begin(s->writer, dp_node.epoch);
         if (rc != 0)
             return rc == -EAGAIN || rc == -EBUSY ? 0 : rc;
         uint8_t gen[8];

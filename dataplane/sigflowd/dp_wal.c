@@ -16,6 +16,7 @@
  * Record payload DP_WAL_SIGNAL (little-endian):
  *     u64 event_id | u64 rx_ns | u8 flags (DP_EV_HAS_EVENT_ID, DP_EV_FIELDS_JSON)
  *     | u8 type_len | u8 id_len | u8 signal_len | u16 fields_len | u16 0
+ *     | 16 B prev: the workflow's previous history link (dp.h; zero for its first input)
  *     | type | id | signal | fields (CBOR array, or the JSON fields object)
  * The record's partition and 128-bit key are the WAL header's. Replay checks that the key
  * re-hashes from (type, id) and that the partition matches: a mismatch is corruption.
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 
 #include <rte_ethdev.h>
@@ -42,7 +44,7 @@
     (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_EVENT_LEN_MAX)
 
 /* Encode the event as a DP_WAL_SIGNAL payload into out; returns its length. */
-static uint32_t dp_wal_encode(const struct dp_event *ev, uint8_t *out)
+static uint32_t dp_wal_encode(const struct dp_event *ev, struct rt_hlink prev, uint8_t *out)
 {
     const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
     dp_put64(out, ev->event_id);
@@ -54,6 +56,7 @@ static uint32_t dp_wal_encode(const struct dp_event *ev, uint8_t *out)
     out[20] = (uint8_t)ev->fields_len;
     out[21] = (uint8_t)(ev->fields_len >> 8);
     out[22] = out[23] = 0;
+    dp_hlink_put(out + 24, prev);
     uint8_t *p = out + DP_WAL_SIGNAL_HDR;
     memcpy(p, base + ev->type_off, ev->type_len);
     p += ev->type_len;
@@ -66,12 +69,21 @@ static uint32_t dp_wal_encode(const struct dp_event *ev, uint8_t *out)
     return (uint32_t)(p - out);
 }
 
-int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn)
+struct rt_hlink dp_wal_next_link(const struct dp_lcore *lc)
+{
+    uint64_t seg, off;
+    wal_next_location(lc->wal, &seg, &off);
+    return dp_hlink_make(dp_node.epoch, lc->owner_index, seg, off, wal_next_lsn(lc->wal));
+}
+
+int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn,
+                      struct rt_hlink *loc)
 {
     uint8_t rec[DP_WAL_RECORD_MAX];
     RTE_ASSERT(ev->fields_len <= SF_EVENT_LEN_MAX);
-    uint32_t len = dp_wal_encode(ev, rec);
-    int rc = wal_reserve(lc->wal, wal_record_bytes(len));
+    uint32_t len =
+        dp_wal_encode(ev, dp_runtime_head_link(dp_node.parts[ev->partition], ev->key), rec);
+    int rc = wal_reserve(lc->wal, wal_record_bytes(len) + wal_record_bytes(DP_NOTE_BYTES_MAX));
     if (rc == -EAGAIN)
         return rc;
     if (rc < 0) {
@@ -82,29 +94,101 @@ int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *
         return rc;
     }
     struct wal_key key = { .hi = ev->key.hi, .lo = ev->key.lo };
+    *loc = dp_wal_next_link(lc);
     *lsn = wal_append(lc->wal, DP_WAL_SIGNAL, ev->partition, key, rec, len);
     return 0;
 }
 
 /* ---- replay ----------------------------------------------------------------------- */
 
-struct dp_replay_ctx {
-    struct dp_lcore *lc;
-    uint64_t records;
-};
-
 static int dp_wal_replay_one(void *arg, const struct wal_record_view *r)
 {
-    struct dp_replay_ctx *ctx = arg;
-    int rc = dp_runtime_replay(ctx->lc, r);
+    struct dp_replay_src *src = arg;
+    int rc = dp_runtime_replay(src, r);
     if (rc != 0) {
-        fprintf(stderr, "sigflowd: owner %u: log record lsn %" PRIu64 " (type %u) invalid\n",
-                ctx->lc->owner_index, r->lsn, r->type);
+        fprintf(stderr,
+                "sigflowd: epoch %" PRIu64 " log of core %u: record lsn %" PRIu64
+                " (type %u) invalid\n",
+                src->epoch, src->core, r->lsn, r->type);
         return rc;
     }
-    ctx->records++;
-    ctx->lc->wal_replayed_lsn = r->lsn;
+    src->records++;
     return 0;
+}
+
+static struct wal_options dp_wal_options(const struct dp_node *node, const char *epoch_dir,
+                                         unsigned core)
+{
+    const struct dp_config *cfg = &node->cfg;
+    return (struct wal_options){
+        .dir = epoch_dir,
+        .core = core,
+        .segment_bytes = cfg->wal_segment_bytes,
+        .batch_bytes_max = cfg->wal_batch_bytes_max,
+        .batch_deadline_ns = (uint64_t)cfg->wal_batch_deadline_us * 1000,
+        .inflight_max = cfg->wal_inflight_max,
+        .direct_io = cfg->wal_direct_io,
+    };
+}
+
+/* Recover the log of src (snapshot first, then the records after it). With `out` the log
+ * is then open for appending; without, it is only read (an old epoch's log). */
+static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, struct wal **out)
+{
+    char edir[DP_PATH_MAX + 40];
+    snap_epoch_path(node->cfg.dir, src->epoch, edir, sizeof(edir));
+    int rc = dp_snap_load(src); /* partitions from the snapshot, then the log after it */
+    if (rc != 0)
+        return rc;
+    const struct snap_manifest *m = src->manifest;
+    for (uint32_t p = 0; m && p < node->cfg.partitions; p++)
+        if (m->part_core[p] == src->core &&
+            (rc = snap_manifest_check_loaded(m, p, src->core, node->part_lsn[p])) != 0) {
+            fprintf(stderr,
+                    "sigflowd: partition %u: its snapshot is older than the MANIFEST's floor: "
+                    "records it needs are gone from the log; refusing to start\n",
+                    p);
+            return rc;
+        }
+    if (out && mkdir(edir, 0700) == 0)
+        sf_io_fsync_dir(node->cfg.dir);
+    else if (out && errno != EEXIST)
+        return -errno;
+    struct wal_options opts = dp_wal_options(node, edir, src->core);
+    static struct wal_recover_report rep;
+    uint64_t t0 = dp_realtime_ns();
+    rc = wal_recover(&opts, dp_wal_replay_one, src, out ? 0 : WAL_RECOVER_READ_ONLY, &rep, out);
+    if (rc != 0) {
+        fprintf(stderr,
+                "sigflowd: epoch %" PRIu64 " core %u: log recovery failed: %s%s%s at %s:%" PRIu64
+                "\n",
+                src->epoch, src->core, strerror(-rc), rep.reason ? " (" : "",
+                rep.reason ? rep.reason : "", rep.path[0] ? rep.path : "-", rep.offset);
+        if (rc == -EBADMSG)
+            fprintf(stderr, "sigflowd: the log is damaged in the middle; nothing was "
+                            "truncated. Inspect the file, or restore from a replica.\n");
+        return rc;
+    }
+    double secs = (double)(dp_realtime_ns() - t0) / 1e9;
+    fprintf(stderr,
+            "sigflowd: epoch %" PRIu64 " core %u: log recovered: %" PRIu64
+            " records replayed in %.3f s (%.0f/s), last lsn %" PRIu64 ", tail %s%s\n",
+            src->epoch, src->core, src->records, secs, secs > 0 ? (double)src->records / secs : 0.0,
+            rep.last_lsn, rep.tail == WAL_TAIL_TORN ? "torn (truncated)" : "clean",
+            rep.truncated_bytes ? ", bytes zeroed" : "");
+    return 0;
+}
+
+/* Old epochs stay for history (their logs hold the older links) while the history
+ * retention time since the epoch change has not passed; then they are removed. */
+static void dp_wal_epochs_gc(struct dp_node *node, const struct snap_manifest *m)
+{
+    uint64_t keep_ns = (uint64_t)node->cfg.history_retention_s * 1000000000ull;
+    bool drop = keep_ns == 0 || m->created_ns + keep_ns < dp_realtime_ns();
+    int n = snap_epoch_gc(node->cfg.dir, m->epoch, drop);
+    if (n > 0)
+        fprintf(stderr, "sigflowd: removed %d epoch director%s%s\n", n, n == 1 ? "y" : "ies",
+                drop ? " (older ones past history retention)" : " (an unfinished layout change)");
 }
 
 int dp_wal_open_all(struct dp_node *node)
@@ -127,43 +211,102 @@ int dp_wal_open_all(struct dp_node *node)
             return -ENOMEM;
         lc->acks->size = cfg->ack_groups;
         lc->acks->mask = cfg->ack_groups - 1;
-        if (!cfg->wal_enabled)
-            continue;
-        struct wal_options opts = {
-            .dir = cfg->dir,
-            .core = o,
-            .segment_bytes = cfg->wal_segment_bytes,
-            .batch_bytes_max = cfg->wal_batch_bytes_max,
-            .batch_deadline_ns = (uint64_t)cfg->wal_batch_deadline_us * 1000,
-            .inflight_max = cfg->wal_inflight_max,
-            .direct_io = cfg->wal_direct_io,
-        };
-        int lrc = dp_snap_load(lc); /* partitions from the snapshot, then the log after it */
-        if (lrc != 0)
-            return lrc;
-        struct dp_replay_ctx ctx = { .lc = lc };
-        static struct wal_recover_report rep;
-        uint64_t t0 = dp_realtime_ns();
-        int rc = wal_recover(&opts, dp_wal_replay_one, &ctx, 0, &rep, &lc->wal);
-        if (rc != 0) {
-            fprintf(stderr, "sigflowd: owner %u: log recovery failed: %s%s%s at %s:%" PRIu64 "\n",
-                    o, strerror(-rc), rep.reason ? " (" : "", rep.reason ? rep.reason : "",
-                    rep.path[0] ? rep.path : "-", rep.offset);
-            if (rc == -EBADMSG)
-                fprintf(stderr, "sigflowd: the log is damaged in the middle; nothing was "
-                                "truncated. Inspect the file, or restore from a replica.\n");
-            return rc;
-        }
-        lc->counters[DP_C_REPLAYED] = ctx.records;
-        dp_runtime_recovered(lc);
-        double secs = (double)(dp_realtime_ns() - t0) / 1e9;
-        fprintf(stderr,
-                "sigflowd: owner %u: log recovered: %" PRIu64 " records replayed in %.3f s "
-                "(%.0f/s), last lsn %" PRIu64 ", tail %s%s%s\n",
-                o, ctx.records, secs, secs > 0 ? (double)ctx.records / secs : 0.0, rep.last_lsn,
-                rep.tail == WAL_TAIL_TORN ? "torn (truncated)" : "clean",
-                rep.truncated_bytes ? ", bytes zeroed: " : "", rep.truncated_bytes ? "yes" : "");
     }
+    if (!cfg->wal_enabled)
+        return 0;
+
+    /* the layout wanted now, and the one the data has (DIR/MANIFEST) */
+    static struct snap_manifest m, next;
+    static uint16_t map[SNAP_PARTS_MAX];
+    for (uint32_t p = 0; p < cfg->partitions; p++)
+        map[p] = (uint16_t)wf_partmap_owner(node->partmap, p);
+    int rc = snap_manifest_read(cfg->dir, &m);
+    if (rc == -ENOENT) {
+        rc = snap_manifest_init(&m, 1, node->owner_count, cfg->partitions, map);
+        if (rc == 0) {
+            m.created_ns = dp_realtime_ns();
+            rc = snap_manifest_write(cfg->dir, &m);
+        }
+        if (rc == 0)
+            fprintf(stderr,
+                    "sigflowd: new node: MANIFEST epoch 1, %u owner cores, %u "
+                    "partitions\n",
+                    node->owner_count, cfg->partitions);
+    } else if (rc == 0 && m.parts != cfg->partitions) {
+        fprintf(stderr,
+                "sigflowd: %s/MANIFEST: the data has %u partitions, the configuration %u; "
+                "the partition count of a node's data can't change\n",
+                cfg->dir, m.parts, cfg->partitions);
+        return -EINVAL;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "sigflowd: %s/MANIFEST: %s\n", cfg->dir,
+                rc == -EBADMSG ? "damaged (refusing to guess a layout)" : strerror(-rc));
+        return rc;
+    }
+    node->epoch = m.epoch;
+    bool same = snap_manifest_same_layout(&m, node->owner_count, cfg->partitions, map);
+    uint64_t t0 = dp_realtime_ns();
+    uint64_t replayed = 0;
+    for (unsigned c = 0; c < m.cores; c++) {
+        struct dp_replay_src src = { .epoch = m.epoch, .core = c, .manifest = &m };
+        struct dp_lcore *lc = same ? node->owner_by_index[c] : NULL;
+        if (lc)
+            src.gen = lc->reg_gen;
+        rc = dp_wal_recover_one(node, &src, lc ? &lc->wal : NULL);
+        if (rc != 0)
+            return rc;
+        replayed += src.records;
+        if (lc && lc->reg_gen != src.gen) { /* the generation the core ended on */
+            rt_core_set_registry(lc->rt, node->registries[src.gen]);
+            lc->reg_gen = src.gen;
+        }
+        if (lc)
+            lc->counters[DP_C_REPLAYED] = src.records;
+    }
+    if (!same) {
+        /* recovered under the old layout; checkpoint under the new one into a new epoch */
+        rc = snap_manifest_next_epoch(&m, node->owner_count, map, &next);
+        if (rc != 0)
+            return rc;
+        next.created_ns = dp_realtime_ns();
+        uint64_t g = __atomic_load_n(&node->registry_gen, __ATOMIC_ACQUIRE);
+        for (unsigned o = 0; o < node->owner_count; o++) {
+            struct dp_lcore *lc = node->owner_by_index[o];
+            rt_core_set_registry(lc->rt, node->registries[g]);
+            lc->reg_gen = g;
+            lc->counters[DP_C_REPLAYED] = replayed / node->owner_count;
+        }
+        snap_epoch_gc(cfg->dir, m.epoch, false); /* a half-built epoch of an earlier try */
+        rc = dp_snap_checkpoint(node, next.epoch);
+        if (rc == 0)
+            rc = snap_manifest_write(cfg->dir, &next); /* the switch point */
+        if (rc != 0)
+            return rc;
+        fprintf(stderr,
+                "sigflowd: layout changed: epoch %" PRIu64 " (%u owner cores) -> epoch %" PRIu64
+                " (%u): %u partitions checkpointed in %.3f s\n",
+                m.epoch, m.cores, next.epoch, node->owner_count, cfg->partitions,
+                (double)(dp_realtime_ns() - t0) / 1e9);
+        m = next;
+        node->epoch = m.epoch;
+        memset(node->part_lsn, 0, cfg->partitions * sizeof(node->part_lsn[0]));
+        char edir[DP_PATH_MAX + 40];
+        snap_epoch_path(cfg->dir, m.epoch, edir, sizeof(edir));
+        mkdir(edir, 0700); /* the checkpoint made it */
+        for (unsigned o = 0; o < node->owner_count; o++) {
+            struct wal_options opts = dp_wal_options(node, edir, o);
+            rc = wal_recover(&opts, NULL, NULL, 0, NULL, &node->owner_by_index[o]->wal);
+            if (rc != 0) {
+                fprintf(stderr, "sigflowd: epoch %" PRIu64 " core %u: new log: %s\n", m.epoch, o,
+                        strerror(-rc));
+                return rc;
+            }
+        }
+    }
+    dp_wal_epochs_gc(node, &m);
+    for (unsigned o = 0; o < node->owner_count; o++)
+        dp_runtime_recovered(node->owner_by_index[o]);
     return 0;
 }
 

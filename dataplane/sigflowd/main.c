@@ -75,55 +75,6 @@ static int dp_parse_args(int argc, char **argv, const char **config, const char 
     return 0;
 }
 
-/*
- * The node's layout (owner cores, partitions) decides which log holds which partition.
- * Until snapshots can move partitions between logs, a restart must keep the layout of the
- * data it finds: DIR/layout records it; a different one refuses to start with the reason.
- */
-static int dp_layout_check(const struct dp_node *node)
-{
-    char path[DP_PATH_MAX + 32], want[128], have[128] = "";
-    snprintf(path, sizeof(path), "%s/layout", node->cfg.dir);
-    snprintf(want, sizeof(want), "owners=%u partitions=%u\n", node->owner_count,
-             node->cfg.partitions);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (!fgets(have, sizeof(have), f))
-            have[0] = '\0';
-        fclose(f);
-        if (strcmp(have, want) != 0) {
-            have[strcspn(have, "\n")] = '\0';
-            fprintf(stderr,
-                    "sigflowd: %s holds data written with %s; this start has owners=%u "
-                    "partitions=%u. Start with the same owner lcores and partitions.\n",
-                    node->cfg.dir, have, node->owner_count, node->cfg.partitions);
-            return -EINVAL;
-        }
-        return 0;
-    }
-    if (!node->cfg.wal_enabled)
-        return 0;
-    char tmp[DP_PATH_MAX + 40];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (!f)
-        return -errno;
-    fputs(want, f);
-    fflush(f);
-    int rc = fdatasync(fileno(f)) == 0 ? 0 : -errno;
-    fclose(f);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc == 0) {
-        int dfd = open(node->cfg.dir, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            rc = fsync(dfd) == 0 ? 0 : -errno;
-            close(dfd);
-        }
-    }
-    return rc;
-}
-
 static int dp_write_pid(const char *dir)
 {
     char path[DP_PATH_MAX + 32];
@@ -173,8 +124,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sigflowd: start-up failed: %s\n", strerror(-rc));
         return 1;
     }
-    rc = dp_layout_check(&dp_node);
-    if (rc == 0 && dp_node.cfg.wal_enabled)
+    if (dp_node.cfg.wal_enabled)
         rc = dp_snap_init(&dp_node);
     if (rc == 0)
         rc = dp_wal_open_all(&dp_node);

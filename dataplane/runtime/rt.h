@@ -357,8 +357,9 @@ int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event 
  * rt_prefetch_instance_ref(p, ev->key) returned earlier in the same burst (between the two,
  * only apply calls on p; no snapshot load or re-init of p). Events of the burst applied in
  * between may have created the key or restarted its tombstone on another record: such refs
- * (RT_NONE, or a completed instance) are looked up again. Same result, effects and state as
- * rt_apply_signal(c, p, ev, fx).
+ * (RT_NONE, a completed instance, or a slot freed by that restart) are looked up again. No
+ * rt_sweep_tombstones on p in between (a swept slot may be reused by another key). Same
+ * result, effects and state as rt_apply_signal(c, p, ev, fx).
  */
 int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
                         uint32_t ref, struct rt_effects *fx);

@@ -78,6 +78,7 @@ struct wal_helper {
 
 struct wal {
     struct wal_options opt;
+    char base_dir[PATH_MAX]; /* opt.dir points here */
     char log_dir[PATH_MAX];
     struct io_uring ring;
     bool ring_ready;

@@ -318,6 +318,10 @@ static struct wal *wal_alloc(const struct wal_options *opts, bool writable, int 
     pthread_mutex_init(&w->helper.mu, NULL);
     pthread_cond_init(&w->helper.cv, NULL);
     *err = wal_options_normalize(opts, &w->opt);
+    if (*err == 0 &&
+        snprintf(w->base_dir, sizeof(w->base_dir), "%s", w->opt.dir) >= (int)sizeof(w->base_dir))
+        *err = -ENAMETOOLONG;
+    w->opt.dir = w->base_dir; /* the log keeps its own copy: the caller's may go away */
     if (*err == 0)
         *err = wal_log_dir(w->opt.dir, w->opt.core, w->log_dir, sizeof(w->log_dir));
     if (*err == 0 && writable &&

@@ -102,6 +102,7 @@ enum dp_counter {
     DP_C_REPLAYED,         /* records replayed from the log at start-up */
     DP_C_TIMERS_FIRED,     /* timer firings logged and applied */
     DP_C_TASKS_DISPATCHED, /* activity tasks released after their record was durable */
+    DP_C_TOMBSTONES_SWEPT, /* expired tombstones removed (logged sweeps, replay included) */
     DP_C_COUNT
 };
 
@@ -119,7 +120,7 @@ enum dp_drop {
     DP_DROP_COUNT
 };
 
-enum dp_snap_phase { DP_SNAP_IDLE, DP_SNAP_PARTS, DP_SNAP_COMMIT, DP_SNAP_WAIT };
+enum dp_snap_phase { DP_SNAP_IDLE, DP_SNAP_PARTS, DP_SNAP_COMMIT, DP_SNAP_WAIT, DP_SNAP_MANIFEST };
 
 /** An owner's snapshot state (dp_snap.c). */
 struct dp_snap {
@@ -132,9 +133,10 @@ struct dp_snap {
     uint64_t digest;
     uint64_t began_ns, last_ns, last_lsn, last_log_bytes, last_duration_ns;
     uint64_t count, errors, segments_released;
-    uint64_t stall_ns_max;  /* longest step of the owner loop spent here (CPU time) */
-    uint64_t checked_ns;    /* idle: last time we looked whether one is due */
-    uint64_t retention_lsn; /* last history retention bound applied to the log */
+    uint64_t stall_ns_max;    /* longest step of the owner loop spent here (CPU time) */
+    uint64_t checked_ns;      /* idle: last time we looked whether one is due */
+    uint64_t retention_lsn;   /* last history retention bound applied to the log */
+    uint64_t manifest_ticket; /* the MANIFEST write that must be durable before release */
 };
 
 struct dp_rxq {
@@ -168,6 +170,8 @@ struct dp_lcore {
     struct rt_firing firings[DP_FIRINGS_MAX]; /* due timers not yet logged and applied */
     unsigned firing_count;
     struct dp_task_list *tasks;          /* dispatched activity tasks, for `activity list` */
+    uint32_t sweep_part;                 /* next partition the tombstone sweep looks at */
+    uint64_t sweep_ns;                   /* last sweep step */
     uint64_t rt_status[RT_STATUS_COUNT]; /* apply results by status */
     struct dp_snap snap;
     volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
@@ -205,10 +209,11 @@ struct dp_node {
     struct wf_partmap *partmap;
     struct rt_part **parts; /* by partition; each written only by its owner */
     struct rt_registry *registries[DP_REGISTRY_GENERATIONS_MAX]; /* by generation */
-    uint64_t registry_gen;  /* newest published generation (atomic) */
-    uint64_t *part_lsn;     /* start-up: each partition's snapshot LSN (replay skips up to it) */
-    uint64_t epoch;         /* the MANIFEST's epoch: logs live in DIR/epoch-E/wal/core-N */
-    uint32_t part_capacity; /* workflows per partition */
+    uint64_t registry_gen; /* newest published generation (atomic) */
+    uint64_t *part_lsn;    /* start-up: each partition's snapshot LSN (replay skips up to it) */
+    uint64_t epoch;        /* the MANIFEST's epoch: logs live in DIR/epoch-E/wal/core-N */
+    char epoch_dir[DP_PATH_MAX + 40]; /* DIR/epoch-E of that epoch (the open logs keep it) */
+    uint32_t part_capacity;           /* workflows per partition */
     struct rte_mempool *pool;
     uint64_t tsc_hz;
     uint64_t base_tsc;
@@ -437,6 +442,7 @@ enum dp_wal_type {
     DP_WAL_ACTIVITY = 3, /* an activity result */
     DP_WAL_DEPLOY = 4,   /* this core switched to a registry generation */
     DP_WAL_NOTE = 5,     /* what the input before it did (history only; replay skips it) */
+    DP_WAL_SWEEP = 6,    /* expired tombstones of a partition removed (rt_sweep_tombstones) */
 };
 
 /*
@@ -543,6 +549,9 @@ int dp_snap_load(struct dp_replay_src *src);
 /** Start-up after a change of the owner core count: write every owner's partitions as a
  *  snapshot of epoch `epoch` with LSN 0 (its new logs are empty), synchronously. 0/-errno. */
 int dp_snap_checkpoint(struct dp_node *node, uint64_t epoch);
+/** Keep m (the node's MANIFEST, as written) and start the thread that rewrites it when a
+ *  snapshot raises partition floors. 0 or -errno. */
+int dp_snap_manifest_start(struct dp_node *node, const struct snap_manifest *m);
 /** Owner loop: one bounded step of the snapshot in progress (or start one when due). */
 unsigned dp_snap_poll(struct dp_lcore *lc);
 void dp_snap_close(struct dp_node *node);

@@ -11,6 +11,12 @@
  *   DP_WAL_DEPLOY    u64 generation: from here on this core uses registry `generation`
  *   DP_WAL_NOTE      16 B prev | u16 def_id | u8 flags (1 created, 2 completed) | u8 n
  *                    | u32 0 | n x (u16 activity, u16 0, u32 seq)        (history only)
+ *   DP_WAL_SWEEP     u64 now_ns | u32 budget                  → rt_sweep_tombstones
+ *
+ * TOMBSTONES. Every DP_SWEEP_PERIOD_NS an owner looks at its next partition holding
+ * tombstones and, when tombstone_retention_s > 0, logs and runs one bounded sweep step of
+ * it: expired tombstones leave the partition (table slot, record, key store entry reused).
+ * The step is a logged input like any other, so replay removes exactly the same ones.
  * Replay feeds the same records to the same functions, so state after recovery equals the
  * state before the crash for everything logged.
  *
@@ -401,6 +407,13 @@ int dp_runtime_replay(struct dp_replay_src *src, const struct wal_record_view *r
                                       dp_get32(p + 4), p[2] != 0, (int64_t)dp_get64(p + 8),
                                       dp_get64(p + 16), r->lsn, &fx);
         break;
+    case DP_WAL_SWEEP: {
+        if (r->len != 12)
+            return -EBADMSG;
+        int n = rt_sweep_tombstones(lc->rt, part, dp_get64(p), dp_get32(p + 8));
+        lc->counters[DP_C_TOMBSTONES_SWEPT] += n > 0 ? (uint64_t)n : 0;
+        return 0;
+    }
     case DP_WAL_NOTE: {
         if (r->len < 24 || r->len != 24u + 8u * ((const uint8_t *)r->payload)[19])
             return -EBADMSG;
@@ -557,10 +570,48 @@ static unsigned dp_runtime_tasks(struct dp_lcore *lc)
     return n;
 }
 
+#define DP_SWEEP_PERIOD_NS 5000000ull /* one sweep step per owner this often */
+#define DP_SWEEP_BUDGET    1024u      /* table slots one step examines */
+#define DP_SWEEP_SCAN_MAX  64u        /* partitions looked at per step for tombstones */
+
+/* One bounded step of the tombstone sweep, logged before it is applied. */
+static unsigned dp_runtime_sweep(struct dp_lcore *lc, uint64_t now)
+{
+    if (now - lc->sweep_ns < DP_SWEEP_PERIOD_NS || dp_node.cfg.tombstone_retention_s == 0)
+        return 0;
+    lc->sweep_ns = now;
+    uint32_t parts = dp_node.partmap->count;
+    for (unsigned k = 0; k < DP_SWEEP_SCAN_MAX; k++) {
+        uint32_t pid = lc->sweep_part;
+        lc->sweep_part = (pid + 1) % parts;
+        if (wf_partmap_owner(dp_node.partmap, pid) != lc->owner_index)
+            continue;
+        struct rt_part *part = dp_node.parts[pid];
+        struct rt_part_stats st;
+        rt_part_stats_get(part, &st);
+        if (st.completed <= st.tombstones_reused + st.tombstones_expired)
+            continue; /* no tombstone here */
+        if (lc->wal) {
+            uint8_t rec[12];
+            dp_put64(rec, now);
+            dp_put32(rec + 8, DP_SWEEP_BUDGET);
+            if (wal_reserve(lc->wal, wal_record_bytes(sizeof(rec))) != 0)
+                return 0; /* the log is behind: later */
+            struct wal_key none = { 0, 0 };
+            wal_append(lc->wal, DP_WAL_SWEEP, pid, none, rec, sizeof(rec));
+        }
+        int n = rt_sweep_tombstones(lc->rt, part, now, DP_SWEEP_BUDGET);
+        lc->counters[DP_C_TOMBSTONES_SWEPT] += n > 0 ? (uint64_t)n : 0;
+        return 1;
+    }
+    return 0;
+}
+
 unsigned dp_runtime_poll(struct dp_lcore *lc)
 {
     dp_runtime_adopt(lc);
-    return dp_runtime_timers(lc, dp_now_ns()) + dp_runtime_tasks(lc);
+    uint64_t now = dp_now_ns();
+    return dp_runtime_timers(lc, now) + dp_runtime_tasks(lc) + dp_runtime_sweep(lc, now);
 }
 
 /* ---- control requests (owner thread) ---------------------------------------------- */

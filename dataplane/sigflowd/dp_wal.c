@@ -131,13 +131,11 @@ static struct wal_options dp_wal_options(const struct dp_node *node, const char 
     };
 }
 
-/* Recover the log of src (snapshot first, then the records after it). With `out` the log
- * is then open for appending; without, it is only read (an old epoch's log). */
-static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, struct wal **out)
+/* Load src's snapshot into the partitions its log holds and check them against the
+ * MANIFEST's floors. */
+static int dp_wal_load_one(struct dp_node *node, struct dp_replay_src *src)
 {
-    char edir[DP_PATH_MAX + 40];
-    snap_epoch_path(node->cfg.dir, src->epoch, edir, sizeof(edir));
-    int rc = dp_snap_load(src); /* partitions from the snapshot, then the log after it */
+    int rc = dp_snap_load(src);
     if (rc != 0)
         return rc;
     const struct snap_manifest *m = src->manifest;
@@ -150,6 +148,19 @@ static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, s
                     p);
             return rc;
         }
+    return 0;
+}
+
+/* Replay the log of src after the loaded snapshots. With `out` the log is then open for
+ * appending; without, it is only read (an old epoch's log). */
+static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, struct wal **out)
+{
+    /* an open log keeps its options' dir pointer: the node's own buffer for the current
+     * epoch; an old epoch's log is only read here */
+    static char old_dir[DP_PATH_MAX + 40];
+    char *edir = out ? node->epoch_dir : old_dir;
+    snap_epoch_path(node->cfg.dir, src->epoch, edir, sizeof(old_dir));
+    int rc;
     if (out && mkdir(edir, 0700) == 0)
         sf_io_fsync_dir(node->cfg.dir);
     else if (out && errno != EEXIST)
@@ -248,11 +259,28 @@ int dp_wal_open_all(struct dp_node *node)
     bool same = snap_manifest_same_layout(&m, node->owner_count, cfg->partitions, map);
     uint64_t t0 = dp_realtime_ns();
     uint64_t replayed = 0;
+    static struct dp_replay_src srcs[SNAP_CORES_MAX];
     for (unsigned c = 0; c < m.cores; c++) {
-        struct dp_replay_src src = { .epoch = m.epoch, .core = c, .manifest = &m };
+        srcs[c] = (struct dp_replay_src){ .epoch = m.epoch, .core = c, .manifest = &m };
+        if (same)
+            srcs[c].gen = node->owner_by_index[c]->reg_gen;
+        rc = dp_wal_load_one(node, &srcs[c]);
+        if (rc != 0)
+            return rc;
+    }
+    /* A loaded region carries the timer links of the core that wrote it (meaningless
+     * here): clear them before replay touches the wheel. Every def is in the newest
+     * registry; replay then switches to each log's own generation record by record. */
+    uint64_t newest = __atomic_load_n(&node->registry_gen, __ATOMIC_ACQUIRE);
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        struct dp_lcore *lc = node->owner_by_index[o];
+        rt_core_set_registry(lc->rt, node->registries[newest]);
+        lc->reg_gen = newest;
+        rt_timers_rebuild(lc->rt);
+    }
+    for (unsigned c = 0; c < m.cores; c++) {
+        struct dp_replay_src src = srcs[c];
         struct dp_lcore *lc = same ? node->owner_by_index[c] : NULL;
-        if (lc)
-            src.gen = lc->reg_gen;
         rc = dp_wal_recover_one(node, &src, lc ? &lc->wal : NULL);
         if (rc != 0)
             return rc;
@@ -291,11 +319,10 @@ int dp_wal_open_all(struct dp_node *node)
         m = next;
         node->epoch = m.epoch;
         memset(node->part_lsn, 0, cfg->partitions * sizeof(node->part_lsn[0]));
-        char edir[DP_PATH_MAX + 40];
-        snap_epoch_path(cfg->dir, m.epoch, edir, sizeof(edir));
-        mkdir(edir, 0700); /* the checkpoint made it */
+        snap_epoch_path(cfg->dir, m.epoch, node->epoch_dir, sizeof(node->epoch_dir));
+        mkdir(node->epoch_dir, 0700); /* the checkpoint made it */
         for (unsigned o = 0; o < node->owner_count; o++) {
-            struct wal_options opts = dp_wal_options(node, edir, o);
+            struct wal_options opts = dp_wal_options(node, node->epoch_dir, o);
             rc = wal_recover(&opts, NULL, NULL, 0, NULL, &node->owner_by_index[o]->wal);
             if (rc != 0) {
                 fprintf(stderr, "sigflowd: epoch %" PRIu64 " core %u: new log: %s\n", m.epoch, o,
@@ -305,6 +332,9 @@ int dp_wal_open_all(struct dp_node *node)
         }
     }
     dp_wal_epochs_gc(node, &m);
+    rc = dp_snap_manifest_start(node, &m);
+    if (rc != 0)
+        return rc;
     for (unsigned o = 0; o < node->owner_count; o++)
         dp_runtime_recovered(node->owner_by_index[o]);
     return 0;

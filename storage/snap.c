@@ -1108,11 +1108,14 @@ int snap_writer_manifest_update(const struct snap_writer *w, struct snap_manifes
         return -ENOENT;
     if (m->epoch != w->last.epoch)
         return -EINVAL;
+    /* sections with ids >= m->parts carry the caller's metadata: no floor */
     for (uint32_t i = 0; i < w->last.parts; i++)
-        if (w->sec[i].part_id >= m->parts || m->part_core[w->sec[i].part_id] != w->core)
+        if (w->sec[i].part_id < m->parts && m->part_core[w->sec[i].part_id] != w->core)
             return -EINVAL;
     for (uint32_t i = 0; i < w->last.parts; i++) {
         uint32_t p = w->sec[i].part_id;
+        if (p >= m->parts)
+            continue;
         uint64_t l = w->prev_lsn[p] == SNAP_NO_LSN ? 0 : w->prev_lsn[p];
         m->part_lsn[p] = l > m->part_lsn[p] ? l : m->part_lsn[p]; /* floors never go down */
     }

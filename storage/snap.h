@@ -247,8 +247,9 @@ struct snap_manifest;
 
 /**
  * Raise the MANIFEST floors of the partitions of the last committed snapshot to their
- * LSN in the older retained snapshot (0 when absent). Returns 0, -ENOENT (no commit yet),
- * -EINVAL (epoch differs, or a partition belongs to another core in m).
+ * LSN in the older retained snapshot (0 when absent). Sections with ids >= m->parts hold
+ * the caller's metadata and have no floor. Returns 0, -ENOENT (no commit yet), -EINVAL
+ * (epoch differs, or a partition belongs to another core in m).
  */
 int snap_writer_manifest_update(const struct snap_writer *w, struct snap_manifest *m);
 

@@ -191,6 +191,21 @@ struct rt_part_stats {
     uint64_t keys_reused;        /* key store entries taken from the free lists */
 };
 
+/**
+ * Bytes at the start of p's region that hold its state: the header, table, key store, task
+ * pool, chunk directory and the chunks in use (chunks are taken in order and never given
+ * back). Everything after it is still as rt_part_init left it: zero, on zeroed memory.
+ * A snapshot needs only this prefix. Can't fail.
+ */
+size_t rt_part_used_bytes(const struct rt_part *p);
+
+/**
+ * Check that bytes[0..len) is a partition image (rt_part_used_bytes long) of a partition
+ * whose region is region_bytes (same configuration), before it is copied over a fresh,
+ * zeroed region. Returns 0 or -EBADMSG.
+ */
+int rt_part_image_check(const void *bytes, size_t len, size_t region_bytes);
+
 uint32_t rt_part_id(const struct rt_part *p);
 uint32_t rt_part_count(const struct rt_part *p); /* instances in the table */
 void rt_part_stats_get(const struct rt_part *p, struct rt_part_stats *out);

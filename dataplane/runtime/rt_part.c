@@ -141,6 +141,24 @@ struct rt_part *rt_part_init(void *mem, size_t mem_bytes, const struct rt_part_c
     return p;
 }
 
+size_t rt_part_used_bytes(const struct rt_part *p)
+{
+    return (size_t)p->chunks_off + (size_t)p->chunks_used * RT_CHUNK_BYTES;
+}
+
+int rt_part_image_check(const void *bytes, size_t len, size_t region_bytes)
+{
+    struct rt_part h;
+    if (len < sizeof(h) || len > region_bytes)
+        return -EBADMSG;
+    memcpy(&h, bytes, sizeof(h));
+    if (h.magic != RT_PART_MAGIC || rt_part_mem_size(&h.cfg) != region_bytes ||
+        h.chunks_used > h.chunk_count ||
+        h.chunks_off + (uint64_t)h.chunks_used * RT_CHUNK_BYTES != len)
+        return -EBADMSG;
+    return 0;
+}
+
 uint32_t rt_part_id(const struct rt_part *p)
 {
     return p->part_id;

@@ -130,6 +130,7 @@ struct dp_snap {
     bool part_open;
     uint8_t *stage; /* copy of the partition being written */
     size_t stage_bytes, off;
+    size_t part_bytes; /* of the partition being written: its used prefix */
     uint64_t digest;
     uint64_t began_ns, last_ns, last_lsn, last_log_bytes, last_duration_ns;
     uint64_t count, errors, segments_released;

@@ -117,8 +117,9 @@ static int dp_snap_load_one(void *arg, uint32_t part_id, uint64_t lsn, const voi
         return -EBADMSG;
     unsigned holder = src->manifest ? src->manifest->part_core[part_id]
                                     : wf_partmap_owner(dp_node.partmap, part_id);
-    if (holder != src->core || len != dp_runtime_partition_bytes(&dp_node))
-        return -EBADMSG; /* another layout: refuse rather than guess */
+    if (holder != src->core ||
+        rt_part_image_check(bytes, len, dp_runtime_partition_bytes(&dp_node)) != 0)
+        return -EBADMSG; /* another layout or configuration: refuse rather than guess */
     /* the region's core-local fields are re-set when the new owner attaches it */
     struct rt_part *dst = dp_node.parts[part_id];
     uint32_t core_index;
@@ -244,7 +245,6 @@ static int dp_snap_manifest_request(struct dp_lcore *lc)
 
 int dp_snap_checkpoint(struct dp_node *node, uint64_t epoch)
 {
-    size_t part_bytes = dp_runtime_partition_bytes(node);
     for (unsigned o = 0; o < node->owner_count; o++) {
         struct dp_lcore *lc = node->owner_by_index[o];
         struct snap_writer_options opts = { .mode = SNAP_MODE_SYNC,
@@ -265,6 +265,7 @@ int dp_snap_checkpoint(struct dp_node *node, uint64_t epoch)
             if (wf_partmap_owner(node->partmap, p) != o)
                 continue;
             const uint8_t *region = (const uint8_t *)node->parts[p];
+            size_t part_bytes = rt_part_used_bytes(node->parts[p]);
             rc = snap_writer_part_begin(w, p, 0, part_bytes);
             for (size_t off = 0; off < part_bytes && rc == 0; off += SNAP_SLICE_BYTES_MAX)
                 rc = snap_writer_write(w, region + off,
@@ -323,11 +324,13 @@ static int dp_snap_next_part(struct dp_lcore *lc, uint64_t lsn)
         s->cursor++;
     if (s->cursor == dp_node.cfg.partitions)
         return 1; /* every partition written */
-    memcpy(s->stage, dp_node.parts[s->cursor], s->stage_bytes);
+    /* the used prefix only: the rest of a region is zero until chunks are taken */
+    s->part_bytes = rt_part_used_bytes(dp_node.parts[s->cursor]);
+    memcpy(s->stage, dp_node.parts[s->cursor], s->part_bytes);
     /* No rt_part_digest here: it walks the whole region (several times the memcpy) inside
      * this one step, and nothing checks it at load — the section's CRC32C covers the bytes. */
     s->digest = 0;
-    int rc = snap_writer_part_begin(s->writer, s->cursor, lsn, s->stage_bytes);
+    int rc = snap_writer_part_begin(s->writer, s->cursor, lsn, s->part_bytes);
     s->off = 0;
     s->part_open = rc == 0;
     return rc;
@@ -398,8 +401,8 @@ static int dp_snap_step(struct dp_lcore *lc, uint64_t now)
             }
             return rc;
         }
-        if (s->off < s->stage_bytes) {
-            size_t n = RTE_MIN(s->stage_bytes - s->off, (size_t)DP_SNAP_SLICE_BYTES);
+        if (s->off < s->part_bytes) {
+            size_t n = RTE_MIN(s->part_bytes - s->off, (size_t)DP_SNAP_SLICE_BYTES);
             rc = snap_writer_write(s->writer, s->stage + s->off, n);
             if (rc == -EAGAIN)
                 return 0; /* the helper is behind: next iteration */
@@ -427,6 +430,7 @@ static int dp_snap_step(struct dp_lcore *lc, uint64_t now)
             return rc;
         if (dp_snap_manifest_request(lc) != 0) {
             /* no floor raised: keep the log (the snapshot still counts for recovery) */
+            s->errors++;
             s->count++;
             s->phase = DP_SNAP_IDLE;
             s->last_ns = now;

@@ -387,9 +387,9 @@ static int h_mode_retention(void)
     h_disk(&fs, &fl, &fb);
     H_CHECK(t >= 20, "the load ran only %u s", t);
     /* Level: per core the retention (3 segments) + the recycle pool (4) + the segment
-     * prepared ahead (+2 the older kept snapshot may still need), plus what is written while a
-     * snapshot cycle completes (releases happen
-     * when one commits): bounded, and not growing from the middle third to the last. */
+     * prepared ahead (+2 the older kept snapshot may still need), plus what is written while
+     * a snapshot cycle completes (releases happen when one commits): bounded, and not growing
+     * from the middle third to the last. */
     unsigned max_late = 0, max_mid = 0;
     unsigned long long disk_late = 0, disk_mid = 0;
     for (unsigned k = t / 3; k < 2 * t / 3; k++) {

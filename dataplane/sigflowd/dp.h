@@ -134,7 +134,8 @@ struct dp_snap {
     uint64_t digest;
     uint64_t began_ns, last_ns, last_lsn, last_log_bytes, last_duration_ns;
     uint64_t count, errors, segments_released;
-    uint64_t stall_ns_max;    /* longest step of the owner loop spent here (CPU time) */
+    uint64_t stall_ns_max; /* longest step of the owner loop spent here (CPU time) */
+    uint64_t stall_phase_ns[DP_SNAP_MANIFEST + 1]; /* the same, by the phase it began in */
     uint64_t checked_ns;      /* idle: last time we looked whether one is due */
     uint64_t retention_lsn;   /* last history retention bound applied to the log */
     uint64_t manifest_ticket; /* the MANIFEST write that must be durable before release */

@@ -119,6 +119,14 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                                               (double)sn->stall_ns_max / 1e3, "last_duration_s",
                                               (double)sn->last_duration_ns / 1e9, "phase",
                                               sn->phase == DP_SNAP_IDLE ? "idle" : "writing"));
+                json_object_set_new(
+                    json_object_get(c, "snapshots"), "stall_us_max_by_phase",
+                    json_pack("{s:f, s:f, s:f, s:f, s:f}", "begin",
+                              (double)sn->stall_phase_ns[DP_SNAP_IDLE] / 1e3, "partitions",
+                              (double)sn->stall_phase_ns[DP_SNAP_PARTS] / 1e3, "commit",
+                              (double)sn->stall_phase_ns[DP_SNAP_COMMIT] / 1e3, "wait",
+                              (double)sn->stall_phase_ns[DP_SNAP_WAIT] / 1e3, "manifest",
+                              (double)sn->stall_phase_ns[DP_SNAP_MANIFEST] / 1e3));
                 free(req);
             } else if (req->result == -ENOTSUP) {
                 free(req);

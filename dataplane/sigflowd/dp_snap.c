@@ -472,5 +472,7 @@ unsigned dp_snap_poll(struct dp_lcore *lc)
                   (uint64_t)c0.tv_nsec;
     if (dt > s->stall_ns_max)
         s->stall_ns_max = dt;
+    if (dt > s->stall_phase_ns[before])
+        s->stall_phase_ns[before] = dt;
     return s->phase != before || s->phase == DP_SNAP_PARTS;
 }

@@ -215,7 +215,12 @@ struct dp_node {
     uint64_t *part_lsn;    /* start-up: each partition's snapshot LSN (replay skips up to it) */
     uint64_t epoch;        /* the MANIFEST's epoch: logs live in DIR/epoch-E/wal/core-N */
     char epoch_dir[DP_PATH_MAX + 40]; /* DIR/epoch-E of that epoch (the open logs keep it) */
-    uint32_t part_capacity;           /* workflows per partition */
+    struct {
+        uint64_t load_ns, replay_ns, checkpoint_ns, total_ns;
+        uint64_t records, applied, snapshot_parts;
+        uint64_t from_epoch; /* epoch recovered (the node's is newer after a layout change) */
+    } recovery;              /* start-up: what recovery took */
+    uint32_t part_capacity;  /* workflows per partition */
     struct rte_mempool *pool;
     uint64_t tsc_hz;
     uint64_t base_tsc;
@@ -480,6 +485,8 @@ struct dp_replay_src {
     uint64_t loaded_lsn;                  /* LSN of the loaded snapshot's generation record */
     const struct snap_manifest *manifest; /* the log's layout when it is not the node's */
     uint64_t records;                     /* replayed (applied or skipped as in snapshot) */
+    uint64_t applied;                     /* of which applied (not already in a snapshot) */
+    unsigned parts_loaded;                /* partitions its snapshot held */
 };
 /** Replay one log record of src (start-up) on the owner of its partition in the current
  *  layout. 0 or -EBADMSG/-ENOENT. */

@@ -193,8 +193,18 @@ static json_t *dp_ctl_stats(void)
                   "table_capacity", (json_int_t)dp_node.cfg.table_capacity, "source",
                   dp_node.cfg.source == DP_SOURCE_SOCKET ? "socket" : "ethdev", "udp_port",
                   dp_node.cfg.udp_port);
-    return json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1, "node", node, "total", total, "cores",
-                     cores, "ports", ports);
+    json_object_set_new(node, "epoch", json_integer((json_int_t)dp_node.epoch));
+    json_t *rec = json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "snapshot_load_s",
+                            (double)dp_node.recovery.load_ns / 1e9, "replay_s",
+                            (double)dp_node.recovery.replay_ns / 1e9, "checkpoint_s",
+                            (double)dp_node.recovery.checkpoint_ns / 1e9, "total_s",
+                            (double)dp_node.recovery.total_ns / 1e9, "records_read",
+                            (json_int_t)dp_node.recovery.records, "records_applied",
+                            (json_int_t)dp_node.recovery.applied, "snapshot_partitions",
+                            (json_int_t)dp_node.recovery.snapshot_parts, "from_epoch",
+                            (json_int_t)dp_node.recovery.from_epoch);
+    return json_pack("{s:b, s:o, s:o, s:o, s:o, s:o}", "ok", 1, "node", node, "total", total,
+                     "cores", cores, "ports", ports, "recovery", rec);
 }
 
 /* Post a request to an owner's mailbox and wait for the answer. 0 or -ETIMEDOUT/-EAGAIN. */

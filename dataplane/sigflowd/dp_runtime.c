@@ -373,6 +373,7 @@ int dp_runtime_replay(struct dp_replay_src *src, const struct wal_record_view *r
         return -EBADMSG; /* a partition this log never held */
     if (dp_node.part_lsn && r->lsn <= dp_node.part_lsn[r->partition])
         return 0; /* already in the partition's snapshot: never applied twice */
+    src->applied++;
     struct dp_lcore *lc = dp_node.owner_by_index[wf_partmap_owner(dp_node.partmap, r->partition)];
     if (lc->reg_gen != src->gen) { /* the registry the log's core used at this point */
         if (src->gen >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[src->gen])

@@ -145,6 +145,7 @@ int dp_snap_load(struct dp_replay_src *src)
                 src->epoch, src->core, strerror(-rc));
         return rc;
     }
+    src->parts_loaded = ctx.parts;
     fprintf(stderr,
             "sigflowd: epoch %" PRIu64 " core %u: snapshot loaded: %u partitions, generation "
             "%" PRIu64 ", from lsn %" PRIu64 "%s\n",

@@ -260,6 +260,7 @@ int dp_wal_open_all(struct dp_node *node)
     uint64_t t0 = dp_realtime_ns();
     uint64_t replayed = 0;
     static struct dp_replay_src srcs[SNAP_CORES_MAX];
+    node->recovery.from_epoch = m.epoch;
     for (unsigned c = 0; c < m.cores; c++) {
         srcs[c] = (struct dp_replay_src){ .epoch = m.epoch, .core = c, .manifest = &m };
         if (same)
@@ -271,6 +272,10 @@ int dp_wal_open_all(struct dp_node *node)
     /* A loaded region carries the timer links of the core that wrote it (meaningless
      * here): clear them before replay touches the wheel. Every def is in the newest
      * registry; replay then switches to each log's own generation record by record. */
+    uint64_t t_loaded = dp_realtime_ns();
+    node->recovery.load_ns = t_loaded - t0;
+    for (unsigned c = 0; c < m.cores; c++)
+        node->recovery.snapshot_parts += srcs[c].parts_loaded;
     uint64_t newest = __atomic_load_n(&node->registry_gen, __ATOMIC_ACQUIRE);
     for (unsigned o = 0; o < node->owner_count; o++) {
         struct dp_lcore *lc = node->owner_by_index[o];
@@ -285,6 +290,8 @@ int dp_wal_open_all(struct dp_node *node)
         if (rc != 0)
             return rc;
         replayed += src.records;
+        node->recovery.records += src.records;
+        node->recovery.applied += src.applied;
         if (lc && lc->reg_gen != src.gen) { /* the generation the core ended on */
             rt_core_set_registry(lc->rt, node->registries[src.gen]);
             lc->reg_gen = src.gen;
@@ -292,6 +299,7 @@ int dp_wal_open_all(struct dp_node *node)
         if (lc)
             lc->counters[DP_C_REPLAYED] = src.records;
     }
+    node->recovery.replay_ns = dp_realtime_ns() - t_loaded;
     if (!same) {
         /* recovered under the old layout; checkpoint under the new one into a new epoch */
         rc = snap_manifest_next_epoch(&m, node->owner_count, map, &next);
@@ -331,6 +339,9 @@ int dp_wal_open_all(struct dp_node *node)
             }
         }
     }
+    if (!same)
+        node->recovery.checkpoint_ns = dp_realtime_ns() - t_loaded - node->recovery.replay_ns;
+    node->recovery.total_ns = dp_realtime_ns() - t0;
     dp_wal_epochs_gc(node, &m);
     rc = dp_snap_manifest_start(node, &m);
     if (rc != 0)

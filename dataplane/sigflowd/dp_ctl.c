@@ -664,9 +664,35 @@ static json_t *dp_ctl_tune(json_t *jreq)
             dp_node.cfg.idle_pause_polls = (unsigned)v;
         return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
     }
+    /* snapshot and retention policy: plain words the owners read at their next check */
+    static const struct {
+        const char *key;
+        uint64_t max;
+    } policy[] = { { "snapshot.interval_s", 7u * 86400u },
+                   { "snapshot.log_bytes", 1ull << 40 },
+                   { "history.retention_s", 3650u * 86400u },
+                   { "history.retention_bytes", 1ull << 50 } };
+    for (unsigned i = 0; i < sizeof(policy) / sizeof(policy[0]); i++) {
+        if (strcmp(key, policy[i].key) != 0)
+            continue;
+        if (v > policy[i].max)
+            return dp_ctl_error("value out of range for this key");
+        struct dp_config *c = &dp_node.cfg;
+        if (i == 0)
+            __atomic_store_n(&c->snapshot_interval_s, (unsigned)v, __ATOMIC_RELAXED);
+        else if (i == 1)
+            __atomic_store_n(&c->snapshot_log_bytes, v, __ATOMIC_RELAXED);
+        else if (i == 2)
+            __atomic_store_n(&c->history_retention_s, (unsigned)v, __ATOMIC_RELAXED);
+        else
+            __atomic_store_n(&c->history_retention_bytes, v, __ATOMIC_RELAXED);
+        return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
+    }
     if (strncmp(key, "wal.", 4) != 0 || strlen(key) >= sizeof(((struct dp_req *)0)->tune_key))
         return dp_ctl_error("unknown key (idle_sleep_max_us, idle_pause_polls, "
-                            "wal.batch_bytes_max, wal.batch_deadline_us, wal.inflight_max)");
+                            "wal.batch_bytes_max, wal.batch_deadline_us, wal.inflight_max, "
+                            "snapshot.interval_s, snapshot.log_bytes, history.retention_s, "
+                            "history.retention_bytes)");
     for (unsigned o = 0; o < dp_node.owner_count; o++) {
         struct dp_req *req = calloc(1, sizeof(*req));
         if (!req)

@@ -165,7 +165,6 @@ struct dp_lcore {
     struct rte_ring *ack_in[DP_LCORES_MAX];  /* rx side: ACK mbufs from owner o */
     struct wal *wal;           /* this owner's log (NULL when [wal] enabled = false) */
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
-    uint64_t wal_replayed_lsn; /* last LSN replayed at start-up */
     bool io_wait;              /* batches in flight or ACKs waiting: keep back-off short */
     struct rt_core *rt;        /* this owner's workflow runtime (dp_runtime.c) */
     uint64_t reg_gen;          /* registry generation this owner uses (and has logged) */

@@ -136,9 +136,10 @@ struct dp_snap {
     uint64_t count, errors, segments_released;
     uint64_t stall_ns_max; /* longest step of the owner loop spent here (CPU time) */
     uint64_t stall_phase_ns[DP_SNAP_MANIFEST + 1]; /* the same, by the phase it began in */
-    uint64_t checked_ns;      /* idle: last time we looked whether one is due */
-    uint64_t retention_lsn;   /* last history retention bound applied to the log */
-    uint64_t manifest_ticket; /* the MANIFEST write that must be durable before release */
+    uint64_t steps, steps_over_1ms; /* loop steps spent on snapshots, and those over 1 ms */
+    uint64_t checked_ns;            /* idle: last time we looked whether one is due */
+    uint64_t retention_lsn;         /* last history retention bound applied to the log */
+    uint64_t manifest_ticket;       /* the MANIFEST write that must be durable before release */
 };
 
 struct dp_rxq {

@@ -119,6 +119,10 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                                               (double)sn->stall_ns_max / 1e3, "last_duration_s",
                                               (double)sn->last_duration_ns / 1e9, "phase",
                                               sn->phase == DP_SNAP_IDLE ? "idle" : "writing"));
+                json_object_set_new(json_object_get(c, "snapshots"), "steps",
+                                    json_integer((json_int_t)sn->steps));
+                json_object_set_new(json_object_get(c, "snapshots"), "steps_over_1ms",
+                                    json_integer((json_int_t)sn->steps_over_1ms));
                 json_object_set_new(
                     json_object_get(c, "snapshots"), "stall_us_max_by_phase",
                     json_pack("{s:f, s:f, s:f, s:f, s:f}", "begin",

@@ -475,5 +475,7 @@ unsigned dp_snap_poll(struct dp_lcore *lc)
         s->stall_ns_max = dt;
     if (dt > s->stall_phase_ns[before])
         s->stall_phase_ns[before] = dt;
+    s->steps++;
+    s->steps_over_1ms += dt > 1000000;
     return s->phase != before || s->phase == DP_SNAP_PARTS;
 }

@@ -291,6 +291,21 @@ static bool dp_ctl_name(json_t *req, const char *key, size_t max, const char **o
     return *len > 0 && *len <= max;
 }
 
+/* A request about workflow (type, id) for its owner: kind, key and partition filled; *owner
+ * gets the owner index. NULL when out of memory. */
+static struct dp_req *dp_ctl_workflow_req(enum dp_req_kind kind, const char *type, size_t type_len,
+                                          const char *id, size_t id_len, unsigned *owner)
+{
+    struct dp_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->kind = kind;
+    req->key = wf_key_make(type, type_len, id, id_len);
+    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
+    *owner = wf_partmap_owner(dp_node.partmap, req->partition);
+    return req;
+}
+
 static json_t *dp_ctl_describe(json_t *jreq)
 {
     const char *type, *id;
@@ -298,13 +313,10 @@ static json_t *dp_ctl_describe(json_t *jreq)
     if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
         !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len))
         return dp_ctl_error("describe needs \"type\" (1..32 bytes) and \"id\" (1..64 bytes)");
-    struct dp_req *req = calloc(1, sizeof(*req));
+    unsigned owner;
+    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_DESCRIBE, type, type_len, id, id_len, &owner);
     if (!req)
         return dp_ctl_error("out of memory");
-    req->kind = DP_REQ_DESCRIBE;
-    req->key = wf_key_make(type, type_len, id, id_len);
-    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
-    unsigned owner = wf_partmap_owner(dp_node.partmap, req->partition);
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
         return dp_ctl_error("owner core did not answer in time"); /* req stays with the owner */
@@ -468,13 +480,10 @@ static json_t *dp_ctl_history(json_t *jreq)
         return dp_ctl_error("limit: 0..100000 (0: everything retained)");
     if (limit == 0)
         limit = DP_HISTORY_LIMIT_MAX;
-    struct dp_req *req = calloc(1, sizeof(*req));
+    unsigned owner;
+    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_HISTORY, type, type_len, id, id_len, &owner);
     if (!req)
         return dp_ctl_error("out of memory");
-    req->kind = DP_REQ_HISTORY;
-    req->key = wf_key_make(type, type_len, id, id_len);
-    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
-    unsigned owner = wf_partmap_owner(dp_node.partmap, req->partition);
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
         return dp_ctl_error("owner core did not answer in time"); /* req stays with the owner */
@@ -877,16 +886,14 @@ static json_t *dp_ctl_activity_result(json_t *jreq)
         json_integer_value(jseq) <= 0 || !outcome ||
         (strcmp(outcome, "done") != 0 && strcmp(outcome, "failed") != 0))
         return dp_ctl_error("activity needs type, id, seq > 0 and outcome done|failed");
-    struct dp_req *req = calloc(1, sizeof(*req));
+    unsigned owner;
+    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_ACTIVITY, type, type_len, id, id_len, &owner);
     if (!req)
         return dp_ctl_error("out of memory");
-    req->kind = DP_REQ_ACTIVITY;
-    req->key = wf_key_make(type, type_len, id, id_len);
-    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
     req->seq = (uint32_t)json_integer_value(jseq);
     req->failed = outcome[0] == 'f';
     req->activity_result = json_integer_value(json_object_get(jreq, "result"));
-    if (dp_ctl_ask(wf_partmap_owner(dp_node.partmap, req->partition), req) != 0)
+    if (dp_ctl_ask(owner, req) != 0)
         return dp_ctl_error("owner core did not answer in time");
     json_t *out;
     if (req->result == -ENOENT)

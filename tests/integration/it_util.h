@@ -6,6 +6,8 @@
 #ifndef IT_UTIL_H
 #define IT_UTIL_H
 
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -119,6 +121,60 @@ static inline void it_node_stop(const char *top, const char *build, const char *
 {
     it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node stop --dir %s >/dev/null 2>&1",
           build, top, dir);
+}
+
+/** The node's pid from DIR/sigflowd.pid, or -1. */
+static inline pid_t it_node_pid(const char *dir)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/sigflowd.pid", dir);
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = -1;
+        fclose(f);
+    }
+    return pid;
+}
+
+/** Wait until process pid is gone (not our child: polls kill 0). True when it is. */
+static inline bool it_wait_gone(pid_t pid, int seconds)
+{
+    for (int i = 0; i < seconds * 20; i++) {
+        if (kill(pid, 0) != 0 && errno == ESRCH)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+/** Is our child pid still running? */
+static inline bool it_child_running(pid_t pid)
+{
+    int st;
+    return pid > 0 && waitpid(pid, &st, WNOHANG) == 0;
+}
+
+/**
+ * Fork a fleet sender in namespace ns: `--fleet fleet --rounds rounds --rate rate` with ACKs
+ * and resends until acknowledged, its summary JSON into out. Returns the child's pid.
+ */
+static inline pid_t it_fleet_start(const char *ns, const char *build, unsigned fleet,
+                                   unsigned rounds, unsigned rate, const char *out)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd),
+                 "exec ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
+                 "--fleet %u --rounds %u --batch 8 --rate %u --ack --timeout-ms 300 "
+                 "--retries 100000 --window 128 --sender-id 7 --summary-json > %s",
+                 ns, build, fleet, rounds, rate, out);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
 }
 
 #endif /* IT_UTIL_H */

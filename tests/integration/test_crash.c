@@ -66,20 +66,6 @@ static json_t *cr_ctl(json_t *req)
     return it_ctl_at(cr_dir, req);
 }
 
-static pid_t cr_node_pid(void)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "%s/sigflowd.pid", cr_dir);
-    FILE *f = fopen(path, "r");
-    int pid = -1;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1)
-            pid = -1;
-        fclose(f);
-    }
-    return pid;
-}
-
 static int cr_node_start(void)
 {
     return it_node_start(cr_top, cr_build, cr_ns, cr_dir,
@@ -87,26 +73,14 @@ static int cr_node_start(void)
                          "--conf-extra 'fault_injection = true;[snapshot];interval_s = 1'");
 }
 
-/* Wait until process pid is gone (it is not our child: poll kill 0). */
-static bool cr_wait_gone(pid_t pid, int seconds)
-{
-    for (int i = 0; i < seconds * 20; i++) {
-        if (kill(pid, 0) != 0 && errno == ESRCH)
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 static bool cr_sender_running(void)
 {
-    int st;
-    return cr_sender > 0 && waitpid(cr_sender, &st, WNOHANG) == 0;
+    return it_child_running(cr_sender);
 }
 
 static void cr_crash(const char *mode, unsigned round)
 {
-    pid_t pid = cr_node_pid();
+    pid_t pid = it_node_pid(cr_dir);
     CR_CHECK(pid > 0, "no pid file");
     if (strcmp(mode, "kill") == 0) {
         CR_CHECK(kill(pid, SIGKILL) == 0, "kill -9 %d: %s", pid, strerror(errno));
@@ -119,7 +93,7 @@ static void cr_crash(const char *mode, unsigned round)
         CR_CHECK(r && json_is_true(json_object_get(r, "ok")), "fault %s refused", mode);
         json_decref(r);
     }
-    CR_CHECK(cr_wait_gone(pid, 30), "sigflowd %d did not die", pid);
+    CR_CHECK(it_wait_gone(pid, 30), "sigflowd %d did not die", pid);
 }
 
 /* Every workflow: exactly `rounds` signals and the last event id of the fleet numbering. */
@@ -186,17 +160,7 @@ int main(int argc, char **argv)
     unsigned rounds = (crashes * 1500u + 4000u) * CR_RATE / 1000u / CR_FLEET + 2;
     fprintf(stderr, "test_crash: %s x %u, %u workflows x %u events, %d events/s\n", mode, crashes,
             CR_FLEET, rounds, CR_RATE);
-    cr_sender = fork();
-    if (cr_sender == 0) {
-        char cmd[1024];
-        snprintf(cmd, sizeof(cmd),
-                 "exec ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
-                 "--fleet %d --rounds %u --batch 8 --rate %d --ack --timeout-ms 300 "
-                 "--retries 100000 --window 128 --sender-id 7 --summary-json > %s",
-                 cr_ns, cr_build, CR_FLEET, rounds, CR_RATE, cr_out);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    cr_sender = it_fleet_start(cr_ns, cr_build, CR_FLEET, rounds, CR_RATE, cr_out);
     unsigned done = 0;
     for (; done < crashes && cr_sender_running(); done++) {
         usleep((useconds_t)(200000 + rand() % 800000));

@@ -73,47 +73,21 @@ static int h_start(const char *lcores, const char *conf)
     return it_node_start(h_top, h_build, h_ns, h_dir, extra);
 }
 
-static pid_t h_node_pid(void)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "%s/sigflowd.pid", h_dir);
-    FILE *f = fopen(path, "r");
-    int pid = -1;
-    if (f) {
-        if (fscanf(f, "%d", &pid) != 1)
-            pid = -1;
-        fclose(f);
-    }
-    return pid;
-}
-
 static void h_kill(void)
 {
-    pid_t pid = h_node_pid();
+    pid_t pid = it_node_pid(h_dir);
     H_CHECK(pid > 0 && kill(pid, SIGKILL) == 0, "kill -9 %d", pid);
-    for (int i = 0; i < 600 && !(kill(pid, 0) != 0 && errno == ESRCH); i++)
-        usleep(50000);
+    H_CHECK(it_wait_gone(pid, 30), "sigflowd %d did not die", pid);
 }
 
 static bool h_sender_running(void)
 {
-    int st;
-    return h_sender > 0 && waitpid(h_sender, &st, WNOHANG) == 0;
+    return it_child_running(h_sender);
 }
 
 static void h_fleet_start(unsigned rounds, unsigned rate)
 {
-    h_sender = fork();
-    if (h_sender == 0) {
-        char cmd[1024];
-        snprintf(cmd, sizeof(cmd),
-                 "exec ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
-                 "--fleet %d --rounds %u --batch 8 --rate %u --ack --timeout-ms 300 "
-                 "--retries 100000 --window 128 --sender-id 7 --summary-json > %s",
-                 h_ns, h_build, H_FLEET, rounds, rate, h_out);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
+    h_sender = it_fleet_start(h_ns, h_build, H_FLEET, rounds, rate, h_out);
 }
 
 static void h_fleet_wait(void)

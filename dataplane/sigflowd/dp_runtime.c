@@ -315,7 +315,7 @@ static void dp_runtime_linked(struct dp_lcore *lc, struct rt_part *part, struct 
         if (fx->tasks > 0) {
             /* the runs this input scheduled: the instance's newest fx->tasks pending ones
              * (sequence numbers grow per instance) */
-            static struct rt_describe d; /* owner thread only */
+            static _Thread_local struct rt_describe d; /* one per owner thread */
             if (rt_describe(lc->rt, part, key, &d) == 0) {
                 bool used[FLOW_ACTIVITIES_MAX] = { false };
                 while (n < fx->tasks && n < DP_NOTE_TASKS_MAX) {

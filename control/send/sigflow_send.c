@@ -591,6 +591,7 @@ static const struct send_malformed_kind send_malformed_kinds[] = {
     { "bad_json", "bad_json", SF_ERR_BAD_JSON },
     { "json_missing", "json_missing_key", SF_ERR_JSON_MISSING },
     { "too_many_fields", "too_many_fields", SF_ERR_TOO_MANY_FIELDS },
+    { "fields_too_long", "fields_too_long", SF_ERR_FIELDS_TOO_LONG },
 };
 
 /*
@@ -610,9 +611,14 @@ static int send_build_malformed(uint8_t *b, size_t cap, const struct send_opts *
     assert(cap > SF_DATAGRAM_LEN_MAX);
     int len;
     if (k->expect == SF_ERR_BAD_JSON || k->expect == SF_ERR_JSON_MISSING ||
-        k->expect == SF_ERR_TOO_MANY_FIELDS) {
+        k->expect == SF_ERR_TOO_MANY_FIELDS || k->expect == SF_ERR_FIELDS_TOO_LONG) {
         char *t = (char *)b;
-        if (k->expect == SF_ERR_BAD_JSON)
+        if (k->expect == SF_ERR_FIELDS_TOO_LONG) {
+            /* one text field of 1300 bytes: more than a binary event's fields may hold */
+            len = snprintf(t, cap, "{\"type\":\"%s\",\"id\":\"%s\",\"signal\":\"%s\","
+                                   "\"fields\":{\"v\":\"%01300d\"}}",
+                           o->type, o->id, o->signal, 0);
+        } else if (k->expect == SF_ERR_BAD_JSON)
             len = snprintf(t, cap, "{\"type\":\"%s\",\"id\":\"%s\",", o->type, o->id);
         else if (k->expect == SF_ERR_JSON_MISSING)
             len = snprintf(t, cap, "{\"type\":\"%s\",\"id\":\"%s\"}", o->type, o->id);
@@ -752,7 +758,7 @@ static void send_usage(FILE *f)
         "counter names of sf_err_name are accepted too): empty, bad_magic, bad_version,\n"
         "trunc_header, bad_header_len, bad_flags, bad_count, trunc_event, bad_event_len,\n"
         "bad_name, bad_fields, trailing, too_long (9001 bytes: fragmented on a 1500-byte MTU),\n"
-        "bad_json, json_missing, too_many_fields.\n"
+        "bad_json, json_missing, too_many_fields, fields_too_long.\n"
         "\n"
         "Exit status: 0 when every event was sent (and, with --ack, acknowledged with any\n"
         "status: see the summary's statuses), 1 otherwise, 64 for usage errors.\n",

@@ -6,7 +6,7 @@
  *   unsigned     major 0, ai 0..23 immediate, 24/25/26/27 = 1/2/4/8-byte big-endian
  *                argument; value <= INT64_MAX (decoded as int64)
  *   negative     major 1, same widths, value -1 - arg, arg <= INT64_MAX
- *   text string  major 3, definite length, bytes must be present (UTF-8 not checked)
+ *   text string  major 3, definite length, bytes present and well-formed UTF-8
  *   simple       0xf4 false, 0xf5 true, 0xf6 null
  *   float        0xf9 half, 0xfa single, 0xfb double, all widened to double
  * Rejected: byte strings (major 2), nested arrays/maps (4/5), tags (6), undefined (0xf7),
@@ -116,6 +116,8 @@ static inline int cbor_scalar(const uint8_t *buf, size_t len, size_t *pos, struc
         return 0;
     case CBOR_MAJOR_TEXT:
         if (arg > len - *pos || arg > UINT16_MAX) /* sf_value's text length is a u16 */
+            return -1;
+        if (!sf_utf8_valid(buf + *pos, (size_t)arg))
             return -1;
         if (v) {
             v->type = SF_VAL_TEXT;

@@ -84,6 +84,7 @@ static const char *const sf_err_names[SF_ERR_COUNT] = {
     [-SF_ERR_BAD_ACK] = "bad_ack",
     [-SF_ERR_BAD_HEADER_LEN] = "bad_header_len",
     [-SF_ERR_TOO_LONG] = "too_long",
+    [-SF_ERR_FIELDS_TOO_LONG] = "fields_too_long",
 };
 
 const char *sf_err_name(int err)
@@ -111,7 +112,8 @@ bool sf_name_valid_type(const char *s, size_t len)
 
 bool sf_name_valid_id(const char *s, size_t len)
 {
-    return sf_name_valid(s, len, SF_ID_LEN_MAX, SF_CHAR_ID);
+    return sf_name_valid(s, len, SF_ID_LEN_MAX, SF_CHAR_ID) &&
+           sf_utf8_valid((const uint8_t *)s, len);
 }
 
 bool sf_name_valid_signal(const char *s, size_t len)
@@ -169,6 +171,14 @@ __attribute__((always_inline)) static inline unsigned sf_name_short_bad(const ch
     __m128i v;
     memcpy(&v, s + len - 16, sizeof(v));
     return (sf_simd_bad(v, ident) << len) & 0xffff0000u;
+}
+
+/* Lanes of the len (1..16) bytes at s that are >= 0x80 (same load as sf_name_short_bad). */
+__attribute__((always_inline)) static inline unsigned sf_name_short_high(const char *s, unsigned len)
+{
+    __m128i v;
+    memcpy(&v, s + len - 16, sizeof(v));
+    return ((unsigned)_mm_movemask_epi8(v) << len) & 0xffff0000u;
 }
 
 /* Any length >= 1, 16 bytes per step; loads stay inside [s + len - 16, s + len). */
@@ -296,11 +306,16 @@ sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_spa
         /* Every name 1..16 bytes (so within its maximum): one load each, no branches. */
         bad = sf_name_short_bad(type, type_len, true) | sf_name_short_bad(id, id_len, false) |
               sf_name_short_bad(signal, signal_len, true);
+        /* an id with bytes >= 0x80 must be UTF-8 (the slow check only for those) */
+        if (SF_UNLIKELY(sf_name_short_high(id, id_len) != 0) &&
+            !sf_utf8_valid((const uint8_t *)id, id_len))
+            bad = 1;
     } else {
         bad = type_len - 1u >= SF_TYPE_LEN_MAX || id_len - 1u >= SF_ID_LEN_MAX ||
               signal_len - 1u >= SF_SIGNAL_LEN_MAX || !sf_name_long_valid(type, type_len, true) ||
               !sf_name_long_valid(id, id_len, false) ||
-              !sf_name_long_valid(signal, signal_len, true);
+              !sf_name_long_valid(signal, signal_len, true) ||
+              !sf_utf8_valid((const uint8_t *)id, id_len);
     }
     if (SF_UNLIKELY(bad != 0))
         return SF_ERR_BAD_NAME;

@@ -12,7 +12,9 @@
  * names whose values are scalars (string, number, true, false, null). Unknown keys are
  * skipped with their values, whatever they are, nested up to SF_JSON_DEPTH_MAX levels.
  * Strings are checked (escapes \" \\ \/ \b \f \n \r \t \uXXXX, no raw control characters)
- * but not decoded: sf_json_unescape does that on demand. UTF-8 is not validated.
+ * but not decoded: sf_json_unescape does that on demand. Raw bytes >= 0x80 must form
+ * well-formed UTF-8 (sf_utf8_valid). The fields object, as received, is at most
+ * SF_FIELDS_LEN_MAX bytes like a binary event's fields (else SF_ERR_FIELDS_TOO_LONG).
  * Numbers without fraction or exponent are int64 (out of range: rejected), others are
  * doubles (at most SF_JSON_NUMBER_LEN_MAX characters, converted with strtod in the C
  * locale; overflow to infinity is rejected).
@@ -78,6 +80,14 @@ static int json_string(struct json_cur *c, const char **s, size_t *n, bool *esca
         }
         if (ch < 0x20)
             return SF_ERR_BAD_JSON;
+        if (ch >= 0x80) {
+            /* one UTF-8 sequence, checked whole (RFC 8259 §8.1: JSON text is UTF-8) */
+            size_t seq = ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : 2;
+            if ((size_t)(c->end - c->p) < seq || !sf_utf8_valid(c->p, seq))
+                return SF_ERR_BAD_JSON;
+            c->p += seq;
+            continue;
+        }
         if (ch != '\\') {
             c->p++;
             continue;
@@ -438,6 +448,9 @@ static int json_member(struct json_cur *c, struct sf_event *ev, unsigned *seen)
         rc = json_fields(c, scratch, SF_JSON_FIELDS_MAX);
         if (rc < 0)
             return rc;
+        /* the same bound as a binary event's fields: the node logs and stores both alike */
+        if ((size_t)(c->p - start) > SF_FIELDS_LEN_MAX)
+            return SF_ERR_FIELDS_TOO_LONG;
         ev->fields = start;
         ev->fields_len = (uint16_t)(c->p - start);
         return 0;

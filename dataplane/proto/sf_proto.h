@@ -66,8 +66,9 @@ enum sf_err {
     SF_ERR_BAD_HEADER_LEN = -17, /* header_len < SF_FRAME_HDR_LEN, > SF_FRAME_HDR_LEN_MAX or
                                   * not a multiple of 8 */
     SF_ERR_TOO_LONG = -18,       /* datagram longer than SF_DATAGRAM_LEN_MAX */
+    SF_ERR_FIELDS_TOO_LONG = -19, /* JSON form: fields object longer than SF_FIELDS_LEN_MAX */
 };
-#define SF_ERR_COUNT 19 /* number of codes, SF_OK included; sf_err_name(-i) for i < count */
+#define SF_ERR_COUNT 20 /* number of codes, SF_OK included; sf_err_name(-i) for i < count */
 
 /**
  * Short stable snake_case name for an error code ("truncated_event", ...), used as a

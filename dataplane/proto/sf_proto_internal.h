@@ -8,6 +8,7 @@
 #define SF_PROTO_INTERNAL_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -151,6 +152,58 @@ static inline uint64_t sf_cbor_text_len(const uint8_t *p, unsigned head)
  * of scalars, table-driven, nothing decoded. Accepts exactly what cbor.c's decoder accepts
  * (the fuzzer checks the two agree). Returns the number of values or SF_ERR_BAD_FIELDS.
  */
+/*
+ * Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates (U+D800..DFFF), nothing
+ * above U+10FFFF, no sequence cut at the end. ASCII runs go 8 bytes per step. Text the node
+ * stores and shows (ids, text fields) must be UTF-8: a terminal, a JSON encoder or a log
+ * reader downstream must never meet bytes it cannot decode.
+ */
+static inline bool sf_utf8_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        if (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint8_t lo = 0x80, hi = 0xbf; /* bounds of the second byte */
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 2;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 3;
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 4;
+            if (c == 0xf0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xf4)
+                hi = 0x8f; /* above U+10FFFF */
+        } else {
+            return false; /* continuation byte first, 0xc0/0xc1, or 0xf5..0xff */
+        }
+        if (len - i < n || s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k < n; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+        i += n;
+    }
+    return true;
+}
+
 __attribute__((always_inline)) static inline int sf_cbor_validate(const uint8_t *buf, size_t len)
 {
     if (len == 0)
@@ -183,6 +236,8 @@ __attribute__((always_inline)) static inline int sf_cbor_validate(const uint8_t 
         if (info & SF_CBOR_V_TEXT) {
             uint64_t n = sf_cbor_text_len(buf + pos, item);
             if (SF_UNLIKELY(n > len - pos - item || n > UINT16_MAX))
+                return SF_ERR_BAD_FIELDS;
+            if (SF_UNLIKELY(!sf_utf8_valid(buf + pos + item, (size_t)n)))
                 return SF_ERR_BAD_FIELDS;
             pos += n;
         }

@@ -56,6 +56,10 @@
 #define DP_EV_HAS_EVENT_ID 0x01
 #define DP_EV_FIELDS_JSON  0x02
 #define DP_EV_ACK_REQ      0x04
+#define DP_EV_AUTHED       0x08 /* its frame's tag verified (dp_auth.c) */
+
+#define DP_MBUF_PRIV_SIZE 48 /* socket source: the sender's sockaddr; replies: dp_ack.c meta */
+#define DP_REPLY_SOURCES  4096 /* per rx lcore: sources with a reply credit (dp_ack.c) */
 
 /**
  * One routed event: a compact view into the mbuf that carried it, one cache line.
@@ -74,7 +78,7 @@ struct dp_event {
     uint8_t flags;
     uint8_t src_lcore; /* rx lcore index that received it (ACKs go back through it) */
     uint8_t port, queue;
-    uint8_t pad[4];
+    uint32_t frame_no; /* the rx lcore's count of frames: names the frame for its ACK */
 };
 _Static_assert(sizeof(struct dp_event) == 64, "dp_event is one cache line");
 
@@ -117,6 +121,9 @@ enum dp_drop {
     DP_DROP_OVERLOADED,     /* refused: the log is behind (batches in flight at the limit) */
     DP_DROP_ACK_QUEUE_FULL, /* refused: too many frames already waiting for their ACK */
     DP_DROP_ACK_TX,         /* an ACK or NACK could not be sent (no mbuf, tx or ring full) */
+    DP_DROP_EVENT_TOO_LARGE, /* refused: its log record would exceed DP_WAL_RECORD_MAX */
+    DP_DROP_REPLY_SUPPRESSED, /* a reply would exceed the bytes its source sent (dp_ack.c) */
+    DP_DROP_REPLY_RATE,       /* a reply to unauthenticated traffic over the per-source rate */
     DP_DROP_COUNT
 };
 
@@ -164,6 +171,8 @@ struct dp_lcore {
     struct rte_ring *mailbox;                /* control requests for this owner */
     struct rte_ring *ack_out[DP_LCORES_MAX]; /* owner side: ACK mbufs to rx lcore r */
     struct rte_ring *ack_in[DP_LCORES_MAX];  /* rx side: ACK mbufs from owner o */
+    struct dp_reply_source *reply_sources;   /* rx side: per-source reply credit (dp_ack.c) */
+    uint32_t frame_no;                       /* rx side: frames received (wraps) */
     struct wal *wal;           /* this owner's log (NULL when [wal] enabled = false) */
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
     bool io_wait;              /* batches in flight or ACKs waiting: keep back-off short */
@@ -239,8 +248,9 @@ extern struct dp_node dp_node;
 
 /** One frame's statuses from one owner, sent once the log covers `lsn`. */
 struct dp_ack_group {
-    uint64_t lsn;       /* highest LSN among its events (0: nothing logged) */
-    struct rte_mbuf *m; /* the frame's mbuf while the group is open (identity only) */
+    uint64_t lsn;      /* highest LSN among its events (0: nothing logged) */
+    uint32_t frame_no; /* with src_lcore: which frame (struct dp_event) */
+    bool authed;       /* the frame was authenticated (no per-source count limit) */
     struct sf_ack_hdr hdr;
     struct pkt_info req; /* ethdev: where the frame came from (answer goes back there) */
     uint8_t sa[32];      /* socket source: the sender's sockaddr */
@@ -519,18 +529,30 @@ void dp_runtime_tasks_copy(struct dp_lcore *lc, struct dp_req *req);
  *  Blocking; start-up only. Returns 0 or -errno (reason printed). */
 int dp_wal_open_all(struct dp_node *node);
 /** Log one event before applying it, with room reserved for its DP_WAL_NOTE: 0 with *lsn and
- *  *loc (the record's history link), -EAGAIN when the log is behind (refuse the event:
- *  nothing applied), or a fatal -errno (the node stops). */
+ *  *loc (the record's history link), -EAGAIN when the log is behind or -EMSGSIZE when its
+ *  record would not fit DP_WAL_RECORD_MAX (refuse the event: nothing logged or applied), or
+ *  a fatal -errno (the node stops). */
 int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *lsn,
                       struct rt_hlink *loc);
 /** The history link of the record the next wal_append of lc's log writes (after a
  *  successful wal_reserve). */
 struct rt_hlink dp_wal_next_link(const struct dp_lcore *lc);
-/** True when one more frame can wait for its ACK on this owner. */
-bool dp_ack_room(const struct dp_lcore *lc);
-/** Note the status of an ACK-requested event: sent once `lsn` is durable (lsn 0: a NACK of
- *  an event refused before logging, sent at once). */
+/* ---- replies (dp_ack.c) ---- */
+
+/** Can ev's status be noted: its frame has an open group here, or a group is free? When
+ *  not, the event must be refused before logging, without a reply. Can't fail. */
+bool dp_ack_room(struct dp_lcore *lc, const struct dp_event *ev);
+/** Note the status of an ACK-requested event in its frame's group, sent once the log covers
+ *  `lsn` (0: nothing of it was logged). Without room (dp_ack_room) the status is dropped
+ *  and counted (ack_queue_full). */
 void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn);
+/** Send the groups covered by the durable LSN, in order. Returns the groups sent. */
+unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable);
+/** Rx lcore: bytes received from a source, credited for replies to it (dp_ack.c). */
+void dp_reply_credit(struct dp_lcore *lc, const uint8_t *addr, uint8_t family, uint32_t bytes);
+/** Allocate / free an rx lcore's per-source reply table. 0 or -ENOMEM. */
+int dp_reply_sources_init(struct dp_lcore *lc);
+void dp_reply_sources_free(struct dp_lcore *lc);
 /** Tests ([wal] fault_injection): arm a fault by name ("powercut", "powercut_reorder",
  *  "write_eio", "fsync_eio", "enospc", "short_write") after `skip` operations. */
 int dp_wal_fault(struct dp_node *node, const char *kind, uint32_t skip, uint64_t seed);
@@ -541,7 +563,8 @@ void dp_wal_close_all(struct dp_node *node);
 /** Owner loop: drive the log, release ACKs whose records are durable. Returns work done;
  *  a failed log stops the node (node.fatal). */
 unsigned dp_wal_poll(struct dp_lcore *lc);
-/** Rx loop: transmit ACKs that owners handed to this lcore. Returns packets sent. */
+/** Rx loop: transmit the replies owners handed to this lcore (per-source credit and rate
+ *  checked here). Returns packets sent. */
 unsigned dp_ack_drain(struct dp_lcore *lc);
 /** Apply a tunable on this owner ("wal.batch_bytes_max", ...). 0 or -EINVAL. */
 int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value);

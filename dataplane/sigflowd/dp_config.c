@@ -190,6 +190,7 @@ static const struct cfg_uint_key cfg_dataplane_keys[] = {
     CFG_KEY(idle_pause_polls, 0, 1000000, false),
     CFG_KEY(idle_sleep_max_us, 0, 100000, false),
     CFG_KEY(icmp_rate, 0, 1000000, false),
+    CFG_KEY(reply_rate, 0, 10000000, false),
 };
 
 static int cfg_dataplane(struct dp_config_parse *p, const char *name, const char *value)
@@ -367,6 +368,7 @@ void dp_config_defaults(struct dp_config *cfg)
     cfg->idle_pause_polls = 256;
     cfg->idle_sleep_max_us = 500;
     cfg->icmp_rate = 1000;
+    cfg->reply_rate = 50000;
     cfg->wal_enabled = true;
     cfg->wal_segment_bytes = 64ull << 20;
     cfg->wal_batch_bytes_max = 256u << 10;

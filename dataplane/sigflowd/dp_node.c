@@ -20,7 +20,6 @@
 #include "dp.h"
 #include "sf_mem.h"
 
-#define DP_MBUF_PRIV_SIZE 32 /* socket source: the sender's sockaddr_in6 */
 #define DP_MEMPOOL_CACHE  256
 
 struct dp_node dp_node;
@@ -59,7 +58,8 @@ static const char *const dp_drop_names[] = {
     [DP_DROP_TX_FULL] = "tx_full",       [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
     [DP_DROP_MBUF_ALLOC] = "mbuf_alloc", [DP_DROP_SOCKET_ERRORS] = "socket_errors",
     [DP_DROP_OVERLOADED] = "overloaded", [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
-    [DP_DROP_ACK_TX] = "ack_tx",
+    [DP_DROP_ACK_TX] = "ack_tx",         [DP_DROP_EVENT_TOO_LARGE] = "event_too_large",
+    [DP_DROP_REPLY_SUPPRESSED] = "reply_suppressed", [DP_DROP_REPLY_RATE] = "reply_rate_limited",
 };
 
 _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) == DP_C_COUNT,
@@ -168,6 +168,8 @@ static int dp_lcores_init(struct dp_node *node)
         lc->owner = owner;
         lc->sock_fd = -1;
         pkt_tb_init(&lc->icmp_tb, node->cfg.icmp_rate, node->cfg.icmp_rate / 10 + 1);
+        if (rx && dp_reply_sources_init(lc) != 0)
+            return -ENOMEM;
         if (rx)
             node->rx_by_index[node->rx_count++] = lc;
         if (owner) {
@@ -279,6 +281,8 @@ void dp_node_free(struct dp_node *node)
 {
     for (unsigned o = 0; o < node->owner_count; o++)
         sf_mem_free(dp_part_mem[o], dp_part_mem_bytes[o]);
+    for (unsigned r = 0; r < node->rx_count; r++)
+        dp_reply_sources_free(node->rx_by_index[r]);
 }
 
 int dp_node_setup(struct dp_node *node)

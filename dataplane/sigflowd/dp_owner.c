@@ -21,20 +21,22 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
         RTE_ASSERT(wf_partmap_owner(dp_node.partmap, ev->partition) == lc->owner_index);
         bool ack = (ev->flags & DP_EV_ACK_REQ) != 0 && lc->wal;
         uint64_t lsn = 0;
+        int rc;
         struct rt_hlink loc = { 0, 0 };
-        /* Refused before logging (nothing applied, answered at once): no ACK slot, an
-         * undeployed type, a log that is behind. */
-        if (unlikely(ack && !dp_ack_room(lc))) {
+        /* Refused before logging (nothing applied; the refusal joins the frame's reply): an
+         * undeployed type, a log that is behind. Without room for the frame's reply the
+         * event is refused unanswered: the sender resends after its timeout. */
+        if (unlikely(ack && !dp_ack_room(lc, ev))) {
             lc->drop[DP_DROP_ACK_QUEUE_FULL]++;
-            dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
         } else if (unlikely(!dp_runtime_type_known(lc, ev))) {
             lc->rt_status[RT_UNKNOWN_TYPE]++;
             if (ack)
                 dp_ack_note(lc, ev, SF_ACK_UNKNOWN, 0);
-        } else if (lc->wal && unlikely(dp_wal_log_signal(lc, ev, &lsn, &loc) != 0)) {
-            lc->drop[DP_DROP_OVERLOADED]++;
+        } else if (lc->wal && unlikely((rc = dp_wal_log_signal(lc, ev, &lsn, &loc)) != 0)) {
+            bool too_big = rc == -EMSGSIZE; /* a parser let through what the log can't hold */
+            lc->drop[too_big ? DP_DROP_EVENT_TOO_LARGE : DP_DROP_OVERLOADED]++;
             if (ack && !dp_node.fatal)
-                dp_ack_note(lc, ev, SF_ACK_OVERLOADED, 0);
+                dp_ack_note(lc, ev, too_big ? SF_ACK_MALFORMED : SF_ACK_OVERLOADED, 0);
         } else {
             uint8_t status = dp_runtime_apply_event(lc, ev, lsn, refs[i], loc);
             if (ack)

@@ -108,6 +108,7 @@ static void dp_rx_route_json(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t o
         .src_lcore = (uint8_t)lc->index,
         .port = port,
         .queue = queue,
+        .frame_no = lc->frame_no++,
     };
 }
 
@@ -140,6 +141,7 @@ void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, 
     rte_mbuf_refcnt_set(m, (uint16_t)n);
     const uint8_t flags = DP_EV_HAS_EVENT_ID | ((hdr.flags & SF_FLAG_ACK_REQ) ? DP_EV_ACK_REQ : 0);
     const uint8_t src_lcore = (uint8_t)lc->index;
+    const uint32_t frame_no = lc->frame_no++;
     const struct wf_partmap *partmap = dp_node.partmap;
     const uint32_t partitions = partmap->count;
     for (int i = 0; i < n; i++) {
@@ -171,6 +173,7 @@ void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, 
         ev->src_lcore = src_lcore;
         ev->port = port;
         ev->queue = queue;
+        ev->frame_no = frame_no;
     }
 }
 
@@ -228,6 +231,8 @@ static void dp_rx_packet(struct dp_lcore *lc, struct rte_mbuf *m, const struct d
     enum pkt_verdict v = pkt_classify(data, rte_pktmbuf_data_len(m), &p->addr, &info);
     switch (v) {
     case PKT_EVENT:
+        /* what this source sent: the bound of what the node may send back (dp_ack.c) */
+        dp_reply_credit(lc, info.src_ip, info.ip_version, rte_pktmbuf_data_len(m));
         dp_rx_route_payload(lc, m, info.payload_off, info.payload_len, (uint8_t)p->port_id,
                             (uint8_t)queue, rx_ns);
         return;
@@ -304,10 +309,24 @@ static unsigned dp_rx_poll_socket(struct dp_lcore *lc)
     }
     uint64_t rx_ns = n ? dp_now_ns() : 0;
     for (int i = 0; i < n; i++) {
-        uint16_t len = (uint16_t)RTE_MIN(msgs[i].msg_len, (unsigned)UINT16_MAX);
+        lc->counters[DP_C_RX_BYTES] += msgs[i].msg_len;
+        if (unlikely((msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 ||
+                     msgs[i].msg_len > iov[i].iov_len)) {
+            /* longer than the mbuf's room: the kernel cut it; never parse a cut datagram */
+            dp_count_proto_drop(lc, SF_ERR_TOO_LONG);
+            rte_pktmbuf_free(pkts[i]);
+            continue;
+        }
+        uint16_t len = (uint16_t)msgs[i].msg_len;
         rte_pktmbuf_data_len(pkts[i]) = len;
         rte_pktmbuf_pkt_len(pkts[i]) = len;
-        lc->counters[DP_C_RX_BYTES] += len;
+        const struct sockaddr *sa = msgs[i].msg_hdr.msg_name;
+        if (sa->sa_family == AF_INET6)
+            dp_reply_credit(lc, (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr, 6,
+                            len + 48u); /* as dp_ack.c counts a reply */
+        else
+            dp_reply_credit(lc, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, 4,
+                            len + 28u);
         dp_rx_route_payload(lc, pkts[i], 0, len, UINT8_MAX, (uint8_t)lc->index, rx_ns);
     }
     for (unsigned i = (unsigned)n; i < burst; i++)
@@ -321,6 +340,6 @@ static unsigned dp_rx_poll_socket(struct dp_lcore *lc)
 unsigned dp_rx_poll(struct dp_lcore *lc)
 {
     if (lc->sock_fd >= 0)
-        return dp_rx_poll_socket(lc);
+        return dp_rx_poll_socket(lc) + dp_ack_drain(lc);
     return dp_rx_poll_ethdev(lc) + dp_ack_drain(lc);
 }

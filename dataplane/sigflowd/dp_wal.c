@@ -4,14 +4,13 @@
  * through the same apply function at start-up.
  *
  * Per event (owner loop, dp_owner.c):
- *     wal_reserve(record bytes)      -EAGAIN → refused, NACK "overloaded" at once, counted
+ *     wal_reserve(record bytes)      -EAGAIN → refused, counted; "overloaded" in the ACK
  *     wal_append(DP_WAL_SIGNAL, ...) the event as received + its receive time → lsn
  *     apply                          the state changes only after its record is appended
  *     ACK requested?                 the status joins the frame's ACK group, which waits
  *                                    until wal_durable_lsn >= the group's lsn
  * Every loop: wal_poll() reaps fdatasyncs; groups covered by the durable LSN are sent, in
- * order. ACK datagrams leave by the port and queue the frame came in on: directly when this
- * owner lcore also polls that queue, else through an SPSC ring to the rx lcore that does.
+ * order (dp_ack.c: grouping, transmit and the per-source reply bounds).
  *
  * Record payload DP_WAL_SIGNAL (little-endian):
  *     u64 event_id | u64 rx_ns | u8 flags (DP_EV_HAS_EVENT_ID, DP_EV_FIELDS_JSON)
@@ -40,12 +39,22 @@
 #include "dp.h"
 #include "sf_io.h"
 
+/* The largest DP_WAL_SIGNAL payload: header, three names at their maxima, the fields at
+ * theirs (binary and JSON forms share SF_FIELDS_LEN_MAX: the parsers refuse longer ones). */
 #define DP_WAL_RECORD_MAX \
-    (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_EVENT_LEN_MAX)
+    (DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX + SF_FIELDS_LEN_MAX)
 
-/* Encode the event as a DP_WAL_SIGNAL payload into out; returns its length. */
-static uint32_t dp_wal_encode(const struct dp_event *ev, struct rt_hlink prev, uint8_t *out)
+/* Encode the event as a DP_WAL_SIGNAL payload into out[0..cap); returns its length, or 0
+ * when it does not fit (the caller refuses the event: nothing is logged or applied). The
+ * receive side bounds every part (sf_proto.h limits), but this copy is bounded by the
+ * buffer it writes, whatever a parser lets through. */
+static uint32_t dp_wal_encode(const struct dp_event *ev, struct rt_hlink prev, uint8_t *out,
+                              size_t cap)
 {
+    size_t need = (size_t)DP_WAL_SIGNAL_HDR + ev->type_len + ev->id_len + ev->signal_len +
+                  ev->fields_len;
+    if (unlikely(need > cap))
+        return 0;
     const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
     dp_put64(out, ev->event_id);
     dp_put64(out + 8, ev->rx_ns);
@@ -80,9 +89,10 @@ int dp_wal_log_signal(struct dp_lcore *lc, const struct dp_event *ev, uint64_t *
                       struct rt_hlink *loc)
 {
     uint8_t rec[DP_WAL_RECORD_MAX];
-    RTE_ASSERT(ev->fields_len <= SF_EVENT_LEN_MAX);
-    uint32_t len =
-        dp_wal_encode(ev, dp_runtime_head_link(dp_node.parts[ev->partition], ev->key), rec);
+    uint32_t len = dp_wal_encode(ev, dp_runtime_head_link(dp_node.parts[ev->partition], ev->key),
+                                 rec, sizeof(rec));
+    if (unlikely(len == 0))
+        return -EMSGSIZE;
     int rc = wal_reserve(lc->wal, wal_record_bytes(len) + wal_record_bytes(DP_NOTE_BYTES_MAX));
     if (rc == -EAGAIN)
         return rc;
@@ -366,158 +376,6 @@ void dp_wal_close_all(struct dp_node *node)
     }
 }
 
-/* ---- ACK groups ------------------------------------------------------------------- */
-
-/* Send one ACK datagram for group g, now. */
-static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
-{
-    uint8_t payload[SF_ACK_HDR_LEN + SF_FRAME_EVENTS_MAX * SF_ACK_ENTRY_LEN];
-    struct sf_ack_hdr hdr = g->hdr;
-    hdr.owner = (uint16_t)lc->owner_index;
-    hdr.durable_lsn = lc->wal ? wal_durable_lsn(lc->wal) : 0;
-    int plen = sf_ack_encode(payload, sizeof(payload), &hdr, g->entries);
-    RTE_VERIFY(plen > 0);
-    bool nack = g->lsn == 0;
-    if (g->via_socket) {
-        const struct dp_lcore *src = dp_node.rx_by_index[g->src_lcore];
-        int fd = lc->sock_fd >= 0 ? lc->sock_fd : src->sock_fd;
-        const struct sockaddr *sa = (const struct sockaddr *)g->sa;
-        socklen_t salen =
-            sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-        if (sendto(fd, payload, (size_t)plen, MSG_DONTWAIT, sa, salen) != plen) {
-            lc->drop[DP_DROP_ACK_TX]++;
-            return;
-        }
-        lc->counters[nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
-        lc->counters[DP_C_ACK_ENTRIES] += hdr.entry_count;
-        return;
-    }
-    struct rte_mbuf *m = rte_pktmbuf_alloc(dp_node.pool);
-    if (!m) {
-        lc->drop[DP_DROP_ACK_TX]++;
-        return;
-    }
-    const struct dp_port *p = &dp_node.ports[g->port];
-    int len = pkt_build_udp_reply(&g->req, &p->addr, payload, (size_t)plen,
-                                  rte_pktmbuf_mtod(m, uint8_t *), rte_pktmbuf_tailroom(m));
-    RTE_VERIFY(len > 0);
-    rte_pktmbuf_data_len(m) = (uint16_t)len;
-    rte_pktmbuf_pkt_len(m) = (uint32_t)len;
-    m->port = g->port;
-    m->hash.usr = g->queue;
-    bool sent;
-    if (lc->rx && lc->index == g->src_lcore)
-        sent = rte_eth_tx_burst(g->port, g->queue, &m, 1) == 1;
-    else
-        sent = rte_ring_sp_enqueue(lc->ack_out[g->src_lcore], m) == 0;
-    if (!sent) {
-        rte_pktmbuf_free(m);
-        lc->drop[DP_DROP_ACK_TX]++;
-        return;
-    }
-    lc->counters[nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
-    lc->counters[DP_C_ACK_ENTRIES] += hdr.entry_count;
-    if (lc->rx && lc->index == g->src_lcore)
-        lc->counters[DP_C_TX_PACKETS]++;
-}
-
-/* Where the frame came from: the packet headers (ethdev) or the sender's sockaddr. */
-static bool dp_ack_origin(struct dp_ack_group *g, const struct dp_event *ev)
-{
-    g->m = ev->m;
-    g->port = ev->port;
-    g->queue = ev->queue;
-    g->src_lcore = ev->src_lcore;
-    g->via_socket = ev->port == UINT8_MAX;
-    if (g->via_socket) {
-        memcpy(g->sa, rte_mbuf_to_priv(ev->m), sizeof(g->sa));
-        return true;
-    }
-    const struct dp_port *p = &dp_node.ports[ev->port];
-    return pkt_classify(rte_pktmbuf_mtod(ev->m, const uint8_t *), rte_pktmbuf_data_len(ev->m),
-                        &p->addr, &g->req) == PKT_EVENT;
-}
-
-static void dp_ack_header(struct dp_ack_group *g, const struct dp_event *ev)
-{
-    const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
-    struct sf_frame_hdr fh;
-    size_t off;
-    uint16_t payload_off = g->via_socket ? 0 : g->req.payload_off;
-    uint16_t payload_len =
-        g->via_socket ? (uint16_t)rte_pktmbuf_data_len(ev->m) : g->req.payload_len;
-    memset(&g->hdr, 0, sizeof(g->hdr));
-    if (sf_frame_parse_header(base + payload_off, payload_len, &fh, &off) == SF_OK) {
-        g->hdr.sender_id = fh.sender_id;
-        g->hdr.frame_seq = fh.frame_seq;
-    }
-}
-
-/**
- * Record the status of one ACK-requested event. `lsn` 0 means nothing was logged (the event
- * was refused): the NACK goes out at once. Returns false when no group is free (the caller
- * must refuse the event before logging it: see dp_ack_room).
- */
-void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status, uint64_t lsn)
-{
-    struct dp_ack_queue *q = lc->acks;
-    struct sf_ack_entry e = { .event_id = ev->event_id,
-                              .event_index = ev->ev_index,
-                              .status = status };
-    if (lsn == 0) {
-        struct dp_ack_group g;
-        if (!dp_ack_origin(&g, ev)) {
-            lc->drop[DP_DROP_ACK_TX]++;
-            return;
-        }
-        dp_ack_header(&g, ev);
-        g.lsn = 0;
-        g.entries[0] = e;
-        g.hdr.entry_count = 1;
-        dp_ack_send(lc, &g);
-        return;
-    }
-    struct dp_ack_group *last = q->tail > q->head ? &q->groups[(q->tail - 1) & q->mask] : NULL;
-    if (last && last->m == ev->m && last->hdr.entry_count < SF_FRAME_EVENTS_MAX &&
-        last->src_lcore == ev->src_lcore) {
-        last->entries[last->hdr.entry_count++] = e;
-        last->lsn = lsn;
-        return;
-    }
-    RTE_VERIFY(q->tail - q->head < q->size); /* dp_ack_room was checked before logging */
-    struct dp_ack_group *g = &q->groups[q->tail & q->mask];
-    if (!dp_ack_origin(g, ev)) {
-        lc->drop[DP_DROP_ACK_TX]++;
-        return;
-    }
-    dp_ack_header(g, ev);
-    g->lsn = lsn;
-    g->entries[0] = e;
-    g->hdr.entry_count = 1;
-    q->tail++;
-}
-
-bool dp_ack_room(const struct dp_lcore *lc)
-{
-    return lc->acks->tail - lc->acks->head < lc->acks->size;
-}
-
-/* Send every group whose records are durable, in order. */
-static unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
-{
-    struct dp_ack_queue *q = lc->acks;
-    unsigned n = 0;
-    while (q->head < q->tail) {
-        struct dp_ack_group *g = &q->groups[q->head & q->mask];
-        if (g->lsn > durable)
-            break;
-        dp_ack_send(lc, g);
-        q->head++;
-        n++;
-    }
-    return n;
-}
-
 unsigned dp_wal_poll(struct dp_lcore *lc)
 {
     struct dp_ack_queue *q = lc->acks;
@@ -550,29 +408,6 @@ unsigned dp_wal_poll(struct dp_lcore *lc)
     lc->io_wait = q->head < q->tail || wal_inflight(lc->wal) > 0 ||
                   wal_next_lsn(lc->wal) > wal_durable_lsn(lc->wal) + 1;
     return (unsigned)rc + sent;
-}
-
-unsigned dp_ack_drain(struct dp_lcore *lc)
-{
-    struct rte_mbuf *ms[DP_TX_BURST_MAX];
-    unsigned total = 0;
-    for (unsigned o = 0; o < dp_node.owner_count; o++) {
-        struct rte_ring *r = lc->ack_in[o];
-        if (!r || rte_ring_empty(r))
-            continue;
-        unsigned n = rte_ring_sc_dequeue_burst(r, (void **)ms, DP_TX_BURST_MAX, NULL);
-        for (unsigned i = 0; i < n; i++) {
-            struct rte_mbuf *m = ms[i];
-            if (rte_eth_tx_burst(m->port, (uint16_t)m->hash.usr, &m, 1) == 1) {
-                lc->counters[DP_C_TX_PACKETS]++;
-            } else {
-                lc->drop[DP_DROP_TX_FULL]++;
-                rte_pktmbuf_free(m);
-            }
-        }
-        total += n;
-    }
-    return total;
 }
 
 int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value)

@@ -385,7 +385,27 @@ static size_t c_too_many_fields(uint8_t *b)
     return (size_t)n;
 }
 
+/* The one-datagram crash of the node: a JSON event whose fields object (1300 bytes of text)
+ * is longer than a binary event's fields may be. */
+static size_t c_fields_too_long(uint8_t *b)
+{
+    int n = sprintf((char *)b, "{\"type\":\"device\",\"id\":\"x\",\"signal\":\"telemetry\","
+                               "\"fields\":{\"temp_c\":\"");
+    memset(b + n, 'A', 1300);
+    n += 1300;
+    n += sprintf((char *)b + n, "\"}}");
+    return (size_t)n;
+}
+static size_t c_bad_utf8_id(uint8_t *b)
+{
+    static const char j[] = "{\"type\":\"t\",\"id\":\"a\xc3\x28\",\"signal\":\"s\"}";
+    memcpy(b, j, sizeof(j) - 1);
+    return sizeof(j) - 1;
+}
+
 static const struct err_case err_cases[] = {
+    { "JSON fields of 1300 bytes", c_fields_too_long, SF_ERR_FIELDS_TOO_LONG },
+    { "JSON id not UTF-8 (a JSON string must be)", c_bad_utf8_id, SF_ERR_BAD_JSON },
     { "empty", c_empty, SF_ERR_EMPTY },
     { "bad magic", c_bad_magic, SF_ERR_BAD_MAGIC },
     { "bad magic, 1 byte", c_bad_magic_short, SF_ERR_BAD_MAGIC },
@@ -523,9 +543,57 @@ static void test_name_every_position(void **state)
         bool is_ident = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
                         (b >= '0' && b <= '9') || b == '_' || b == '.' || b == '-';
         assert_int_equal(sf_name_valid_type(ident, 3), is_ident);
-        bool is_id = b >= 0x20 && b != 0x7f && b != '"' && b != '\\';
+        /* one byte >= 0x80 alone is never UTF-8 */
+        bool is_id = b >= 0x20 && b < 0x7f && b != '"' && b != '\\';
         assert_int_equal(sf_name_valid_id(ident, 3), is_id);
     }
+}
+
+/* Ids must be well-formed UTF-8, at every length and position (the fast path loads 16 bytes
+ * at a time and only then looks at bytes >= 0x80). */
+static void test_name_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *seq;
+        bool ok;
+    } seqs[] = {
+        { "\xc3\xa9", true },          /* é */
+        { "\xe2\x82\xac", true },      /* € */
+        { "\xf0\x9f\x98\x80", true },  /* U+1F600 */
+        { "\xef\xbf\xbf", true },      /* U+FFFF */
+        { "\xf4\x8f\xbf\xbf", true },  /* U+10FFFF */
+        { "\x80", false },              /* continuation first */
+        { "\xc3", false },              /* cut */
+        { "\xc3\x28", false },          /* bad continuation */
+        { "\xc0\xaf", false },          /* overlong '/' */
+        { "\xe0\x80\xaf", false },      /* overlong */
+        { "\xed\xa0\x80", false },      /* surrogate U+D800 */
+        { "\xf4\x90\x80\x80", false },  /* above U+10FFFF */
+        { "\xf5\x80\x80\x80", false },  /* 0xf5 */
+        { "\xff", false },
+        { "\xe2\x82", false },          /* cut 3-byte */
+    };
+    char n[SF_ID_LEN_MAX + 8];
+    for (size_t k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {
+        size_t sl = strlen(seqs[k].seq);
+        for (size_t len = sl; len <= SF_ID_LEN_MAX; len++) {
+            for (size_t pos = 0; pos + sl <= len; pos++) {
+                memset(n, 'a', sizeof(n));
+                memcpy(n + pos, seqs[k].seq, sl);
+                int want = seqs[k].ok ? 1 : SF_ERR_BAD_NAME;
+                if (one_event("t", 1, n, len, "s", 1, NULL, 0) != want)
+                    fail_msg("id of %zu bytes, sequence %zu at %zu: want %d", len, k, pos, want);
+                assert_int_equal(sf_name_valid_id(n, len), seqs[k].ok);
+            }
+        }
+    }
+    /* text field values too: ["\xc3\x28"] is bad_fields, ["\xc3\xa9"] fine */
+    static const uint8_t bad_text[] = { 0x81, 0x62, 0xc3, 0x28 };
+    static const uint8_t good_text[] = { 0x81, 0x62, 0xc3, 0xa9 };
+    assert_int_equal(one_event("t", 1, "i", 1, "s", 1, bad_text, sizeof(bad_text)),
+                     SF_ERR_BAD_FIELDS);
+    assert_int_equal(one_event("t", 1, "i", 1, "s", 1, good_text, sizeof(good_text)), 1);
 }
 
 static void test_fields_boundaries(void **state)
@@ -674,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_name_boundaries),
         cmocka_unit_test(test_name_every_position),
+        cmocka_unit_test(test_name_utf8),
         cmocka_unit_test(test_fields_boundaries),
         cmocka_unit_test(test_count_and_length_boundaries),
         cmocka_unit_test(test_encoder_errors),

@@ -315,6 +315,26 @@ static void test_names_and_limits(void **state)
         sprintf(s + n, "}}");
         assert_int_equal(dparse(s), count <= SF_JSON_FIELDS_MAX ? 1 : SF_ERR_TOO_MANY_FIELDS);
     }
+    /* The fields object: up to SF_FIELDS_LEN_MAX bytes as received, one more refused (the
+     * node logs both forms alike; a longer object once overflowed the owner's log record). */
+    static char fs[2048];
+    for (unsigned flen = SF_FIELDS_LEN_MAX - 1; flen <= SF_FIELDS_LEN_MAX + 1; flen++) {
+        /* {"v":"AAA..."} is 8 bytes of frame around the text */
+        int n = sprintf(fs, "{\"type\":\"t\",\"id\":\"i\",\"signal\":\"s\",\"fields\":{\"v\":\"");
+        memset(fs + n, 'A', flen - 8);
+        sprintf(fs + n + flen - 8, "\"}}");
+        assert_int_equal(dparse(fs), flen <= SF_FIELDS_LEN_MAX ? 1 : SF_ERR_FIELDS_TOO_LONG);
+    }
+    /* Raw UTF-8 in strings: well-formed passes, broken sequences are bad_json. */
+    assert_int_equal(dparse("{\"type\":\"t\",\"id\":\"i\",\"signal\":\"s\","
+                            "\"fields\":{\"v\":\"caf\xc3\xa9\"}}"),
+                     1);
+    assert_int_equal(dparse("{\"type\":\"t\",\"id\":\"i\",\"signal\":\"s\","
+                            "\"fields\":{\"v\":\"caf\xc3\"}}"),
+                     SF_ERR_BAD_JSON);
+    assert_int_equal(dparse("{\"type\":\"t\",\"id\":\"i\",\"signal\":\"s\","
+                            "\"fields\":{\"v\":\"\xed\xa0\x80\"}}"),
+                     SF_ERR_BAD_JSON);
     /* Longer than a datagram may be. */
     static char big[SF_DATAGRAM_LEN_MAX + 2];
     memset(big, ' ', sizeof(big));

@@ -83,6 +83,9 @@ struct gen {
     uint32_t record_size, timers_off, acts_off, data_off;
     /* output */
     struct buf code, consts, tconsts, strings, handlers;
+    /* index of consts for dedupe: open addressing, const index + 1 or 0 (empty) */
+    uint32_t *const_index;
+    size_t const_index_cap; /* power of two, > 2 x constants */
     int32_t *entries;
     int32_t enter_handler[FLOW_STATES_MAX];
     unsigned nhandlers;
@@ -406,13 +409,58 @@ static unsigned alloc_reg(struct gen *g, unsigned line, unsigned col)
     return g->nreg++;
 }
 
+#define GEN_CONST_INDEX_MIN 64u
+
+static size_t const_hash(uint64_t bits, size_t cap)
+{
+    return (size_t)((bits * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+static uint64_t const_at(const struct gen *g, size_t i)
+{
+    uint64_t v;
+    memcpy(&v, g->consts.p + i * 8, 8);
+    return v;
+}
+
+/* Rebuild the dedupe index, at most a quarter full; false when out of memory. */
+static bool const_index_grow(struct gen *g)
+{
+    size_t n = g->consts.n / 8, cap = g->const_index_cap ? g->const_index_cap : GEN_CONST_INDEX_MIN;
+    while (cap <= 4 * n)
+        cap *= 2;
+    uint32_t *idx = calloc(cap, sizeof(*idx));
+    if (!idx)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        size_t h = const_hash(const_at(g, i), cap);
+        while (idx[h])
+            h = (h + 1) & (cap - 1);
+        idx[h] = (uint32_t)(i + 1);
+    }
+    free(g->const_index);
+    g->const_index = idx;
+    g->const_index_cap = cap;
+    return true;
+}
+
+/* Index of the 64-bit constant `bits`, added when new (constant time: hashed, since a long
+ * source may hold a great many). Out of memory: sets consts.oom, returns 0. */
 static unsigned add_const(struct gen *g, uint64_t bits)
 {
     size_t n = g->consts.n / 8;
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(g->consts.p + i * 8, &bits, 8) == 0)
-            return (unsigned)i;
+    if (2 * (n + 1) >= g->const_index_cap && !const_index_grow(g)) {
+        g->consts.oom = true;
+        return 0;
+    }
+    size_t h = const_hash(bits, g->const_index_cap);
+    for (; g->const_index[h]; h = (h + 1) & (g->const_index_cap - 1))
+        if (const_at(g, g->const_index[h] - 1) == bits)
+            return g->const_index[h] - 1;
     buf_put(&g->consts, &bits, 8);
+    if (g->consts.oom)
+        return 0;
+    g->const_index[h] = (uint32_t)(n + 1);
     return (unsigned)n;
 }
 
@@ -753,6 +801,7 @@ static enum flow_type gen_compare_value(struct gen *g, const struct ast_expr *e,
 static enum flow_type gx(struct gen *g, const struct ast_expr *e, unsigned *reg)
 {
     unsigned save = g->nreg;
+    assert(e->depth >= 1 && e->depth <= FLOW_EXPR_DEPTH_MAX); /* bounds this recursion */
     switch (e->kind) {
     case EX_INT:
         *reg = alloc_reg(g, e->line, e->col);
@@ -846,36 +895,46 @@ static unsigned k16_hi(int64_t k)
     return (unsigned)((uint16_t)k >> 8);
 }
 
-/* `int_expr CMP constant` (either side constant): one fused compare-and-branch. Returns
- * false when the shape does not apply (nothing emitted). */
-static bool gen_cond_imm(struct gen *g, const struct ast_expr *e, bool jump_if, struct label *l)
+/* Operands of a comparison, evaluated: left in (r[0], t[0]), right in (r[1], t[1]). */
+struct cmp_operands {
+    unsigned r[2];
+    enum flow_type t[2];
+};
+
+enum cond_imm { COND_IMM_DONE, COND_IMM_NO_SHAPE, COND_IMM_EVALUATED };
+
+/* `int_expr CMP constant` (either side a 16-bit constant): one fused compare-and-branch,
+ * COND_IMM_DONE. COND_IMM_NO_SHAPE when the shape does not apply (nothing emitted). When
+ * the other side turns out not to be an int, COND_IMM_EVALUATED with both operands
+ * evaluated into *ops for the general path: compiling that side again there would double
+ * the work at every level of a nested condition. */
+static enum cond_imm gen_cond_imm(struct gen *g, const struct ast_expr *e, bool jump_if,
+                                  struct label *l, struct cmp_operands *ops)
 {
     int64_t k;
     enum tok_kind op = e->bin.op;
     const struct ast_expr *var;
+    unsigned var_side;
     if (k16_of(e->bin.r, &k)) {
         var = e->bin.l;
+        var_side = 0;
     } else if (k16_of(e->bin.l, &k)) {
         var = e->bin.r;
+        var_side = 1;
         op = op == T_LT ? T_GT : op == T_LE ? T_GE : op == T_GT ? T_LT : op == T_GE ? T_LE : op;
     } else {
-        return false;
+        return COND_IMM_NO_SHAPE;
     }
-    unsigned save = g->nreg, code_at = pc(g), ra;
-    unsigned errors = g->d->count;
-    unsigned stored = g->d->errs ? g->d->errs->count : 0;
-    unsigned dropped = g->d->errs ? g->d->errs->dropped : 0;
+    unsigned save = g->nreg, ra = 0;
     enum flow_type t = gx(g, var, &ra);
     if (t != FLOW_T_INT) {
-        /* not an int: undo, and let the general path compile (and report) it */
-        g->code.n = code_at * sizeof(struct vm_insn);
-        g->nreg = save;
-        g->d->count = errors;
-        if (g->d->errs) {
-            g->d->errs->count = stored;
-            g->d->errs->dropped = dropped;
-        }
-        return false;
+        /* not an int (or an error, already reported): the constant joins it in a register */
+        ops->r[var_side] = ra;
+        ops->t[var_side] = t;
+        ops->r[1 - var_side] = alloc_reg(g, e->line, e->col);
+        ops->t[1 - var_side] = FLOW_T_INT;
+        emit_int(g, ops->r[1 - var_side], k);
+        return COND_IMM_EVALUATED;
     }
     if (jump_if)
         op = op == T_LT   ? T_GE
@@ -894,13 +953,14 @@ static bool gen_cond_imm(struct gen *g, const struct ast_expr *e, bool jump_if, 
     if (!g->code.oom)
         l->head = (int)at;
     g->nreg = save;
-    return true;
+    return COND_IMM_DONE;
 }
 
 /* Jump to l when e evaluates to jump_if; fall through otherwise. */
 static void gen_cond(struct gen *g, const struct ast_expr *e, bool jump_if, struct label *l)
 {
     unsigned save = g->nreg;
+    assert(e->depth >= 1 && e->depth <= FLOW_EXPR_DEPTH_MAX); /* bounds this recursion */
     if (e->kind == EX_UNARY && e->un.op_not) {
         gen_cond(g, e->un.e, !jump_if, l);
         return;
@@ -918,12 +978,17 @@ static void gen_cond(struct gen *g, const struct ast_expr *e, bool jump_if, stru
         }
         return;
     }
-    if (e->kind == EX_BINARY && is_cmp_tok(e->bin.op) && gen_cond_imm(g, e, jump_if, l))
-        return;
     if (e->kind == EX_BINARY && is_cmp_tok(e->bin.op)) {
-        unsigned ra, rb;
-        enum flow_type ta = gx(g, e->bin.l, &ra);
-        enum flow_type tb = gx(g, e->bin.r, &rb);
+        struct cmp_operands ops;
+        enum cond_imm imm = gen_cond_imm(g, e, jump_if, l, &ops);
+        if (imm == COND_IMM_DONE)
+            return;
+        if (imm == COND_IMM_NO_SHAPE) {
+            ops.t[0] = gx(g, e->bin.l, &ops.r[0]);
+            ops.t[1] = gx(g, e->bin.r, &ops.r[1]);
+        }
+        unsigned ra = ops.r[0], rb = ops.r[1];
+        enum flow_type ta = ops.t[0], tb = ops.t[1];
         if (!ta || !tb) {
             g->nreg = save;
             return;
@@ -1162,6 +1227,39 @@ static void gen_call_stmt(struct gen *g, const struct ast_stmt *s)
     g->nreg = save;
 }
 
+/* `if` and its elif chain (an else block holding just one `if`), in a loop: a chain of
+ * any length uses one frame. True when every branch ends the handler. */
+static bool gen_if(struct gen *g, const struct ast_stmt *s)
+{
+    struct label lend = { -1 };
+    bool all_end = true;
+    for (;;) {
+        assert(s->kind == ST_IF);
+        struct label lelse = { -1 };
+        gen_cond(g, s->expr, false, &lelse);
+        bool then_ends = gen_stmts(g, s->then_body);
+        all_end = all_end && then_ends;
+        if (!s->else_body) {
+            bind(g, &lelse);
+            all_end = false;
+            break;
+        }
+        if (!then_ends)
+            emit_jump(g, &lend, OP_JMP, 0, 0);
+        bind(g, &lelse);
+        if (s->else_body->kind == ST_IF && !s->else_body->next) {
+            s = s->else_body; /* elif */
+            g->nreg = g->nfields;
+            g->reg_overflow = false;
+            continue;
+        }
+        all_end = gen_stmts(g, s->else_body) && all_end;
+        break;
+    }
+    bind(g, &lend);
+    return all_end;
+}
+
 /* Returns true when the statement ends the handler on every path. */
 static bool gen_stmt(struct gen *g, const struct ast_stmt *s)
 {
@@ -1170,21 +1268,8 @@ static bool gen_stmt(struct gen *g, const struct ast_stmt *s)
     case ST_ASSIGN:
         gen_assign(g, s);
         return false;
-    case ST_IF: {
-        struct label lelse = { -1 }, lend = { -1 };
-        gen_cond(g, s->expr, false, &lelse);
-        bool t1 = gen_stmts(g, s->then_body), t2 = false;
-        if (s->else_body) {
-            if (!t1)
-                emit_jump(g, &lend, OP_JMP, 0, 0);
-            bind(g, &lelse);
-            t2 = gen_stmts(g, s->else_body);
-        } else {
-            bind(g, &lelse);
-        }
-        bind(g, &lend);
-        return t1 && t2;
-    }
+    case ST_IF:
+        return gen_if(g, s);
     case ST_RUN:
         gen_run(g, s);
         return false;
@@ -1590,6 +1675,6 @@ int flow_generate(const struct ast_workflow *wf, struct flow_diag *d, uint8_t **
     else if (rc == 0)
         rc = d->count ? 0 : -EINVAL;
     free(g->code.p), free(g->consts.p), free(g->tconsts.p), free(g->strings.p);
-    free(g->handlers.p), free(g->entries), free(g);
+    free(g->handlers.p), free(g->entries), free(g->const_index), free(g);
     return rc;
 }

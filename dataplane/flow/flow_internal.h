@@ -446,6 +446,7 @@ struct ast_expr {
     enum ex_kind kind;
     unsigned line, col;
     enum flow_type type; /* set by the checker; 0 when it has an error */
+    unsigned depth;      /* 1 + the deepest operand's; <= FLOW_EXPR_DEPTH_MAX (parser) */
     union {
         int64_t ival;
         double fval;

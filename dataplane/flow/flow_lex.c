@@ -211,7 +211,18 @@ static int lex_string(struct lexer *lx)
 {
     const char *s = lx->p;
     const char *p = s + 1;
-    char *buf = flow_arena_alloc(lx->arena, (size_t)(lx->end - s) + 1);
+    /* the decoded text is never longer than the string's source: find its end first and
+     * allocate that much (not the rest of the file: many strings would need quadratic
+     * memory, nor the rest of the line: many strings on one line, quadratic time) */
+    const char *q = p;
+    while (q < lx->end && *q != '\n') { /* the same walk as the decoding loop below */
+        char c = *q++;
+        if (c == '"')
+            break;
+        if (c == '\\' && q < lx->end)
+            q++;
+    }
+    char *buf = flow_arena_alloc(lx->arena, (size_t)(q - s) + 1);
     if (!buf)
         return -ENOMEM;
     unsigned n = 0;
@@ -230,6 +241,7 @@ static int lex_string(struct lexer *lx)
         }
         buf[n++] = c;
     }
+    assert(p == q && n < (size_t)(q - s) + 1);
     buf[n] = 0;
     struct tok *t = lex_push(lx, T_STRING, s, (unsigned)(p - s));
     if (!t)

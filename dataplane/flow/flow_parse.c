@@ -4,6 +4,12 @@
  * The grammar is in docs/flow.md. Errors are reported with the position of the offending
  * token; the parser then skips to the end of the line (and any block opened under it) and
  * carries on, so that one compile reports as many errors as it can.
+ *
+ * Bounded recursion: expressions nest at most FLOW_EXPR_NEST_MAX levels ('(', '-', 'not',
+ * call arguments), their trees are at most FLOW_EXPR_DEPTH_MAX deep (long operator chains
+ * are built in loops but the tree they make is as deep as the chain is long, and the code
+ * generator walks it recursively), and blocks nest at most FLOW_BLOCK_NEST_MAX levels. An
+ * `elif` chain is built in a loop. Going past a limit is an ordinary compile error.
  */
 #include <errno.h>
 #include <string.h>
@@ -17,6 +23,8 @@ struct parser {
     struct flow_diag *d;
     bool oom;
     unsigned last_err_line;
+    unsigned expr_nest;  /* parse_expr/unary/not frames active, <= FLOW_EXPR_NEST_MAX */
+    unsigned block_nest; /* parse_block frames active, <= FLOW_BLOCK_NEST_MAX */
 };
 
 static const char *const parse_keywords[] = {
@@ -157,9 +165,58 @@ static const char *decl_name(struct parser *p, unsigned *line, unsigned *col, co
     return t->sval;
 }
 
+/* A limit is reached on `line`: true when it is to be reported (one error per line, like
+ * perr); the caller then reports it and parsing of the line ends. */
+static bool limit_report(struct parser *p, unsigned line)
+{
+    if (p->last_err_line == line)
+        return false;
+    p->last_err_line = line;
+    return true;
+}
+
 /* ---- expressions --------------------------------------------------------------------- */
 
 static struct ast_expr *parse_expr(struct parser *p);
+
+/* Enter one more level of expression nesting at the current token; false (reported) when
+ * that would pass FLOW_EXPR_NEST_MAX. Paired with nest_leave. */
+static bool nest_enter(struct parser *p)
+{
+    if (p->expr_nest >= FLOW_EXPR_NEST_MAX) {
+        const struct tok *t = cur(p);
+        if (limit_report(p, t->line))
+            flow_diag_add(p->d, t->line, t->col, "expression nested more than %u levels deep",
+                          FLOW_EXPR_NEST_MAX);
+        return false;
+    }
+    p->expr_nest++;
+    return true;
+}
+
+static void nest_leave(struct parser *p)
+{
+    assert(p->expr_nest > 0);
+    p->expr_nest--;
+}
+
+/* e, whose deepest operand is `deepest` levels deep, with its depth set; NULL (reported)
+ * when the tree gets deeper than FLOW_EXPR_DEPTH_MAX. */
+static struct ast_expr *set_depth(struct parser *p, struct ast_expr *e, unsigned deepest)
+{
+    if (!e)
+        return NULL;
+    assert(deepest <= FLOW_EXPR_DEPTH_MAX);
+    e->depth = 1 + deepest;
+    if (e->depth > FLOW_EXPR_DEPTH_MAX) {
+        if (limit_report(p, e->line))
+            flow_diag_add(p->d, e->line, e->col,
+                          "expression more than %u operators deep (split it with a variable)",
+                          FLOW_EXPR_DEPTH_MAX);
+        return NULL;
+    }
+    return e;
+}
 
 static struct ast_expr *new_expr(struct parser *p, enum ex_kind kind, const struct tok *at)
 {
@@ -170,6 +227,7 @@ static struct ast_expr *new_expr(struct parser *p, enum ex_kind kind, const stru
     e->kind = kind;
     e->line = at->line;
     e->col = at->col;
+    e->depth = 1;
     return e;
 }
 
@@ -256,6 +314,11 @@ static struct ast_expr *parse_primary(struct parser *p)
             e->ref.call = true;
             if (!parse_args(p, &e->ref.args, &e->ref.nargs, FLOW_PARAMS_MAX))
                 return NULL;
+            unsigned deepest = 0;
+            for (unsigned i = 0; i < e->ref.nargs; i++)
+                if (e->ref.args[i]->depth > deepest)
+                    deepest = e->ref.args[i]->depth;
+            return set_depth(p, e, deepest);
         }
         return e;
     default:
@@ -269,7 +332,10 @@ static struct ast_expr *parse_unary(struct parser *p)
     const struct tok *t = cur(p);
     if (t->kind == T_MINUS) {
         advance(p);
+        if (!nest_enter(p))
+            return NULL;
         struct ast_expr *inner = parse_unary(p);
+        nest_leave(p);
         if (!inner)
             return NULL;
         /* fold negative literals so that INT64_MIN and initial values work */
@@ -286,7 +352,7 @@ static struct ast_expr *parse_unary(struct parser *p)
             e->un.op = T_MINUS;
             e->un.e = inner;
         }
-        return e;
+        return set_depth(p, e, inner->depth);
     }
     return parse_primary(p);
 }
@@ -301,7 +367,7 @@ static struct ast_expr *binary(struct parser *p, const struct tok *at, enum tok_
     e->bin.logic = logic;
     e->bin.l = l;
     e->bin.r = r;
-    return e;
+    return set_depth(p, e, l->depth > r->depth ? l->depth : r->depth);
 }
 
 static struct ast_expr *parse_mul(struct parser *p)
@@ -365,7 +431,10 @@ static struct ast_expr *parse_not(struct parser *p)
 {
     const struct tok *t = cur(p);
     if (accept_kw(p, "not")) {
+        if (!nest_enter(p))
+            return NULL;
         struct ast_expr *inner = parse_not(p);
+        nest_leave(p);
         if (!inner)
             return NULL;
         struct ast_expr *e = new_expr(p, EX_UNARY, t);
@@ -373,7 +442,7 @@ static struct ast_expr *parse_not(struct parser *p)
             e->un.op_not = true;
             e->un.e = inner;
         }
-        return e;
+        return set_depth(p, e, inner->depth);
     }
     return parse_cmp(p);
 }
@@ -392,7 +461,7 @@ static struct ast_expr *parse_and(struct parser *p)
     return l;
 }
 
-static struct ast_expr *parse_expr(struct parser *p)
+static struct ast_expr *parse_or(struct parser *p)
 {
     struct ast_expr *l = parse_and(p);
     while (l && at_kw(p, "or")) {
@@ -404,6 +473,16 @@ static struct ast_expr *parse_expr(struct parser *p)
         l = binary(p, t, T_IDENT, 2, l, r);
     }
     return l;
+}
+
+/* Every nested expression ('(' expr ')', call arguments) comes through here. */
+static struct ast_expr *parse_expr(struct parser *p)
+{
+    if (!nest_enter(p))
+        return NULL;
+    struct ast_expr *e = parse_or(p);
+    nest_leave(p);
+    return e;
 }
 
 /* ---- statements ---------------------------------------------------------------------- */
@@ -422,31 +501,35 @@ static struct ast_stmt *new_stmt(struct parser *p, enum st_kind kind, const stru
     return s;
 }
 
-/* `if` and `elif` chains: elif becomes an if in the else branch. */
+/* `if` and `elif` chains: elif becomes an if in the else branch of the one before, built
+ * in a loop (a chain of any length uses one frame). The `if` is current. */
 static struct ast_stmt *parse_if(struct parser *p)
 {
-    const struct tok *t = cur(p);
-    advance(p);
-    struct ast_stmt *s = new_stmt(p, ST_IF, t);
-    if (!s)
-        return NULL;
-    s->expr = parse_expr(p);
-    if (!s->expr || !expect(p, T_COLON, "':' after the condition")) {
-        sync_line(p);
-        return NULL;
-    }
-    s->then_body = parse_block(p);
-    if (at_kw(p, "elif")) {
-        s->else_body = parse_if(p);
-    } else if (at_kw(p, "else")) {
+    struct ast_stmt *first = NULL, **slot = &first;
+    do {
+        const struct tok *t = cur(p);
+        advance(p);
+        struct ast_stmt *s = new_stmt(p, ST_IF, t);
+        if (!s)
+            return first;
+        s->expr = parse_expr(p);
+        if (!s->expr || !expect(p, T_COLON, "':' after the condition")) {
+            sync_line(p);
+            return first;
+        }
+        s->then_body = parse_block(p);
+        *slot = s;
+        slot = &s->else_body;
+    } while (at_kw(p, "elif") && !p->oom);
+    if (at_kw(p, "else")) {
         advance(p);
         if (!expect(p, T_COLON, "':' after else")) {
             sync_line(p);
-            return s;
+            return first;
         }
-        s->else_body = parse_block(p);
+        *slot = parse_block(p);
     }
-    return s;
+    return first;
 }
 
 static bool end_of_stmt(struct parser *p)
@@ -556,7 +639,7 @@ static struct ast_stmt *parse_stmt(struct parser *p)
 }
 
 /* After ':' — either an indented block or one statement on the same line. */
-static struct ast_stmt *parse_block(struct parser *p)
+static struct ast_stmt *parse_block_body(struct parser *p)
 {
     if (!accept(p, T_NEWLINE)) {
         return parse_stmt(p);
@@ -575,6 +658,23 @@ static struct ast_stmt *parse_block(struct parser *p)
     }
     accept(p, T_DEDENT);
     return head;
+}
+
+/* A block one level deeper; past FLOW_BLOCK_NEST_MAX it is reported and skipped. */
+static struct ast_stmt *parse_block(struct parser *p)
+{
+    if (p->block_nest >= FLOW_BLOCK_NEST_MAX) {
+        const struct tok *t = cur(p);
+        if (limit_report(p, t->line))
+            flow_diag_add(p->d, t->line, t->col, "blocks nested more than %u levels deep",
+                          FLOW_BLOCK_NEST_MAX);
+        sync_line(p);
+        return NULL;
+    }
+    p->block_nest++;
+    struct ast_stmt *s = parse_block_body(p);
+    p->block_nest--;
+    return s;
 }
 
 /* ---- declarations -------------------------------------------------------------------- */

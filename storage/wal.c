@@ -51,24 +51,50 @@
  * RECOVERY (wal_recover.c)
  *   List the segments, sort by id (must be consecutive), read each whole, and walk batches
  *   from offset 4096, validating each completely before handing its records to the
- *   callback. The walk ends at the first position P that is not the valid next batch
- *   (expected seq E). Each batch header stores inflight_window k = the number of batches in
- *   flight when it was submitted, itself included; since durability is retired in order,
- *   a batch X on disk proves that every batch with seq <= X.seq - k was durable. So scan
- *   from P through the rest of this segment and all later ones for batches valid on their
- *   own (crc, sizes, their own segment's id and generation):
- *     - none with X.seq >= E + k: P is the tail (zeroed space, a torn write, stale data of
- *       a recycled segment, or in-flight batches that landed around a lost one). Cut:
- *       zero from P to the end of that segment, fdatasync, delete later segments, fsync
- *       the directory, fdatasync the kept segments (after a kill -9 they may sit in the
- *       page cache only), reopen for appending at P.
- *     - some X with X.seq >= E + k: the batch at P was durable, so P is corruption in the
- *       middle (bit flip, misplaced or stale copy). Stop with -EBADMSG and report file and
- *       offset; touch nothing. WAL_RECOVER_SALVAGE instead resumes at X (reported).
- *     (When the oldest batch itself is bad, E is unknown but below the smallest seq found;
- *     that bound is used instead.)
- *   Known limit: damage inside the last window of batches cannot be told from a torn tail
- *   and is truncated; damage to the very last batch likewise.
+ *   callback. The sequence base (expected seq E and first LSN L) is seq 1 / LSN 1 when the
+ *   oldest file is segment 1 (a log's first segment), else the first valid batch. The walk
+ *   ends at the first position P that is not the valid next batch. P is either a torn
+ *   tail (cut it) or damage (fail stop): a crash can leave at P only what an un-synced
+ *   write leaves. What a crash can leave: batches in flight land whole, not at all, or
+ *   (the one being written) as a prefix; an old 512-byte sector is never mixed with a new
+ *   one except at a tear point, after which the write's bytes are old (zeros, or a recycled
+ *   segment's stale bytes of older generations, which hold only LSNs below L).
+ *   P is DAMAGE (-EBADMSG, report says file, offset and why; nothing is touched;
+ *   WAL_RECOVER_SALVAGE instead resumes at the next batch that proves it, or cuts at P):
+ *     1. the header at P is valid on its own for this segment and generation (crc, id,
+ *        generation) but out of sequence or with inconsistent sizes: this life wrote it,
+ *        and this life writes a block once (a cut zeroes everything after it);
+ *     2. the header at P is not valid (and not all zero) while the record right after it,
+ *        at P + 64, is complete (crc) with LSN L: that record shares the header's first
+ *        sector and comes after it in the write, so the header was written and is damaged
+ *        (a tear would have left the record old too). This catches any damage to a batch
+ *        header, of the last batch too, while its first record is intact;
+ *     3. the segment header is invalid but the file holds crc-valid batches of its own id:
+ *        batches are written only after the header was made durable (ids of stale batches
+ *        in a recycled file are all lower than its new id);
+ *     4. durability proof: each batch header stores inflight_window k = the number of
+ *        batches in flight when it was submitted, itself included; durability is retired
+ *        in order, so a batch X on disk proves that every batch with seq <= X.seq - k was
+ *        durable. Scan from P, at every 4096 boundary, through the rest of this segment and
+ *        all later ones (a later segment with a damaged header counts for batches of its
+ *        own id) for batches valid on their own (crc, sizes, segment id and generation);
+ *        one with X.seq >= E + k proves the batch at P was durable. (No base: E is below
+ *        the smallest seq found, that bound is used.)
+ *   Otherwise P is the TAIL (zeroed space, a torn write, stale data of a recycled segment,
+ *   or in-flight batches that landed around a lost one: none of them was acknowledged).
+ *   Cut: zero from P to the end of that segment, fdatasync, delete later segments, fsync
+ *   the directory, fdatasync the kept segments (after a kill -9 they may sit in the page
+ *   cache only), reopen for appending at P with the next seq and LSN after the last valid
+ *   batch. Valid batches after P within their in-flight window are cut with it, by design:
+ *   failing there would turn an ordinary crash with out-of-order completions into a stop.
+ *   The log never restarts at LSN 1 unless its oldest file is segment 1: when no valid
+ *   batch is left in a log whose older segments were released, recovery stops with
+ *   -EBADMSG (its next LSN is unknown); wal_release_before always keeps the newest
+ *   finished segment, so a damaged or torn first batch of the current segment still has a
+ *   base. wal_options.lsn_floor (the largest snapshot LSN) makes a log that ends below it
+ *   fail the same way.
+ *   Known limit: damage inside the records (not the header) of one of the last batches,
+ *   when no later batch proves it durable (rule 4), reads like a torn write and is cut.
  *
  * MEASUREMENTS (build-wal/perf/wal/bench_wal, /var/tmp on this VM's virtio disk, ext4,
  *   2 cores shared with other builds, 100 B payloads, 256 KiB batches, 4 in flight):
@@ -840,7 +866,8 @@ int wal_release_before(struct wal *w, uint64_t lsn)
 {
     int released = 0;
     pthread_mutex_lock(&w->helper.mu);
-    while (w->done_count > 0 && w->helper.release_count < WAL_RELEASE_QUEUE_MAX) {
+    /* done_count > 1: the newest finished segment stays (wal.h, RECOVERY in this file) */
+    while (w->done_count > 1 && w->helper.release_count < WAL_RELEASE_QUEUE_MAX) {
         uint64_t id = w->done[w->done_head].id, last = w->done[w->done_head].last_lsn;
         bool open = false;
         for (uint32_t i = 0; i < WAL_SEGMENT_SLOTS; i++)

@@ -48,6 +48,11 @@ struct wal_options {
     uint32_t iowq_workers_max;  /**< io-wq worker cap per kind (2) */
     bool direct_io;             /**< O_DIRECT segments (default false: see wal.c) */
     bool no_recycle;            /**< delete released segments instead of recycling them */
+    /** wal_recover only: the log must reach at least this LSN, else -EBADMSG. Pass the
+     *  largest snapshot LSN of the core's partitions (a snapshot commits only once the log
+     *  is durable up to its LSNs, so a log ending below it lost durable records). 0 = no
+     *  check. */
+    uint64_t lsn_floor;
 };
 
 /** One record handed to the replay callback (pointers valid during the call only). */
@@ -116,9 +121,13 @@ static inline uint32_t wal_record_bytes(uint32_t payload_len)
  * segments after it, creates the directory and first segment of a new log, and with @out
  * != NULL returns the open log positioned after the last valid record.
  * Blocking; call at start-up. @report may be NULL.
- * Errors: -EBADMSG corruption in the middle (report has file and offset; nothing is
- * truncated; no log is opened), the callback's error, -ENOMEM, -EINVAL bad options,
- * -errno of file or io_uring setup.
+ * Only a true torn tail is truncated (rules: RECOVERY at the top of wal.c); the log then
+ * continues after the last valid record, never again at LSN 1 once it had records.
+ * Errors: -EBADMSG damage that is not a torn tail (report has reason, file and offset;
+ * nothing is truncated; no log is opened): a damaged batch or segment header, damage
+ * followed by batches that prove it was durable, no valid batch left in a log whose older
+ * segments were released, or a log ending below opts->lsn_floor; the callback's error,
+ * -ENOMEM, -EINVAL bad options, -errno of file or io_uring setup.
  */
 int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, unsigned flags,
                 struct wal_recover_report *report, struct wal **out);
@@ -231,6 +240,8 @@ int wal_set_inflight_max(struct wal *w, uint32_t n);
  * Declare that records below @lsn are no longer needed (a snapshot covers them): segments
  * holding only such records are recycled as future segments (renamed, generation bumped,
  * never re-zeroed; beyond a pool of 4 the oldest are deleted; with no_recycle all are deleted).
+ * The newest finished segment is always kept: it tells recovery which LSN the current
+ * segment continues at even when the current segment's first batch is torn or damaged.
  * Returns the number of segments released.
  */
 int wal_release_before(struct wal *w, uint64_t lsn);

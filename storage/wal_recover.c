@@ -59,6 +59,60 @@ static bool wal_batch_header_ok(const struct wal_batch_header *h,
            off + h->batch_bytes <= seg_bytes && h->last_lsn == h->first_lsn + h->record_count - 1;
 }
 
+/* Is the record at @p of the image a complete record of this life with LSN @lsn? (crc,
+ * length inside the segment, lsn). Pure; reads only [p, seg_bytes). */
+static bool wal_record_is(const uint8_t *seg, uint64_t seg_bytes, uint64_t p, uint64_t lsn)
+{
+    struct wal_record_header r;
+    if (p + WAL_RECORD_HEADER_BYTES > seg_bytes)
+        return false;
+    memcpy(&r, seg + p, sizeof(r));
+    return r.payload_len <= WAL_PAYLOAD_BYTES_MAX &&
+           p + wal_record_bytes(r.payload_len) <= seg_bytes && r.lsn == lsn &&
+           r.crc == wal_record_crc(seg + p, r.payload_len);
+}
+
+/*
+ * The bytes at the first invalid position @off of a segment whose header is valid: do they
+ * prove that the batch expected there was written in this life of the file (so that it is
+ * damaged, not torn)? Returns why (static text), or NULL when they may be a torn write.
+ * Rules (see RECOVERY in wal.c): a header valid on its own for this segment and generation
+ * that is out of sequence or inconsistent; or a header that is not valid while the record
+ * after it (same first sector) is the expected next record. Pure.
+ */
+static const char *wal_damage_proof(const uint8_t *seg, uint64_t seg_bytes, uint64_t off,
+                                    const struct wal_segment_header *sh,
+                                    const struct wal_walk *walk)
+{
+    struct wal_batch_header h;
+    assert(off % WAL_BLOCK_BYTES == 0 && off + WAL_HEADER_BYTES <= seg_bytes);
+    memcpy(&h, seg + off, sizeof(h));
+    bool own = h.magic == WAL_BATCH_MAGIC && h.crc == wal_header_crc(&h) &&
+               h.segment_id == sh->segment_id && h.generation == sh->generation;
+    if (own && !wal_batch_header_ok(&h, sh, off, seg_bytes))
+        return "batch header of this segment with inconsistent sizes (damaged)";
+    if (own && walk->have_base && (h.seq != walk->next_seq || h.first_lsn != walk->next_lsn))
+        return "batch header of this segment out of sequence (misplaced or damaged)";
+    if (!own && walk->have_base &&
+        wal_record_is(seg, seg_bytes, off + WAL_HEADER_BYTES, walk->next_lsn))
+        return "damaged batch header (its first record is intact)";
+    return NULL;
+}
+
+/* Does a segment whose header is invalid hold batches of its own id (crc-valid)? Those are
+ * written only after the header was durable, so then the header is damaged. Pure. */
+static bool wal_segment_has_own_batches(const uint8_t *seg, uint64_t seg_bytes, uint64_t id)
+{
+    for (uint64_t o = WAL_SEGMENT_DATA_OFFSET; o + WAL_HEADER_BYTES <= seg_bytes;
+         o += WAL_BLOCK_BYTES) {
+        struct wal_batch_header h;
+        memcpy(&h, seg + o, sizeof(h));
+        if (h.magic == WAL_BATCH_MAGIC && h.segment_id == id && h.crc == wal_header_crc(&h))
+            return true;
+    }
+    return false;
+}
+
 /* Validate the batch at @off completely (pure). */
 static enum wal_check wal_batch_check(const uint8_t *seg, uint64_t seg_bytes, uint64_t off,
                                       const struct wal_segment_header *sh,
@@ -242,15 +296,16 @@ static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_
         int rc = wal_read_segment(w, &segs[j], buf, cap);
         if (rc)
             return rc;
-        if (!segs[j].header_ok)
-            continue;
         uint64_t o = j == si ? wal_round_up(off ? off : WAL_BLOCK_BYTES, WAL_BLOCK_BYTES)
                              : WAL_SEGMENT_DATA_OFFSET;
         for (; o + WAL_HEADER_BYTES <= segs[j].bytes; o += WAL_BLOCK_BYTES) {
             struct wal_batch_header h;
             memcpy(&h, *buf + o, sizeof(h));
-            if (h.magic != WAL_BATCH_MAGIC ||
-                !wal_batch_header_ok(&h, &segs[j].header, o, segs[j].bytes))
+            /* a segment with a damaged header still vouches for batches of its own id */
+            struct wal_segment_header sh = segs[j].header;
+            if (!segs[j].header_ok)
+                sh.segment_id = segs[j].id, sh.generation = h.generation;
+            if (h.magic != WAL_BATCH_MAGIC || !wal_batch_header_ok(&h, &sh, o, segs[j].bytes))
                 continue;
             *any_current = true;
             uint64_t k = h.inflight_window ? h.inflight_window : 1;
@@ -371,6 +426,11 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
     pos->seg = -1;
     pos->tail_seg = -1;
     uint64_t resume = 0; /* salvage: start offset in segment i */
+    if (nseg > 0 && segs[0].id == 1) { /* the first segment of a log starts the sequence */
+        walk->have_base = true;
+        walk->next_seq = 1;
+        walk->next_lsn = 1;
+    }
     for (uint32_t i = 0; i < nseg; i++) {
         int rc = wal_read_segment(w, &segs[i], buf, cap);
         if (rc)
@@ -409,7 +469,18 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
                 continue;
             }
         }
-        /* (i, off) is the first invalid position */
+        /* (i, off) is the first invalid position: damaged, or a torn tail? (before the scan
+         * below reuses the image buffer) */
+        const char *proof = NULL;
+        if (segs[i].header_ok && c != WAL_CHECK_OK && off > 0)
+            proof = wal_damage_proof(*buf, segs[i].bytes, off, &segs[i].header, walk);
+        else if (!segs[i].header_ok &&
+                 wal_segment_has_own_batches(*buf, segs[i].bytes, segs[i].id))
+            proof = "damaged segment header (the file holds batches of its own id)";
+        if (proof && !(flags & WAL_RECOVER_SALVAGE)) {
+            wal_report_at(r, WAL_TAIL_CORRUPT, proof, segs[i].path, off);
+            return -EBADMSG;
+        }
         uint32_t fj = 0;
         uint64_t foff = 0;
         bool any_current = false;
@@ -420,6 +491,8 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
             wal_report_at(r, WAL_TAIL_CORRUPT, reason, segs[i].path, off);
             return -EBADMSG;
         }
+        if (rc == 0 && proof) /* salvage, nothing valid after the damage: cut there */
+            wal_report_at(r, WAL_TAIL_SALVAGED, proof, segs[i].path, off);
         if (rc == 1) { /* salvage: skip to the later valid batch, take it as a new base */
             wal_report_at(r, WAL_TAIL_SALVAGED, reason, segs[i].path, off);
             r->salvage_skipped_bytes += fj == i ? foff - off : segs[i].bytes - off + foff;
@@ -476,6 +549,34 @@ static int wal_truncate(struct wal *w, struct wal_segment_image *segs, uint32_t 
     return deleted ? sf_io_fsync_dir(w->log_dir) : 0;
 }
 
+/*
+ * After the walk: can the log continue after what it kept? Not when no valid batch is left
+ * of a log whose older segments were released (its next LSN is unknown: restarting at 1
+ * would put new records below every snapshot LSN), nor when it ends below the caller's
+ * lsn_floor (records a snapshot reflects, so once durable, are missing). Returns 0, or
+ * -EBADMSG with the report saying where (nothing is truncated then).
+ */
+static int wal_check_continuation(const struct wal *w, const struct wal_segment_image *segs,
+                                  uint32_t nseg, const struct wal_walk *walk,
+                                  struct wal_recover_report *r)
+{
+    bool unknown_start = !walk->have_base && nseg > 0 && segs[0].id > 1;
+    bool below_floor = w->opt.lsn_floor > 0 && walk->last_lsn < w->opt.lsn_floor;
+    if (!unknown_start && !below_floor)
+        return 0;
+    const char *path = r->path[0] ? r->path : nseg > 0 ? segs[nseg - 1].path : w->log_dir;
+    uint64_t off = r->path[0] ? r->offset : 0;
+    char where[sizeof(r->path)];
+    snprintf(where, sizeof(where), "%s", path);
+    wal_report_at(r, WAL_TAIL_CORRUPT,
+                  unknown_start ? "no valid batch left in a log whose older segments were "
+                                  "released: the LSN it continues at is unknown"
+                                : "the log ends below lsn_floor: records a snapshot reflects "
+                                  "are missing",
+                  where, off);
+    return -EBADMSG;
+}
+
 int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, unsigned flags,
                 struct wal_recover_report *report, struct wal **out)
 {
@@ -508,6 +609,8 @@ int wal_recover(const struct wal_options *opts, wal_replay_fn fn, void *ctx, uns
     }
     rc = wal_walk_all(w, segs, nseg, fn, ctx, flags, r, &pos, &walk, &buf, &cap, seg_last);
     r->last_lsn = walk.last_lsn;
+    if (rc == 0)
+        rc = wal_check_continuation(w, segs, nseg, &walk, r);
     if (rc || (flags & WAL_RECOVER_READ_ONLY))
         goto out_free;
     if (pos.tail_seg >= 0) {

@@ -1,8 +1,12 @@
 /*
  * fuzz_flowc — libFuzzer target for the .flow compiler and the definition loader.
  *
- * Input is .flow source (seed corpus: examples/). Each input is compiled; a definition that
- * compiles is serialized, reloaded (must give the same bytes), and every signal, timer slot
+ * Input is .flow source (seed corpus: examples/ and tests/flow/fuzz_seeds/, which nest
+ * every recursive construct past its limit). Each input goes the whole way the daemon
+ * takes it (flow_compile_buffer: lex, parse, check, generate, serialize, validate); a
+ * failed compile must say why, every error as `fuzz.flow:LINE:COL: message`. A definition
+ * that compiles is serialized, reloaded with the daemon's loader, flow_def_load (must give
+ * the same bytes), its tables read back through the accessors, and every signal, timer slot
  * and activity result is run once on a fresh record (the VM must stay within its command
  * bound and keep the record valid). The raw input is also offered to flow_def_load, and so
  * is the compiled blob with one byte flipped: both must be rejected or accepted without a
@@ -53,6 +57,44 @@ static void fuzz_run_def(const struct flow_def *def)
     free(rec);
 }
 
+/* Every stored error is "fuzz.flow:LINE:COL: message" with LINE, COL >= 1. */
+static void fuzz_check_errors(const struct flow_errors *errs)
+{
+    if (errs->count == 0 || errs->count > FLOW_ERRORS_MAX)
+        abort(); /* a failed compile always says why */
+    for (unsigned i = 0; i < errs->count; i++) {
+        const struct flow_error *e = &errs->err[i];
+        char head[64];
+        snprintf(head, sizeof(head), "fuzz.flow:%u:%u: ", e->line, e->col);
+        if (e->line == 0 || e->col == 0 || strncmp(e->text, head, strlen(head)) != 0 ||
+            memchr(e->text, 0, sizeof(e->text)) == NULL)
+            abort();
+    }
+}
+
+/* Read every table of a loaded definition back (names are NUL-terminated strings). */
+static void fuzz_read_tables(const struct flow_def *def)
+{
+    size_t sum = strlen(flow_def_name(def));
+    for (unsigned i = 0; i < flow_def_state_count(def); i++)
+        sum += strlen(flow_def_state_name(def, i));
+    for (unsigned i = 0; i < flow_def_signal_count(def); i++) {
+        const char *n = flow_def_signal_name(def, i);
+        if (flow_def_signal_index(def, n, strlen(n)) != (int)i)
+            abort();
+        for (int f = 0; f < flow_def_signal_field_count(def, i); f++)
+            sum += strlen(flow_def_signal_field_name(def, i, (unsigned)f));
+    }
+    for (unsigned i = 0; i < flow_def_handler_count(def); i++) {
+        struct flow_handler_info h;
+        if (flow_def_handler(def, i, &h) != 0 || h.bound == 0)
+            abort();
+        sum += strlen(h.state) + strlen(h.trigger);
+    }
+    if (sum == (size_t)-1)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct flow_errors errs;
@@ -63,10 +105,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         d2 = NULL;
     }
     if (flow_compile_buffer("fuzz.flow", (const char *)data, size, &def, &errs) != 0) {
-        if (errs.count == 0)
-            abort(); /* a failed compile always says why */
+        fuzz_check_errors(&errs);
         return 0;
     }
+    fuzz_read_tables(def);
     const void *blob;
     size_t len;
     flow_def_serialize(def, &blob, &len);

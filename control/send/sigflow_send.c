@@ -9,6 +9,14 @@
  * A frame whose events are not all finally acknowledged when its timeout expires is
  * re-packed: its unacknowledged events (including those NACKed "overloaded") go out again
  * with the same event ids in a new frame with a new frame_seq, until --retries is reached.
+ *
+ * With --key-file/--key-id every frame is signed (sf_auth.h): SF_FLAG_AUTH, the key id, a
+ * counter and the HMAC tag. The counter is the realtime clock in microseconds, raised to
+ * last + 1 when the clock has not moved on (or stepped back), so it strictly increases in
+ * this process and a restarted sender continues above its old counters. A re-packed frame
+ * is a new frame: it gets a new counter and a new tag (the node's replay window would
+ * refuse the old counter), while its events keep their ids (the node's dedupe).
+ * --attack sends frames a node must refuse (forged, bit-flipped, replayed), for tests.
  */
 #include <arpa/inet.h>
 #include <assert.h>
@@ -28,7 +36,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "send_source.h"
+#include "sf_auth.h"
 #include "sf_proto.h"
 
 #define SEND_WINDOW_MAX     4096u /* frames in flight, upper bound of --window */
@@ -41,6 +53,14 @@
 #define SEND_POLL_MS_MAX    50
 #define SEND_JSON_LEN_MAX   SF_DATAGRAM_LEN_MAX
 #define SEND_BURST_SECONDS  0.005 /* token bucket depth, in seconds of rate */
+#define SEND_ATTACK_COUNT_MAX 100000u /* frames of one --attack run */
+
+enum send_attack {
+    SEND_ATTACK_NONE = 0,
+    SEND_ATTACK_FORGED,  /* signed with a random key under --key-id: "bad tag" */
+    SEND_ATTACK_BITFLIP, /* signed, then one bit flipped (a different bit each frame) */
+    SEND_ATTACK_REPLAY,  /* one valid frame, then the same bytes again, count times */
+};
 
 struct send_opts {
     const char *host;
@@ -64,6 +84,11 @@ struct send_opts {
     unsigned window;
     unsigned dgram_max;
     const char *malformed;
+    const char *key_file;
+    uint32_t key_id;
+    bool sender_id_set;
+    enum send_attack attack;
+    unsigned attack_count;
     bool summary_json;
     bool verbose;
 };
@@ -109,6 +134,10 @@ struct send_ctx {
     /* token bucket (events) */
     double tokens;
     uint64_t tokens_ns;
+    /* signing (--key-file): the key's HMAC state and the last counter used */
+    bool auth;
+    struct sf_auth_mac mac;
+    uint64_t auth_counter;
 };
 
 static uint64_t send_mono_ns(void)
@@ -303,11 +332,27 @@ static struct send_slot *send_slot_take(struct send_ctx *c)
     }
 }
 
+/* Realtime in microseconds, but strictly above the last counter this process used. */
+static uint64_t send_auth_next_counter(struct send_ctx *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now_us = (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000u;
+    c->auth_counter = now_us > c->auth_counter ? now_us : c->auth_counter + 1;
+    assert(c->auth_counter != 0);
+    return c->auth_counter;
+}
+
 static int send_frame_start(struct send_ctx *c, uint8_t *buf, uint64_t seq)
 {
-    struct sf_frame_hdr hdr = { .flags = c->o->ack ? SF_FLAG_ACK_REQ : 0,
+    struct sf_frame_hdr hdr = { .flags = (uint8_t)((c->o->ack ? SF_FLAG_ACK_REQ : 0) |
+                                                   (c->auth ? SF_FLAG_AUTH : 0)),
                                 .sender_id = c->o->sender_id,
                                 .frame_seq = seq };
+    if (c->auth) {
+        hdr.auth_key_id = c->o->key_id;
+        hdr.auth_counter = send_auth_next_counter(c);
+    }
     int len = sf_frame_begin(buf, c->o->dgram_max, &hdr);
     assert(len == SF_FRAME_HDR_LEN);
     return len;
@@ -319,6 +364,11 @@ static int send_frame_out(struct send_ctx *c, uint8_t *buf, size_t len, unsigned
 {
     int total = sf_frame_end(buf, c->o->dgram_max, len);
     assert(total > 0);
+    if (c->auth) {
+        int rc = sf_auth_frame_sign(&c->mac, buf, (size_t)total);
+        assert(rc == 0); /* send_frame_start set the flag; a frame has a header and a tag */
+        (void)rc;
+    }
     if (c->o->verbose)
         fprintf(stderr, "sigflow-send: frame of %u events, %d bytes\n", events, total);
     int rc = send_datagram(c, buf, (size_t)total);
@@ -699,6 +749,133 @@ static int send_build_malformed(uint8_t *b, size_t cap, const struct send_opts *
     return len;
 }
 
+/* ---- authentication: keys and attacks ------------------------------------------------ */
+
+/*
+ * Load key --key-id from --key-file into c->mac (the file's rules: sf_auth_keyfile_read). A
+ * key bound to a sender gives its sender_id unless --sender-id named another (refused).
+ * Returns 0, or 1 (reason printed) / EX_USAGE.
+ */
+static int send_auth_load(struct send_ctx *c, struct send_opts *o)
+{
+    char err[SF_AUTH_ERR_LEN];
+    struct sf_auth_key_spec *specs = calloc(SF_AUTH_KEYFILE_KEYS_MAX, sizeof(*specs));
+    if (specs == NULL) {
+        fprintf(stderr, "sigflow-send: out of memory\n");
+        return 1;
+    }
+    int n = sf_auth_keyfile_load(o->key_file, specs, SF_AUTH_KEYFILE_KEYS_MAX, err, sizeof(err));
+    int status = 1;
+    if (n < 0) {
+        fprintf(stderr, "sigflow-send: %s\n", err);
+        goto out_free;
+    }
+    const struct sf_auth_key_spec *spec = NULL;
+    for (int i = 0; i < n; i++)
+        if (specs[i].id == o->key_id)
+            spec = &specs[i];
+    if (spec == NULL) {
+        fprintf(stderr, "sigflow-send: %s: no key %u\n", o->key_file, o->key_id);
+        goto out_free;
+    }
+    if (spec->sender_set && o->sender_id_set && spec->sender_id != o->sender_id) {
+        fprintf(stderr, "sigflow-send: key %u is bound to sender %u, not --sender-id %u\n",
+                o->key_id, spec->sender_id, o->sender_id);
+        status = EX_USAGE;
+        goto out_free;
+    }
+    if (spec->sender_set)
+        o->sender_id = spec->sender_id;
+    sf_auth_mac_init(&c->mac, spec->key, sizeof(spec->key));
+    c->auth = true;
+    status = 0;
+out_free:
+    sf_auth_specs_clear(specs, SF_AUTH_KEYFILE_KEYS_MAX);
+    free(specs);
+    return status;
+}
+
+/* One signed (or, for forged, mis-signed) frame of the one event, event id `event_id`. */
+static int send_attack_frame(struct send_ctx *c, uint8_t *buf, uint64_t event_id,
+                             const struct sf_auth_mac *mac)
+{
+    const struct send_opts *o = c->o;
+    static const uint8_t no_fields[] = { 0x80 }; /* [] */
+    uint8_t fields[SF_FIELDS_LEN_MAX];
+    struct sf_value vals[SEND_VALUES_MAX];
+    for (unsigned i = 0; i < o->n_values; i++)
+        vals[i] = o->values[i].value;
+    int flen = o->n_values > 0 ? sf_fields_encode(fields, sizeof(fields), vals, o->n_values) : 0;
+    if (flen < 0)
+        return flen;
+    struct sf_event ev = { .type = o->type, .type_len = (uint8_t)strlen(o->type),
+                           .id = o->id, .id_len = (uint8_t)strlen(o->id),
+                           .signal = o->signal, .signal_len = (uint8_t)strlen(o->signal),
+                           .event_id = event_id,
+                           .fields = flen > 0 ? fields : no_fields,
+                           .fields_len = (uint16_t)(flen > 0 ? (size_t)flen : sizeof(no_fields)) };
+    int len = send_frame_start(c, buf, c->next_seq++);
+    len = sf_frame_add_event(buf, o->dgram_max, (size_t)len, &ev);
+    if (len < 0)
+        return len;
+    len = sf_frame_end(buf, o->dgram_max, (size_t)len);
+    if (len < 0)
+        return len;
+    int rc = sf_auth_frame_sign(mac, buf, (size_t)len);
+    assert(rc == 0);
+    (void)rc;
+    return len;
+}
+
+/*
+ * --attack: forged and bitflip send attack_count frames, each with its own event id (so a
+ * frame wrongly accepted shows as an applied event); replay sends one valid frame and then
+ * the same bytes attack_count times. Returns the exit status.
+ */
+static int send_attack_run(struct send_ctx *c)
+{
+    const struct send_opts *o = c->o;
+    static uint8_t buf[SF_DATAGRAM_LEN_MAX];
+    struct sf_auth_mac forger;
+    uint8_t random_key[SF_AUTH_KEY_LEN];
+    if (RAND_bytes(random_key, sizeof(random_key)) != 1) {
+        fprintf(stderr, "sigflow-send: no random bytes for a forged key\n");
+        return 1;
+    }
+    sf_auth_mac_init(&forger, random_key, sizeof(random_key));
+    OPENSSL_cleanse(random_key, sizeof(random_key));
+    uint64_t event_id = o->event_id;
+    if (event_id == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        event_id = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
+    int len = 0;
+    unsigned frames = o->attack == SEND_ATTACK_REPLAY ? o->attack_count + 1 : o->attack_count;
+    for (unsigned i = 0; i < frames; i++) {
+        if (o->attack != SEND_ATTACK_REPLAY || i == 0) {
+            len = send_attack_frame(c, buf, event_id + i,
+                                    o->attack == SEND_ATTACK_FORGED ? &forger : &c->mac);
+            if (len < 0) {
+                fprintf(stderr, "sigflow-send: event does not fit: %s\n", sf_err_name(len));
+                return EX_USAGE;
+            }
+        }
+        if (o->attack == SEND_ATTACK_BITFLIP) {
+            size_t bit = ((size_t)i * 7919u) % ((size_t)len * 8); /* spread over the frame */
+            buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+        if (send_datagram(c, buf, (size_t)len) < 0)
+            return 1;
+        c->st.frames++;
+        c->st.events++;
+        if (o->verbose)
+            fprintf(stderr, "sigflow-send: attack frame %u, %d bytes\n", i, len);
+    }
+    sf_auth_mac_clear(&forger);
+    return 0;
+}
+
 /* ---- command line -------------------------------------------------------------------- */
 
 static void send_usage(FILE *f)
@@ -716,6 +893,7 @@ static void send_usage(FILE *f)
         "                            sends one event to each, event_id = B + r*N + (i-first) + 1,\n"
         "                            one int field r\n"
         "  malformed   --malformed KIND   one deliberately malformed datagram (below)\n"
+        "  attack      --attack KIND [--attack-count N]   frames a node with keys must refuse\n"
         "\n"
         "Target:\n"
         "  --host H             node address or name (default 198.18.0.2)\n"
@@ -740,6 +918,18 @@ static void send_usage(FILE *f)
         "  --rate R             events per second (token bucket, sleeps when ahead; default:\n"
         "                       unlimited)\n"
         "  --sender-id S        sender id in every frame header (default: the process id)\n"
+        "Authentication (docs/protocol.md section 6):\n"
+        "  --key-file F         key file: 'key ID HEX64 [types=..] [prefix=..] [sender=..]'\n"
+        "                       lines; mode 0600 or stricter, owned by root or the user\n"
+        "  --key-id N           sign every frame with key N (a key bound to a sender sets\n"
+        "                       --sender-id); counters are realtime microseconds, strictly\n"
+        "                       increasing; a resend is signed anew with a new counter\n"
+        "  --attack KIND        forged: signed with a random key under --key-id (default 1);\n"
+        "                       bitflip: signed, then one bit flipped, another bit each frame;\n"
+        "                       replay: one valid frame, then the same bytes --attack-count\n"
+        "                       times (bitflip and replay need --key-file); the event is -t/-i/-s\n"
+        "                       (default device sensor-1 telemetry), event ids from -e up\n"
+        "  --attack-count N     frames (forged, bitflip) or replays, 1..%u (default 1)\n"
         "Acknowledgements:\n"
         "  --ack                ask for ACKs and resend unacknowledged events (same event ids,\n"
         "                       new frame) after the timeout; events NACKed 'overloaded' too\n"
@@ -763,7 +953,7 @@ static void send_usage(FILE *f)
         "Exit status: 0 when every event was sent (and, with --ack, acknowledged with any\n"
         "status: see the summary's statuses), 1 otherwise, 64 for usage errors.\n",
         SEND_VALUES_MAX, SF_FRAME_EVENTS_MAX, SEND_DGRAM_MIN, SF_DATAGRAM_LEN_MAX,
-        SEND_DGRAM_DEFAULT, SEND_WINDOW_MAX, SEND_WINDOW_DEFAULT);
+        SEND_DGRAM_DEFAULT, SEND_ATTACK_COUNT_MAX, SEND_WINDOW_MAX, SEND_WINDOW_DEFAULT);
 }
 
 static bool send_parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -799,6 +989,10 @@ enum {
     OPT_MAX_DGRAM,
     OPT_MALFORMED,
     OPT_SUMMARY,
+    OPT_KEY_FILE,
+    OPT_KEY_ID,
+    OPT_ATTACK,
+    OPT_ATTACK_COUNT,
 };
 
 static const struct option send_long_opts[] = {
@@ -826,6 +1020,10 @@ static const struct option send_long_opts[] = {
     { "max-datagram", required_argument, NULL, OPT_MAX_DGRAM },
     { "malformed", required_argument, NULL, OPT_MALFORMED },
     { "summary-json", no_argument, NULL, OPT_SUMMARY },
+    { "key-file", required_argument, NULL, OPT_KEY_FILE },
+    { "key-id", required_argument, NULL, OPT_KEY_ID },
+    { "attack", required_argument, NULL, OPT_ATTACK },
+    { "attack-count", required_argument, NULL, OPT_ATTACK_COUNT },
     { "verbose", no_argument, NULL, 'v' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -927,6 +1125,7 @@ static int send_parse_args(int argc, char **argv, struct send_opts *o)
             if (!send_parse_u64(optarg, UINT32_MAX, &v))
                 return send_usage_error("bad --sender-id '%s'", optarg);
             o->sender_id = (uint32_t)v;
+            o->sender_id_set = true;
             break;
         case OPT_EVENT_ID_BASE:
             if (!send_parse_u64(optarg, UINT64_MAX / 2, &o->fleet.event_id_base))
@@ -962,6 +1161,30 @@ static int send_parse_args(int argc, char **argv, struct send_opts *o)
         case OPT_SUMMARY:
             o->summary_json = true;
             break;
+        case OPT_KEY_FILE:
+            o->key_file = optarg;
+            break;
+        case OPT_KEY_ID:
+            if (!send_parse_u64(optarg, UINT32_MAX, &v) || v == 0)
+                return send_usage_error("bad --key-id '%s' (1..4294967295)", optarg);
+            o->key_id = (uint32_t)v;
+            break;
+        case OPT_ATTACK:
+            if (strcmp(optarg, "forged") == 0)
+                o->attack = SEND_ATTACK_FORGED;
+            else if (strcmp(optarg, "bitflip") == 0)
+                o->attack = SEND_ATTACK_BITFLIP;
+            else if (strcmp(optarg, "replay") == 0)
+                o->attack = SEND_ATTACK_REPLAY;
+            else
+                return send_usage_error("bad --attack '%s' (forged, bitflip, replay)", optarg);
+            break;
+        case OPT_ATTACK_COUNT:
+            if (!send_parse_u64(optarg, SEND_ATTACK_COUNT_MAX, &v) || v == 0)
+                return send_usage_error("bad --attack-count '%s' (1..%u)", optarg,
+                                        SEND_ATTACK_COUNT_MAX);
+            o->attack_count = (unsigned)v;
+            break;
         case 'v':
             o->verbose = true;
             break;
@@ -974,16 +1197,29 @@ static int send_parse_args(int argc, char **argv, struct send_opts *o)
     }
     if (optind < argc)
         return send_usage_error("unexpected argument '%s'", argv[optind]);
-    int modes = (o->file != NULL) + o->fleet_mode + (o->malformed != NULL);
+    int modes = (o->file != NULL) + o->fleet_mode + (o->malformed != NULL) +
+                (o->attack != SEND_ATTACK_NONE);
     if (modes > 1)
-        return send_usage_error("--file, --fleet and --malformed exclude each other");
+        return send_usage_error("--file, --fleet, --malformed and --attack exclude each other");
+    if ((o->key_file != NULL) != (o->key_id != 0) &&
+        !(o->attack == SEND_ATTACK_FORGED && o->key_file == NULL))
+        return send_usage_error("--key-file and --key-id go together");
+    if ((o->attack == SEND_ATTACK_BITFLIP || o->attack == SEND_ATTACK_REPLAY) &&
+        o->key_file == NULL)
+        return send_usage_error("--attack bitflip and replay need --key-file and --key-id");
+    if (o->key_file != NULL && (o->json || o->malformed != NULL))
+        return send_usage_error("--json and --malformed datagrams are not signed");
+    if (o->attack != SEND_ATTACK_NONE) {
+        o->key_id = o->key_id != 0 ? o->key_id : 1;
+        o->attack_count = o->attack_count != 0 ? o->attack_count : 1;
+    }
     if (o->fleet_mode && !have_rounds)
         return send_usage_error("--fleet needs --rounds");
     if (modes == 0 && (o->type == NULL || o->id == NULL || o->signal == NULL))
         return send_usage_error("one event needs -t TYPE -i ID -s SIGNAL (or --file/--fleet)");
     if (o->json && (modes > 0 || o->ack))
         return send_usage_error("--json sends one event without ACK (the JSON form has no flags)");
-    if (o->malformed != NULL) {
+    if (o->malformed != NULL || o->attack != SEND_ATTACK_NONE) {
         o->type = o->type ? o->type : "device";
         o->id = o->id ? o->id : "sensor-1";
         o->signal = o->signal ? o->signal : "telemetry";
@@ -1063,6 +1299,11 @@ int main(int argc, char **argv)
     c.st.lat_ns = malloc(SEND_LATENCY_SAMPLES_MAX * sizeof(uint64_t)); /* NULL: no latencies */
     c.o = &o;
     c.next_seq = 1;
+    if (o.key_file != NULL) {
+        rc = send_auth_load(&c, &o);
+        if (rc != 0)
+            return rc;
+    }
     c.fd = send_open_socket(o.host, o.port);
     if (c.fd < 0)
         return 1;
@@ -1071,7 +1312,10 @@ int main(int argc, char **argv)
     static uint8_t dgram[SF_DATAGRAM_LEN_MAX + 64];
     static struct send_source src;
     FILE *f = NULL;
-    if (o.malformed != NULL) {
+    if (o.attack != SEND_ATTACK_NONE) {
+        c.auth = true; /* every attack frame carries the AUTH flag, key id and a counter */
+        status = send_attack_run(&c);
+    } else if (o.malformed != NULL) {
         int len = send_build_malformed(dgram, sizeof(dgram), &o, o.malformed);
         if (len == -1) {
             fprintf(stderr, "sigflow-send: unknown --malformed kind '%s' (see --help)\n",
@@ -1118,5 +1362,6 @@ out_close:
     if (f != NULL && f != stdin)
         fclose(f);
     close(c.fd);
+    sf_auth_mac_clear(&c.mac);
     return status;
 }

@@ -22,7 +22,7 @@
 
 _Static_assert(SF_ACK_HDR_LEN == SF_OFF_ACK_LSN + 8, "ACK header fields fill the header");
 _Static_assert(SF_ACK_ENTRY_LEN == 12, "ACK entry is 12 bytes");
-_Static_assert(SF_ACK_MALFORMED + 1 == SF_ACK_STATUS_COUNT, "status names cover all");
+_Static_assert(SF_ACK_BUSY + 1 == SF_ACK_STATUS_COUNT, "status names cover all");
 _Static_assert(SF_ACK_HDR_LEN + SF_ACK_ENTRY_LEN < SF_FRAME_HDR_LEN + SF_EVENT_HDR_LEN + 3,
                "an ACK is smaller than the smallest frame");
 
@@ -37,7 +37,8 @@ static const char *const sf_ack_status_names[SF_ACK_STATUS_COUNT] = {
     [SF_ACK_APPLIED] = "applied",       [SF_ACK_DUPLICATE] = "duplicate",
     [SF_ACK_STALE] = "stale",           [SF_ACK_UNKNOWN] = "unknown",
     [SF_ACK_OVERLOADED] = "overloaded", [SF_ACK_UNAUTHENTICATED] = "unauthenticated",
-    [SF_ACK_MALFORMED] = "malformed",
+    [SF_ACK_MALFORMED] = "malformed",   [SF_ACK_FULL] = "full",
+    [SF_ACK_BUSY] = "busy",
 };
 
 const char *sf_ack_status_name(enum sf_ack_status st)

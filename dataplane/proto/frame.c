@@ -116,6 +116,11 @@ bool sf_name_valid_id(const char *s, size_t len)
            sf_utf8_valid((const uint8_t *)s, len);
 }
 
+bool sf_text_valid(const uint8_t *s, size_t len)
+{
+    return sf_utf8_valid(s, len);
+}
+
 bool sf_name_valid_signal(const char *s, size_t len)
 {
     return sf_name_valid(s, len, SF_SIGNAL_LEN_MAX, SF_CHAR_IDENT);

@@ -167,6 +167,9 @@ size_t sf_frame_events_end(const struct sf_frame_hdr *hdr, size_t len);
  */
 bool sf_name_valid_type(const char *s, size_t len);
 bool sf_name_valid_id(const char *s, size_t len);
+/** Well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points above
+ *  U+10FFFF, no cut sequence): the rule for ids and text values. Can't fail. */
+bool sf_text_valid(const uint8_t *s, size_t len);
 bool sf_name_valid_signal(const char *s, size_t len);
 
 /**
@@ -301,9 +304,12 @@ enum sf_ack_status {
     SF_ACK_UNAUTHENTICATED = 5,
     SF_ACK_MALFORMED = 6, /* the event's fields do not match its signal's declaration
                            * (the frame itself parsed; its other events are processed) */
+    SF_ACK_FULL = 7,      /* refused: no room for a new workflow (table, key store, arena) */
+    SF_ACK_BUSY = 8,      /* refused: it would start an activity and the workflow's
+                           * partition has no free activity slot; resend later */
 };
 
-#define SF_ACK_STATUS_COUNT 7
+#define SF_ACK_STATUS_COUNT 9
 
 /** Stable snake_case name of a status ("applied", ...); "unknown_status" if out of range. */
 const char *sf_ack_status_name(enum sf_ack_status st);

@@ -294,13 +294,46 @@ static inline int rt_done(struct rt_core *c, int st)
     return st;
 }
 
-/* Enough free task slots for the worst case of one handler of d? (Counted when not.) */
-static inline bool rt_tasks_room(struct rt_part *p, const struct rt_def *d, uint32_t freed)
+/* Activity runs among the first n commands (a cancel frees its slot only later: ignored). */
+static unsigned rt_cmds_runs(const struct vm_cmd *cmds, int n)
 {
-    if (p->task_free_count + freed >= d->activity_count)
-        return true;
-    p->stats.full_tasks++;
-    return false;
+    unsigned runs = 0;
+    for (int i = 0; i < n; i++)
+        runs += cmds[i].kind == VM_CMD_ACTIVITY_RUN;
+    return runs;
+}
+
+/*
+ * The task pool is low (fewer free slots than d has activities): would this signal's
+ * handler fit? A dry run on a copy of the record — of the instance (in), or a fresh one for
+ * a new instance — with copies of the inputs; nothing of the partition changes. Only on
+ * this rare path; the real run that may follow computes the same commands.
+ */
+static __attribute__((noinline)) bool rt_signal_fits(struct rt_core *c, struct rt_part *p,
+                                                     const struct rt_def *d,
+                                                     const struct rt_inst *in, unsigned sig,
+                                                     const union vm_reg *regs,
+                                                     const struct sf_value *vals, int nvals,
+                                                     const struct rt_event *ev)
+{
+    _Alignas(16) uint8_t rec[FLOW_RECORD_SIZE_MAX];
+    union vm_reg r2[VM_REGS_MAX];
+    if (d->record_size > sizeof(rec))
+        return false;
+    if (in)
+        memcpy(rec, rt_inst_record((struct rt_inst *)in, d->timer_slots), d->record_size);
+    else
+        vm_record_init(d->def, rec, ev->id, ev->id_len, ev->now_ns);
+    int n;
+    if (nvals < 0) {
+        memcpy(r2, regs, sizeof(r2));
+        n = vm_run_signal_regs(d->def, rec, sig, r2, ev->id, ev->id_len, ev->now_ns, c->cmds,
+                               RT_CMDS_MAX);
+    } else {
+        n = vm_run_signal(d->def, rec, sig, vals, (unsigned)nvals, ev->id, ev->id_len,
+                          ev->now_ns, c->cmds, RT_CMDS_MAX);
+    }
+    return n >= 0 && rt_cmds_runs(c->cmds, n) <= p->task_free_count;
 }
 
 /* Apply ev to instance `ref` of p (WF_REC_NONE: the key is not in the table). */
@@ -353,8 +386,12 @@ static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c,
         if (nvals < 0)
             return rt_done(c, RT_BAD_FIELDS);
     }
-    if (RT_UNLIKELY(!rt_tasks_room(p, d, 0)))
-        return rt_done(c, RT_FULL);
+    if (RT_UNLIKELY(p->task_free_count < d->activity_count) &&
+        !rt_signal_fits(c, p, d, st == RT_CREATED ? NULL : in, (unsigned)sig, regs, vals, nvals,
+                        ev)) {
+        p->stats.full_tasks++;
+        return rt_done(c, RT_BUSY);
+    }
     uint32_t pidx = rt_core_part_index(c, p);
     if (st == RT_CREATED) {
         ref = ref == WF_REC_NONE ? rt_inst_create(c, p, d, ev)
@@ -481,13 +518,24 @@ int rt_apply_timer(struct rt_core *c, struct rt_part *p, struct wf_key key, unsi
         }
         return rt_done(c, RT_IGNORED);
     }
-    if (!rt_tasks_room(p, r.d, 0))
-        return rt_done(c, RT_FULL);
+    uint8_t id_len;
+    const char *id = rt_inst_id(p, r.in, &id_len);
+    if (p->task_free_count < r.d->activity_count) {
+        /* the pool is low: a dry run on a copy decides (see rt_signal_fits) */
+        _Alignas(16) uint8_t rec[FLOW_RECORD_SIZE_MAX];
+        int n = -1;
+        if (r.d->record_size <= sizeof(rec)) {
+            memcpy(rec, r.rec, r.d->record_size);
+            n = vm_run_timer(r.d->def, rec, slot, due_ns, id, id_len, c->cmds, RT_CMDS_MAX);
+        }
+        if (n < 0 || rt_cmds_runs(c->cmds, n) > p->task_free_count) {
+            p->stats.full_tasks++;
+            return rt_done(c, RT_BUSY);
+        }
+    }
     r.now_ns = due_ns;
     r.cause = cause;
     rt_run_begin(&r);
-    uint8_t id_len;
-    const char *id = rt_inst_id(p, r.in, &id_len);
     struct rt_tnode *n = &rt_inst_nodes(r.in)[slot];
     if (rt_tnode_linked(n))
         rt_wheel_unlink(c, n); /* replay, or a firing applied before it was yielded */
@@ -522,15 +570,29 @@ int rt_apply_activity_result(struct rt_core *c, struct rt_part *p, struct wf_key
         rt_task_finish(c, r.pidx, p, r.in, act, seq); /* the activity is over all the same */
         return rt_done(c, RT_COMPLETED);
     }
-    /* the result's own task is freed before the handler runs */
-    if (!rt_tasks_room(p, r.d, 1))
-        return rt_done(c, RT_FULL);
+    /* the result's own task is freed before the handler runs; when the pool is low, a dry
+     * run on a copy decides (see rt_signal_fits) */
+    uint8_t id_len;
+    const char *id = rt_inst_id(p, r.in, &id_len);
+    if (p->task_free_count + 1 < r.d->activity_count) {
+        _Alignas(16) uint8_t rec[FLOW_RECORD_SIZE_MAX];
+        int n = -1;
+        if (r.d->record_size <= sizeof(rec)) {
+            memcpy(rec, r.rec, r.d->record_size);
+            n = failed ? vm_run_activity_failed(r.d->def, rec, act, seq, id, id_len, now_ns,
+                                                c->cmds, RT_CMDS_MAX)
+                       : vm_run_activity_done(r.d->def, rec, act, seq, result, id, id_len, now_ns,
+                                              c->cmds, RT_CMDS_MAX);
+        }
+        if (n < 0 || rt_cmds_runs(c->cmds, n) > p->task_free_count + 1) {
+            p->stats.full_tasks++;
+            return rt_done(c, RT_BUSY);
+        }
+    }
     r.now_ns = now_ns;
     r.cause = cause;
     rt_task_finish(c, r.pidx, p, r.in, act, seq);
     rt_run_begin(&r);
-    uint8_t id_len;
-    const char *id = rt_inst_id(p, r.in, &id_len);
     int rc = failed ? vm_run_activity_failed(r.d->def, r.rec, act, seq, id, id_len, now_ns, c->cmds,
                                              RT_CMDS_MAX)
                     : vm_run_activity_done(r.d->def, r.rec, act, seq, result, id, id_len, now_ns,

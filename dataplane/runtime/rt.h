@@ -59,9 +59,14 @@
  * An instance ref is chunk << RT_CHUNK_SLOT_BITS | index in chunk. An instance is
  *   struct rt_inst (64 B) | rt_tnode per timer slot (16 B each) | the VM record.
  * Nothing is allocated per event. When the table, the chunks or the key store are full a
- * new instance is refused with RT_FULL (counted per cause); when the task pool cannot hold
- * the handler's worst-case new tasks the input is refused with RT_FULL before anything
- * runs. The daemon NACKs RT_FULL as "overloaded".
+ * new instance is refused with RT_FULL (counted per cause). Activities: while the task pool
+ * has at least as many free slots as the definition has activities, every input runs.
+ * Below that, a signal or timer runs its handler first on a copy of the record (a dry run:
+ * the VM only writes the record and its command list) and is refused with RT_BUSY, nothing
+ * changed, only when the handler would schedule more activity runs than there are free
+ * slots — so a pool held by slow activities refuses only what would start another one, and
+ * every other input keeps flowing. Deterministic (the same state decides the same way on
+ * replay). The daemon answers RT_FULL "full" and RT_BUSY "busy".
  *
  * DEDUPE. Per instance a high-water mark H (largest event id applied) and a 64-bit window:
  * bit i set = id H-1-i was applied. An id > H is new (the window slides); H itself or a set
@@ -133,14 +138,16 @@ enum rt_status {
     RT_NOT_FOUND = 9,      /* timer / activity input for an instance that does not exist */
     RT_IGNORED = 10,       /* timer or activity result no longer current (cancelled,
                               re-armed, superseded): nothing changed */
+    RT_BUSY = 11,          /* the handler would start more activities than the partition's
+                              task pool has free slots: refused, nothing changed */
 };
-#define RT_STATUS_COUNT 11
+#define RT_STATUS_COUNT 12
 
 /** Stable snake_case name of a status ("applied", ...). Can't fail. */
 const char *rt_status_name(int st);
 
 /** The ACK status a signal's rt_status maps to (duplicate/completed → duplicate, full →
- *  overloaded, unknown type/signal → unknown, bad fields → malformed). Can't fail. */
+ *  full, busy → busy, unknown type/signal → unknown, bad fields → malformed). Can't fail. */
 enum sf_ack_status rt_status_ack(int st);
 
 /* ---- partition ------------------------------------------------------------------------- */
@@ -180,7 +187,7 @@ struct rt_part_stats {
     uint64_t full_table;         /* refused: table full */
     uint64_t full_arena;         /* refused: no free chunk */
     uint64_t full_keystore;      /* refused: key store full */
-    uint64_t full_tasks;         /* refused: task pool could not hold the handler's tasks */
+    uint64_t full_tasks;         /* refused busy: the task pool could not hold the handler's runs */
     uint64_t tombstones_reused;  /* expired tombstones restarted by a signal */
     uint64_t records_abandoned;  /* restarts on another version (the old record's slot goes
                                     back to its def's free list since tombstone sweeping) */

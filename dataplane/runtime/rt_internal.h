@@ -290,6 +290,8 @@ rt_fields_fast(const uint8_t *b, size_t len, const struct fb_sig_plan *sp, union
             if (major == 3) {
                 if (arg > len - pos || arg > UINT16_MAX)
                     return 1;
+                if (arg != 0 && !sf_text_valid(b + pos, (size_t)arg))
+                    return 1; /* the general path refuses it */
                 if (want == FLOW_T_TEXT) {
                     r->t.p = (const char *)b + pos;
                     r->t.n = (uint32_t)arg;

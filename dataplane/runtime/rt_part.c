@@ -15,7 +15,7 @@ static uint64_t rt_align(uint64_t v)
 
 static const char *const rt_status_names[RT_STATUS_COUNT] = {
     "applied",    "created",   "duplicate", "stale",     "unknown_type", "unknown_signal",
-    "bad_fields", "completed", "full",      "not_found", "ignored",
+    "bad_fields", "completed", "full",      "not_found", "ignored",      "busy",
 };
 
 const char *rt_status_name(int st)
@@ -40,7 +40,9 @@ enum sf_ack_status rt_status_ack(int st)
     case RT_BAD_FIELDS:
         return SF_ACK_MALFORMED;
     case RT_FULL:
-        return SF_ACK_OVERLOADED;
+        return SF_ACK_FULL;
+    case RT_BUSY:
+        return SF_ACK_BUSY;
     default:
         return SF_ACK_UNKNOWN;
     }

@@ -176,6 +176,7 @@ struct dp_lcore {
     struct wal *wal;           /* this owner's log (NULL when [wal] enabled = false) */
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
     bool io_wait;              /* batches in flight or ACKs waiting: keep back-off short */
+    bool inbound_busy;         /* the last owner pass dequeued events (a frame may go on) */
     struct rt_core *rt;        /* this owner's workflow runtime (dp_runtime.c) */
     uint64_t reg_gen;          /* registry generation this owner uses (and has logged) */
     struct rt_firing firings[DP_FIRINGS_MAX]; /* due timers not yet logged and applied */

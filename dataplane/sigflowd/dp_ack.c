@@ -339,6 +339,11 @@ unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
         struct dp_ack_group *g = &q->groups[q->head & q->mask];
         if (g->lsn > durable)
             break;
+        /* The newest group may still be open: a frame's events can reach this owner in two
+         * ring bursts. It waits while events keep coming (then a newer group follows it)
+         * and goes out once a pass finds the rings empty. */
+        if (q->head + 1 == q->tail && lc->inbound_busy)
+            break;
         dp_ack_send(lc, g);
         q->head++;
         n++;

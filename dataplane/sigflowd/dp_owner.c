@@ -99,12 +99,14 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
         return 0;
     total += dp_runtime_poll(lc);
     total += dp_snap_poll(lc);
+    unsigned events = 0;
     for (unsigned r = 0; r < lc->in_count; r++) {
         unsigned n = rte_ring_sc_dequeue_burst_elem(lc->in[r], evs, sizeof(evs[0]), burst, NULL);
         if (n == 0)
             continue;
         dp_owner_apply_burst(lc, evs, n);
-        total += n;
+        events += n;
     }
-    return total;
+    lc->inbound_busy = events != 0;
+    return total + events;
 }

@@ -261,6 +261,8 @@ int dp_runtime_start(struct dp_node *node)
 static void dp_count_status(struct dp_lcore *lc, int st)
 {
     lc->rt_status[st < RT_STATUS_COUNT && st >= 0 ? st : RT_FULL]++;
+    if (unlikely(st == RT_FULL))
+        lc->drop[DP_DROP_TABLE_FULL]++; /* no room for a new workflow in its partition */
     if (st == RT_APPLIED || st == RT_CREATED)
         lc->counters[DP_C_EVENTS_APPLIED]++;
     if (st == RT_CREATED)

@@ -368,38 +368,61 @@ static void test_tasks_queue_full(void **state)
     rt_env_free(&e);
 }
 
+/* The activity-slot starvation attack: slots held by slow activities must refuse only the
+ * inputs that would start another activity (RT_BUSY, nothing changed); every other signal,
+ * and the creation of new workflows, keeps flowing. */
 static void test_tasks_pool_full(void **state)
 {
     (void)state;
     struct rt_env e;
-    rt_env_init(&e, 1, 100, 64, 3); /* 3 task slots: device needs 2 free per handler */
+    rt_env_init(&e, 1, 100, 64, 3); /* 3 task slots; device has 2 activities */
     for (unsigned j = 1; j <= 3; j++)
         assert_int_equal(rt_telemetry(&e, "a", j, T0, 99, 1), j == 1 ? RT_CREATED : RT_APPLIED);
-    /* one slot in use, two free: still fine */
     assert_int_equal(rt_telemetry(&e, "b", 1, T0, 99, 1), RT_CREATED);
     assert_int_equal(rt_telemetry(&e, "b", 2, T0, 99, 1), RT_APPLIED);
     assert_int_equal(rt_telemetry(&e, "b", 3, T0, 99, 1), RT_APPLIED);
-    /* 1 free < 2 that a device handler may need: refused before anything runs */
-    assert_int_equal(rt_telemetry(&e, "c", 1, T0, 20, 0), RT_FULL);
-    assert_int_equal(rt_part_count(e.part[0]), 2);
+    /* 1 free slot, fewer than device's 2 activities: inputs that start nothing still run,
+     * new workflows are still created (the landed runtime refused all of them) */
+    assert_int_equal(rt_telemetry(&e, "c", 1, T0, 20, 0), RT_CREATED);
+    assert_int_equal(rt_telemetry(&e, "d", 1, T0, 20, 0), RT_CREATED);
+    assert_int_equal(rt_telemetry(&e, "c", 2, T0, 20, 1), RT_APPLIED);
+    assert_int_equal(rt_telemetry(&e, "c", 3, T0, 20, 1), RT_APPLIED);
+    assert_int_equal(rt_telemetry(&e, "c", 4, T0, 20, 1), RT_APPLIED); /* takes the last slot */
+    /* no slot left: d's third error would run reprovision: refused, nothing changed */
+    assert_int_equal(rt_telemetry(&e, "d", 2, T0, 20, 1), RT_APPLIED);
+    assert_int_equal(rt_telemetry(&e, "d", 3, T0, 20, 1), RT_APPLIED);
+    assert_int_equal(rt_telemetry(&e, "d", 4, T0, 20, 1), RT_BUSY);
+    struct rt_describe d;
+    rt_describe_of(&e, "device", "d", &d);
+    assert_string_equal(d.state, "online");
+    assert_int_equal(rt_var_int(&d, "errors_in_row"), 2);
+    assert_int_equal(d.nactivities, 0);
+    assert_int_equal(d.last_event_id, 3); /* the refused id was not taken by dedupe */
+    /* and everything else keeps flowing: a reading on d, new workflows, other types */
+    assert_int_equal(rt_telemetry(&e, "e", 1, T0, 20, 0), RT_CREATED);
+    assert_int_equal(rt_purchase(&e, "shopper", 1, T0, 100), RT_CREATED);
+    assert_int_equal(rt_part_count(e.part[0]), 6);
     struct rt_part_stats ps;
     rt_part_stats_get(e.part[0], &ps);
     assert_int_equal(ps.full_tasks, 1);
-    /* nothing was applied: the same event id goes through once room is back */
+    /* a's reprovision fails: its slot is freed and alert takes it (net 0 free) */
     struct wf_key k = rt_key("device", "a");
     assert_int_equal(
         rt_apply_activity_result(e.core, e.part[0], k, 0, 1, true, 0, T0 + T_SEC, 7, NULL),
-        RT_APPLIED); /* failed: reprovision freed, alert taken */
-    struct rt_describe d;
+        RT_APPLIED);
     rt_describe_of(&e, "device", "a", &d);
     assert_string_equal(d.state, "offline");
     assert_int_equal(d.nactivities, 1);
     assert_string_equal(d.activities[0].name, "alert");
+    assert_int_equal(rt_telemetry(&e, "d", 4, T0, 20, 1), RT_BUSY);
+    /* b's reprovision succeeds: one slot free, d's refused event goes through (same id) */
     k = rt_key("device", "b");
     assert_int_equal(
         rt_apply_activity_result(e.core, e.part[0], k, 0, 1, false, 0, T0 + T_SEC, 8, NULL),
         RT_APPLIED);
-    assert_int_equal(rt_telemetry(&e, "c", 1, T0, 20, 0), RT_CREATED); /* room again */
+    assert_int_equal(rt_telemetry(&e, "d", 4, T0, 20, 1), RT_APPLIED);
+    rt_describe_of(&e, "device", "d", &d);
+    assert_string_equal(d.state, "reprovisioning");
     rt_env_free(&e);
 }
 

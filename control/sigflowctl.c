@@ -15,6 +15,11 @@
  *
  * Exit status per sysexits: 0 ok, 64 usage, 69 node unavailable, 65 the node refused the
  * request (e.g. workflow not found), 74 I/O error on the socket.
+ *
+ * Text from the node (ids, types, states, values, arguments, messages) is shown through
+ * ctl_text, never raw: it may hold terminal escapes or invalid UTF-8. --json prints the
+ * node's answer re-encoded by jansson, ASCII only. Arguments sent to the node must be
+ * UTF-8 (a JSON string cannot hold anything else).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,6 +34,7 @@
 
 #include <jansson.h>
 
+#include "ctl_text.h"
 #include "sf_flow.h"
 
 #define CTL_EX_USAGE       64
@@ -37,6 +43,7 @@
 #define CTL_EX_IOERR       74
 #define CTL_REPLY_MAX      (16u << 20)
 #define CTL_WORDS_MAX      8
+#define CTL_STR_CAP        1024u /* one rendered string: 255 bytes of text need 1021 */
 
 struct ctl_opts {
     const char *dir;
@@ -146,14 +153,19 @@ static int ctl_connect(const struct ctl_opts *o)
 /* Send one request and read one reply line. Returns the reply or NULL (reason printed). */
 static json_t *ctl_call(const struct ctl_opts *o, json_t *req, int *ex)
 {
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!text) {
+        fprintf(stderr, "sigflowctl: could not build the request (out of memory)\n");
+        *ex = CTL_EX_USAGE;
+        return NULL;
+    }
     int fd = ctl_connect(o);
     if (fd < 0) {
-        json_decref(req);
+        free(text);
         *ex = CTL_EX_UNAVAILABLE;
         return NULL;
     }
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
     size_t len = strlen(text);
     text[len] = '\n';
     bool sent = send(fd, text, len + 1, MSG_NOSIGNAL) == (ssize_t)(len + 1);
@@ -184,6 +196,50 @@ static json_t *ctl_call(const struct ctl_opts *o, json_t *req, int *ex)
     return reply;
 }
 
+/* A rendered string (ctl_text), for one printf argument. */
+struct ctl_str {
+    char s[CTL_STR_CAP];
+};
+
+/* v rendered for a terminal into b: CTL_TEXT_MISSING when v is not a string. */
+static const char *ctl_jstr(json_t *v, struct ctl_str *b)
+{
+    if (!json_is_string(v))
+        return ctl_text_format(b->s, sizeof(b->s), NULL, 0, 0);
+    return ctl_text_format(b->s, sizeof(b->s), json_string_value(v), json_string_length(v), 0);
+}
+
+/* Member `key` of obj rendered for a terminal into b (see ctl_jstr). */
+static const char *ctl_str(json_t *obj, const char *key, struct ctl_str *b)
+{
+    return ctl_jstr(json_object_get(obj, key), b);
+}
+
+/* An object key from the node rendered into b. */
+static const char *ctl_key(const char *k, struct ctl_str *b)
+{
+    return ctl_text_format(b->s, sizeof(b->s), k, strlen(k), 0);
+}
+
+/* Print v to f as one line of JSON, printable ASCII only: jansson escapes controls and
+ * non-ASCII but leaves DEL, which can only be inside a string, so it becomes \u007f. */
+static void ctl_print_json(FILE *f, json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (!text) {
+        fprintf(stderr, "sigflowctl: out of memory\n");
+        return;
+    }
+    for (const char *p = text; *p; p++) {
+        if (*p == 0x7f)
+            fputs("\\u007f", f);
+        else
+            fputc(*p, f);
+    }
+    fputc('\n', f);
+    free(text);
+}
+
 static json_int_t ctl_int(json_t *obj, const char *key)
 {
     return json_integer_value(json_object_get(obj, key));
@@ -198,7 +254,9 @@ static void ctl_print_drops(json_t *drops, const char *indent)
     {
         if (json_integer_value(v) == 0)
             continue;
-        printf("%s%-22s %" JSON_INTEGER_FORMAT "\n", indent, k, json_integer_value(v));
+        struct ctl_str kb;
+        printf("%s%-22s %" JSON_INTEGER_FORMAT "\n", indent, ctl_key(k, &kb),
+               json_integer_value(v));
         any = true;
     }
     if (!any)
@@ -208,11 +266,12 @@ static void ctl_print_drops(json_t *drops, const char *indent)
 static void ctl_print_stats(json_t *r)
 {
     json_t *node = json_object_get(r, "node"), *t = json_object_get(r, "total");
+    struct ctl_str b1, b2;
     printf("node: %" JSON_INTEGER_FORMAT " lcores (%" JSON_INTEGER_FORMAT
            " rx, %" JSON_INTEGER_FORMAT " owners), %" JSON_INTEGER_FORMAT
            " partitions, source %s, up %.1f s\n",
            ctl_int(node, "lcores"), ctl_int(node, "rx_lcores"), ctl_int(node, "owner_lcores"),
-           ctl_int(node, "partitions"), json_string_value(json_object_get(node, "source")),
+           ctl_int(node, "partitions"), ctl_str(node, "source", &b1),
            json_real_value(json_object_get(node, "uptime_s")));
     static const char *const keys[] = { "rx_packets",     "frames",       "json_events",
                                         "events_applied", "workflows",    "tx_packets",
@@ -237,8 +296,7 @@ static void ctl_print_stats(json_t *r)
     {
         printf("port %s (%s): ipackets %" JSON_INTEGER_FORMAT " opackets %" JSON_INTEGER_FORMAT
                " imissed %" JSON_INTEGER_FORMAT " rx_nombuf %" JSON_INTEGER_FORMAT "\n",
-               json_string_value(json_object_get(p, "name")),
-               json_string_value(json_object_get(p, "mac")), ctl_int(p, "ipackets"),
+               ctl_str(p, "name", &b1), ctl_str(p, "mac", &b2), ctl_int(p, "ipackets"),
                ctl_int(p, "opackets"), ctl_int(p, "imissed"), ctl_int(p, "rx_nombuf"));
     }
 }
@@ -255,24 +313,29 @@ static void ctl_print_time(json_int_t ns)
 
 static void ctl_print_value(json_t *v)
 {
-    if (json_is_string(v))
-        printf("\"%s\"", json_string_value(v));
-    else if (json_is_integer(v))
+    if (json_is_string(v)) {
+        putchar('"');
+        ctl_text_write(stdout, json_string_value(v), json_string_length(v), 0);
+        putchar('"');
+    } else if (json_is_integer(v)) {
         printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else if (json_is_real(v))
+    }
+    else if (json_is_real(v)) {
         printf("%g", json_real_value(v));
-    else if (json_is_boolean(v))
+    } else if (json_is_boolean(v)) {
         printf("%s", json_is_true(v) ? "true" : "false");
-    else
+    } else {
         printf("null");
+    }
 }
 
 static void ctl_print_workflow(json_t *w)
 {
-    printf("type:           %s (version %" JSON_INTEGER_FORMAT ")\n",
-           json_string_value(json_object_get(w, "type")), ctl_int(w, "version"));
-    printf("id:             %s\n", json_string_value(json_object_get(w, "id")));
-    printf("state:          %s%s\n", json_string_value(json_object_get(w, "state")),
+    struct ctl_str b1, b2;
+    printf("type:           %s (version %" JSON_INTEGER_FORMAT ")\n", ctl_str(w, "type", &b1),
+           ctl_int(w, "version"));
+    printf("id:             %s\n", ctl_str(w, "id", &b1));
+    printf("state:          %s%s\n", ctl_str(w, "state", &b1),
            json_is_true(json_object_get(w, "completed")) ? " (completed)" : "");
     printf("signals:        %" JSON_INTEGER_FORMAT "\n", ctl_int(w, "signals"));
     printf("last_event_id:  %" JSON_INTEGER_FORMAT "\n", ctl_int(w, "last_event_id"));
@@ -285,13 +348,13 @@ static void ctl_print_workflow(json_t *w)
     printf("variables:\n");
     json_object_foreach(json_object_get(w, "vars"), k, v)
     {
-        printf("  %-20s ", k);
+        printf("  %-20s ", ctl_key(k, &b1));
         ctl_print_value(v);
         printf("\n");
     }
     json_object_foreach(json_object_get(w, "queues"), k, v)
     {
-        printf("queue %s (%zu):", k, json_array_size(v));
+        printf("queue %s (%zu):", ctl_key(k, &b1), json_array_size(v));
         size_t i;
         json_t *item;
         json_array_foreach(v, i, item)
@@ -305,8 +368,7 @@ static void ctl_print_workflow(json_t *w)
     json_t *t;
     json_array_foreach(json_object_get(w, "timers"), i, t)
     {
-        printf("timer %-12s (%s) due ", json_string_value(json_object_get(t, "name")),
-               json_string_value(json_object_get(t, "kind")));
+        printf("timer %-12s (%s) due ", ctl_str(t, "name", &b1), ctl_str(t, "kind", &b2));
         ctl_print_time(ctl_int(t, "due_ns"));
         printf("\n");
     }
@@ -314,8 +376,7 @@ static void ctl_print_workflow(json_t *w)
     {
         printf("activity %s seq %" JSON_INTEGER_FORMAT " in flight, %" JSON_INTEGER_FORMAT
                " attempts\n",
-               json_string_value(json_object_get(t, "activity")), ctl_int(t, "seq"),
-               ctl_int(t, "attempts"));
+               ctl_str(t, "activity", &b1), ctl_int(t, "seq"), ctl_int(t, "attempts"));
     }
 }
 
@@ -325,18 +386,18 @@ static void ctl_print_list(json_t *r)
     json_t *w;
     printf("%-12s %-32s %-16s %4s %10s %20s\n", "TYPE", "ID", "STATE", "VER", "SIGNALS",
            "LAST_EVENT_ID");
+    struct ctl_str b1, b2, b3;
     json_array_foreach(json_object_get(r, "workflows"), i, w)
     {
         printf("%-12s %-32s %-16s %4" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
                " %20" JSON_INTEGER_FORMAT "\n",
-               json_string_value(json_object_get(w, "type")),
-               json_string_value(json_object_get(w, "id")),
-               json_string_value(json_object_get(w, "state")), ctl_int(w, "version"),
+               ctl_str(w, "type", &b1), ctl_str(w, "id", &b2), ctl_str(w, "state", &b3),
+               ctl_int(w, "version"),
                ctl_int(w, "signals"), ctl_int(w, "last_event_id"));
     }
     json_t *next = json_object_get(r, "next");
     if (next)
-        printf("(more: --after %s)\n", json_string_value(next));
+        printf("(more: --after %s)\n", ctl_jstr(next, &b1));
 }
 
 static void ctl_print_definitions(json_t *r)
@@ -345,16 +406,16 @@ static void ctl_print_definitions(json_t *r)
     json_t *d;
     printf("%-12s %7s %10s %10s %7s  %s\n", "TYPE", "VERSION", "RUNNING", "COMPLETED", "RECORD",
            "BY STATE");
+    struct ctl_str b1;
     json_array_foreach(json_object_get(r, "definitions"), i, d)
     {
         printf("%-12s %7" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
                " %6" JSON_INTEGER_FORMAT "B ",
-               json_string_value(json_object_get(d, "type")), ctl_int(d, "version"),
-               ctl_int(d, "running"), ctl_int(d, "completed"), ctl_int(d, "record_bytes"));
+               ctl_str(d, "type", &b1), ctl_int(d, "version"), ctl_int(d, "running"), ctl_int(d, "completed"), ctl_int(d, "record_bytes"));
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(d, "states"), k, v)
-            printf(" %s=%" JSON_INTEGER_FORMAT, k, json_integer_value(v));
+            printf(" %s=%" JSON_INTEGER_FORMAT, ctl_key(k, &b1), json_integer_value(v));
         printf("\n");
     }
 }
@@ -365,13 +426,12 @@ static void ctl_print_tasks(json_t *r)
     json_t *t;
     printf("%-12s %-24s %-16s %5s %7s  %s\n", "TYPE", "ID", "ACTIVITY", "SEQ", "ATTEMPT",
            "IDEMPOTENCY KEY");
+    struct ctl_str b1, b2, b3, b4;
     json_array_foreach(json_object_get(r, "tasks"), i, t)
     {
         printf("%-12s %-24s %-16s %5" JSON_INTEGER_FORMAT " %7" JSON_INTEGER_FORMAT "  %s\n",
-               json_string_value(json_object_get(t, "type")),
-               json_string_value(json_object_get(t, "id")),
-               json_string_value(json_object_get(t, "activity")), ctl_int(t, "seq"),
-               ctl_int(t, "attempt"), json_string_value(json_object_get(t, "idempotency_key")));
+               ctl_str(t, "type", &b1), ctl_str(t, "id", &b2), ctl_str(t, "activity", &b3),
+               ctl_int(t, "seq"), ctl_int(t, "attempt"), ctl_str(t, "idempotency_key", &b4));
     }
 }
 
@@ -381,26 +441,28 @@ static void ctl_print_history(json_t *r)
     json_t *e;
     json_array_foreach(json_object_get(r, "entries"), i, e)
     {
+        struct ctl_str b1, b2;
         const char *kind = json_string_value(json_object_get(e, "kind"));
-        const char *when = json_string_value(json_object_get(e, "received"));
-        if (!when)
-            when = json_string_value(json_object_get(e, "due"));
-        if (!when)
-            when = json_string_value(json_object_get(e, "time"));
-        printf("%-8" JSON_INTEGER_FORMAT " %-27s %-15s", ctl_int(e, "lsn"), when ? when : "",
-               kind ? kind : "?");
+        json_t *when = json_object_get(e, "received");
+        if (!json_is_string(when))
+            when = json_object_get(e, "due");
+        if (!json_is_string(when))
+            when = json_object_get(e, "time");
+        printf("%-8" JSON_INTEGER_FORMAT " %-27s %-15s", ctl_int(e, "lsn"), ctl_jstr(when, &b1),
+               ctl_str(e, "kind", &b2));
         if (kind && strcmp(kind, "signal") == 0) {
-            char *fields = json_dumps(json_object_get(e, "fields"), JSON_COMPACT);
-            printf(" %s", json_string_value(json_object_get(e, "signal")));
+            char *fields =
+                json_dumps(json_object_get(e, "fields"), JSON_COMPACT | JSON_ENSURE_ASCII);
+            printf(" %s", ctl_str(e, "signal", &b1));
             if (json_object_get(e, "event_id"))
                 printf(" #%" JSON_INTEGER_FORMAT, ctl_int(e, "event_id"));
-            printf(" %s", fields ? fields : "");
+            putchar(' ');
+            ctl_text_write(stdout, fields ? fields : "", fields ? strlen(fields) : 0, 0);
             free(fields);
         } else if (kind && strcmp(kind, "timer") == 0) {
             printf(" slot %" JSON_INTEGER_FORMAT, ctl_int(e, "slot"));
         } else if (kind && strncmp(kind, "activity", 8) == 0) {
-            const char *a = json_string_value(json_object_get(e, "activity"));
-            printf(" %s seq %" JSON_INTEGER_FORMAT, a ? a : "?", ctl_int(e, "seq"));
+            printf(" %s seq %" JSON_INTEGER_FORMAT, ctl_str(e, "activity", &b1), ctl_int(e, "seq"));
             if (json_object_get(e, "result"))
                 printf(" result %" JSON_INTEGER_FORMAT, ctl_int(e, "result"));
         } else if (kind && strcmp(kind, "effects") == 0) {
@@ -410,8 +472,8 @@ static void ctl_print_history(json_t *r)
             json_t *a;
             json_array_foreach(json_object_get(e, "scheduled"), k, a)
             {
-                const char *n = json_string_value(json_object_get(a, "activity"));
-                printf(" scheduled %s seq %" JSON_INTEGER_FORMAT, n ? n : "?", ctl_int(a, "seq"));
+                printf(" scheduled %s seq %" JSON_INTEGER_FORMAT, ctl_str(a, "activity", &b1),
+                       ctl_int(a, "seq"));
             }
             if (json_is_true(json_object_get(e, "completed")))
                 printf(" completed");
@@ -447,7 +509,16 @@ static int ctl_deploy(const struct ctl_opts *o)
             fprintf(stderr, "sigflowctl: %s: larger than 1 MiB\n", o->words[i]);
             return CTL_EX_DATAERR;
         }
-        json_t *req = json_pack("{s:s, s:s, s:s#}", "cmd", "deploy", "file", o->words[i], "source",
+        if (!ctl_text_is_utf8(src, len)) {
+            fputs("sigflowctl: ", stderr);
+            ctl_text_write(stderr, o->words[i], strlen(o->words[i]), 0);
+            fputs(": not UTF-8 text\n", stderr);
+            return CTL_EX_DATAERR;
+        }
+        /* the name only labels messages: rendered, so that any file name is valid UTF-8 */
+        static char name[CTL_STR_CAP];
+        ctl_text_format(name, sizeof(name), o->words[i], strlen(o->words[i]), 0);
+        json_t *req = json_pack("{s:s, s:s, s:s#}", "cmd", "deploy", "file", name, "source",
                                 src, (int)len);
         int cex = 0;
         json_t *r = ctl_call(o, req, &cex);
@@ -455,15 +526,16 @@ static int ctl_deploy(const struct ctl_opts *o)
             return cex;
         bool ok = json_is_true(json_object_get(r, "ok"));
         bool exists = json_is_true(json_object_get(r, "exists"));
+        json_t *msg = json_object_get(r, ok ? "message" : "error");
         if (o->json) {
-            char *text = json_dumps(r, JSON_COMPACT);
-            puts(text);
-            free(text);
+            ctl_print_json(stdout, r);
         } else if (ok) {
-            printf("%s\n", json_string_value(json_object_get(r, "message")));
-        } else {
-            fprintf(stderr, "%s%s", json_string_value(json_object_get(r, "error")),
-                    exists ? "\n" : "");
+            ctl_text_write(stdout, json_string_value(msg), json_string_length(msg), 0);
+            putchar('\n');
+        } else { /* compile errors: one per line */
+            ctl_text_write(stderr, json_string_value(msg), json_string_length(msg),
+                           CTL_TEXT_NEWLINES);
+            fputs(exists ? "\n" : "", stderr);
         }
         if (!ok && !exists)
             ex = CTL_EX_DATAERR;
@@ -521,17 +593,39 @@ static json_t *ctl_request(const struct ctl_opts *o)
     }
     if (strcmp(noun, "workflow") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2) {
         json_t *req = json_pack("{s:s}", "cmd", "list");
-        if (o->type)
-            json_object_set_new(req, "type", json_string(o->type));
-        if (o->state)
-            json_object_set_new(req, "state", json_string(o->state));
-        if (o->after)
-            json_object_set_new(req, "after", json_string(o->after));
-        if (o->limit > 0)
-            json_object_set_new(req, "limit", json_integer(o->limit));
+        /* json_string is NULL for text that is not UTF-8: then no request, not one that
+         * silently lacks the filter */
+        if (!req || (o->type && json_object_set_new(req, "type", json_string(o->type)) != 0) ||
+            (o->state && json_object_set_new(req, "state", json_string(o->state)) != 0) ||
+            (o->after && json_object_set_new(req, "after", json_string(o->after)) != 0) ||
+            (o->limit > 0 && json_object_set_new(req, "limit", json_integer(o->limit)) != 0)) {
+            json_decref(req);
+            return NULL;
+        }
         return req;
     }
     return NULL;
+}
+
+/* Words and options that go to the node are UTF-8 (JSON strings); false, reported, if not. */
+static bool ctl_args_utf8(const struct ctl_opts *o)
+{
+    const char *args[CTL_WORDS_MAX + 3];
+    int n = 0;
+    for (int i = 0; i < o->word_count; i++)
+        args[n++] = o->words[i];
+    args[n++] = o->type;
+    args[n++] = o->state;
+    args[n++] = o->after;
+    for (int i = 0; i < n; i++) {
+        if (args[i] && !ctl_text_is_utf8(args[i], strlen(args[i]))) {
+            fputs("sigflowctl: not UTF-8: ", stderr);
+            ctl_text_write(stderr, args[i], strlen(args[i]), 0);
+            fputc('\n', stderr);
+            return false;
+        }
+    }
+    return true;
 }
 
 int main(int argc, char **argv)
@@ -557,6 +651,8 @@ int main(int argc, char **argv)
     if (strcmp(o.words[0], "definition") == 0 && o.word_count >= 3 &&
         strcmp(o.words[1], "deploy") == 0)
         return ctl_deploy(&o);
+    if (!ctl_args_utf8(&o))
+        return CTL_EX_USAGE;
     json_t *req = ctl_request(&o);
     if (!req) {
         ctl_usage(stderr);
@@ -572,11 +668,12 @@ int main(int argc, char **argv)
         return ex;
     bool ok = json_is_true(json_object_get(r, "ok"));
     if (o.json) {
-        char *text = json_dumps(r, JSON_COMPACT);
-        puts(text);
-        free(text);
+        ctl_print_json(stdout, r);
     } else if (!ok) {
-        fprintf(stderr, "sigflowctl: %s\n", json_string_value(json_object_get(r, "error")));
+        json_t *err = json_object_get(r, "error");
+        fputs("sigflowctl: ", stderr);
+        ctl_text_write(stderr, json_string_value(err), json_string_length(err), 0);
+        fputc('\n', stderr);
     } else if (is_stats) {
         ctl_print_stats(r);
     } else if (is_list) {
@@ -590,8 +687,10 @@ int main(int argc, char **argv)
     } else if (is_history) {
         ctl_print_history(r);
     } else {
-        const char *status = json_string_value(json_object_get(r, "status"));
-        printf("ok%s%s\n", status ? ": " : "", status ? status : "");
+        json_t *status = json_object_get(r, "status");
+        struct ctl_str b1;
+        printf("ok%s%s\n", json_is_string(status) ? ": " : "",
+               json_is_string(status) ? ctl_jstr(status, &b1) : "");
     }
     json_decref(r);
     return ok ? 0 : CTL_EX_DATAERR;

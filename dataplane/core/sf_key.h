@@ -11,9 +11,14 @@
  * XXH3 call over ~20 bytes (perf/table measured the alternatives: a length-prefixed copy
  * on the stack, 45 cycles, stalls on store-to-load forwarding; XXH3-128 of the id seeded
  * by XXH3-64 of the type, 25 cycles and 117 instructions). Strings from elsewhere (the
- * JSON form) are copied once. Nothing secret seeds the hash, so a key is stable across
- * runs, versions and machines (snapshots and the WAL store keys; changing this definition
- * is a format change, pinned by tests/core/test_key).
+ * JSON form) are copied once. This public definition is stable across runs, versions and
+ * machines (pinned by tests/core/test_key).
+ * KEYED. A node keys the hash with a secret of its own (wf_key_use_secret, before any key is
+ * made): key = XXH3_128bits_withSecret(type bytes | id bytes, secret), each half xor-ed with
+ * a function of type_len (the boundary). Without the secret nobody can compute, offline,
+ * ids that collide in a victim's partition or table buckets. The secret is part of the
+ * node's data (its keys are in the snapshots and the log): kept across restarts, never
+ * changed. Data written under the public definition keeps it.
  *
  * The two 64-bit halves are used for independent purposes, so that the partition choice and
  * the bucket choice inside a partition's table are not correlated:
@@ -42,6 +47,8 @@
 /* Longest type or id that can be hashed (the length prefix is one byte). */
 #define WF_KEY_PART_LEN_MAX 255u
 
+#define WF_KEY_SECRET_LEN 192u /* bytes of a node's hash secret (XXH3 needs at least 136) */
+
 /** XXH3 128-bit hash of (type, id): the identity of one workflow. */
 struct wf_key {
     uint64_t lo, hi;
@@ -62,6 +69,13 @@ uint64_t wf_key_type_seed(const char *type, size_t type_len);
  * fail.
  */
 struct wf_key wf_key_make(const char *type, size_t type_len, const char *id, size_t id_len);
+
+/**
+ * Key every later wf_key_make with secret[0..WF_KEY_SECRET_LEN) (copied), or go back to the
+ * public definition with NULL. Process-wide: call before any thread makes keys. Returns 0,
+ * or -EINVAL when the secret is too uniform to be one (all bytes equal).
+ */
+int wf_key_use_secret(const uint8_t *secret);
 
 /** True when both keys are the same identity. */
 static inline bool wf_key_equal(struct wf_key a, struct wf_key b)

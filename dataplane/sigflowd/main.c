@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +87,69 @@ static int dp_write_pid(const char *dir)
     return fclose(f) == 0 ? 0 : -errno;
 }
 
+/*
+ * The node's hash secret, DIR/hash.secret (sf_key.h "KEYED"): WF_KEY_SECRET_LEN random
+ * bytes, mode 0600, created with the node's data and kept for its life (its keys are in the
+ * snapshots and logs). A data directory from before keyed hashing (a MANIFEST but no
+ * secret) keeps the public hash: its layout must not change. Returns 0, or -errno with the
+ * reason printed (a secret that is not ours, readable by others or of the wrong size).
+ */
+static int dp_hash_secret(const char *dir)
+{
+    char path[DP_PATH_MAX + 32], manifest[DP_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/hash.secret", dir);
+    snprintf(manifest, sizeof(manifest), "%s/MANIFEST", dir);
+    uint8_t secret[WF_KEY_SECRET_LEN];
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (access(manifest, F_OK) == 0) {
+            fprintf(stderr, "sigflowd: WARNING: %s: none; this node's data uses the public "
+                            "workflow hash (ids that collide can be computed offline). A new "
+                            "node gets a secret.\n", path);
+            return 0;
+        }
+        if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret))
+            return -errno;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, secret, sizeof(secret)) != (ssize_t)sizeof(secret) ||
+            fsync(fd) != 0) {
+            int e = errno;
+            fprintf(stderr, "sigflowd: %s: can't create: %s\n", path, strerror(e));
+            if (fd >= 0)
+                close(fd);
+            return -e;
+        }
+        close(fd);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        return wf_key_use_secret(secret);
+    }
+    if (fd < 0) {
+        int e = errno;
+        fprintf(stderr, "sigflowd: %s: %s\n", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077) != 0 || st.st_size != (off_t)sizeof(secret)) {
+        fprintf(stderr, "sigflowd: %s: must be a regular file of %u bytes, ours, mode 0600; "
+                        "refusing to start\n", path, WF_KEY_SECRET_LEN);
+        rc = -EPERM;
+    } else if (read(fd, secret, sizeof(secret)) != (ssize_t)sizeof(secret)) {
+        rc = -EIO;
+        fprintf(stderr, "sigflowd: %s: short read\n", path);
+    } else if (wf_key_use_secret(secret) != 0) {
+        rc = -EINVAL;
+        fprintf(stderr, "sigflowd: %s: not a secret (all bytes equal)\n", path);
+    }
+    close(fd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int eal_args = rte_eal_init(argc, argv);
@@ -111,6 +175,8 @@ int main(int argc, char **argv)
         return 73;
     }
     chmod(dp_node.cfg.dir, 0700);
+    if (dp_hash_secret(dp_node.cfg.dir) != 0)
+        return 78;
     dp_node.tsc_hz = rte_get_tsc_hz();
     dp_node.base_tsc = rte_rdtsc();
     dp_node.base_realtime_ns = dp_realtime_ns();

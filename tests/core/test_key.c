@@ -133,12 +133,60 @@ static void test_partmap_even(void **state)
     }
 }
 
+/* Keyed: another secret gives other keys (so collisions computed with the public hash or
+ * another node's secret do not carry over), the boundary still counts, in place equals
+ * copied, and NULL goes back to the public definition. */
+static void test_keyed(void **state)
+{
+    (void)state;
+    struct wf_key pub = key_of("device", "sensor-1");
+    uint8_t s1[WF_KEY_SECRET_LEN], s2[WF_KEY_SECRET_LEN];
+    for (unsigned i = 0; i < WF_KEY_SECRET_LEN; i++) {
+        s1[i] = (uint8_t)(i * 7 + 1);
+        s2[i] = (uint8_t)(i * 13 + 5);
+    }
+    uint8_t flat[WF_KEY_SECRET_LEN];
+    memset(flat, 0x42, sizeof(flat));
+    assert_int_equal(wf_key_use_secret(flat), -22);
+    assert_int_equal(wf_key_use_secret(s1), 0);
+    struct wf_key k1 = key_of("device", "sensor-1");
+    assert_false(wf_key_equal(k1, pub));
+    assert_false(wf_key_equal(key_of("ab", "c"), key_of("a", "bc")));
+    char both[64] = "devicesensor-1";
+    assert_true(wf_key_equal(wf_key_make(both, 6, both + 6, 8), k1));
+    /* a public collision set of one partition spreads under a secret */
+    unsigned same_pub = 0, same_keyed = 0;
+    char id[32];
+    uint32_t target = wf_key_partition(k1, 4096);
+    wf_key_use_secret(NULL);
+    uint32_t pub_target = wf_key_partition(pub, 4096);
+    static char found[64][32];
+    unsigned nfound = 0;
+    for (unsigned i = 0; nfound < 64 && i < 2000000; i++) {
+        snprintf(id, sizeof(id), "x%u", i);
+        if (wf_key_partition(key_of("device", id), 4096) == pub_target)
+            snprintf(found[nfound++], sizeof(found[0]), "%s", id);
+    }
+    assert_int_equal(nfound, 64);
+    same_pub = nfound;
+    assert_int_equal(wf_key_use_secret(s1), 0);
+    for (unsigned i = 0; i < nfound; i++)
+        same_keyed += wf_key_partition(key_of("device", found[i]), 4096) == target;
+    assert_true(same_keyed <= 3); /* 64 ids chosen offline: about 64/4096 expected */
+    (void)same_pub;
+    assert_int_equal(wf_key_use_secret(s2), 0);
+    assert_false(wf_key_equal(key_of("device", "sensor-1"), k1));
+    assert_int_equal(wf_key_use_secret(NULL), 0);
+    assert_true(wf_key_equal(key_of("device", "sensor-1"), pub));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_boundary_distinct),  cmocka_unit_test(test_key_stable_values),
         cmocka_unit_test(test_key_matches_definition), cmocka_unit_test(test_key_partition_spread),
         cmocka_unit_test(test_partmap_validation),     cmocka_unit_test(test_partmap_even),
+        cmocka_unit_test(test_keyed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

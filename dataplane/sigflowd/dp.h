@@ -127,6 +127,16 @@ enum dp_drop {
     DP_DROP_COUNT
 };
 
+/* Frames refused by authentication (dp_senders.c), per lcore: index 0 forbidden (the key
+ * may not send to that type or id), 1..4 the tag check (-enum dp_auth_verdict), 5..7 the
+ * owner's replay window (DP_AUTH_DROP_WINDOW - enum dp_auth_window_verdict). */
+#define DP_AUTH_DROP_FORBIDDEN 0u
+#define DP_AUTH_DROP_WINDOW    4u
+#define DP_AUTH_DROPS          8u
+
+struct dp_auth_keys;
+struct dp_auth_window_table;
+
 enum dp_snap_phase { DP_SNAP_IDLE, DP_SNAP_PARTS, DP_SNAP_COMMIT, DP_SNAP_WAIT, DP_SNAP_MANIFEST };
 
 /** An owner's snapshot state (dp_snap.c). */
@@ -200,6 +210,8 @@ struct dp_lcore {
     uint64_t drop[DP_DROP_COUNT];
     uint64_t drop_pkt[PKT_VERDICT_COUNT];
     uint64_t drop_proto[SF_ERR_COUNT];
+    uint64_t drop_auth[DP_AUTH_DROPS];
+    struct dp_auth_window_table *auth_win; /* owner: replay windows (keys configured) */
 } __rte_cache_aligned;
 
 struct dp_port {
@@ -236,6 +248,7 @@ struct dp_node {
     uint64_t base_tsc;
     uint64_t base_realtime_ns;
     uint64_t start_realtime_ns;
+    struct dp_auth_keys *auth_keys; /* NULL: senders not authenticated (atomic pointer) */
     volatile bool force_quit;
     volatile int fatal;               /* -errno that stopped the node (a failed log), 0 if none */
     volatile uint64_t power_cut_seed; /* tests: a power cut was started (seed, never 0) */
@@ -361,7 +374,7 @@ struct dp_req {
     char tune_key[48];
     uint64_t tune_value;
     int result;      /* 0 or -errno */
-    atomic_int done; /* set last by the owner, with release ordering */
+    atomic_int state; /* enum dp_ctl_req_state: who holds it; the owner's finish is last */
 };
 
 /* ---- functions across files ------------------------------------------------------- */
@@ -569,6 +582,30 @@ unsigned dp_wal_poll(struct dp_lcore *lc);
 unsigned dp_ack_drain(struct dp_lcore *lc);
 /** Apply a tunable on this owner ("wal.batch_bytes_max", ...). 0 or -EINVAL. */
 int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value);
+
+/* ---- authenticated senders (dp_senders.c) ---- */
+
+/** Load the key set ([auth] keys, else DIR/keys if present), open the counter lease and
+ *  start its thread; nothing when there are no keys. 0 or -errno (reason printed). */
+int dp_senders_start(struct dp_node *node);
+void dp_senders_stop(struct dp_node *node);
+/** Reload the key file now (control thread; waits for the result): 0, -ENOTSUP (no keys
+ *  configured at start), -ETIMEDOUT or the load's -errno (dp_senders_last_error says why;
+ *  the running keys stay). */
+int dp_senders_reload(void);
+/** Ask for a reload from a signal handler (async-signal-safe). */
+void dp_senders_reload_async(void);
+const char *dp_senders_last_error(void);
+/** Rx: may this frame's events go on? Checks its tag and every event's authorization and
+ *  stores (key id, counter) in m's private area. False: dropped (counted), no reply. */
+bool dp_senders_check_frame(struct dp_lcore *lc, const struct dp_auth_keys *keys,
+                            struct rte_mbuf *m, const uint8_t *frame, uint16_t len,
+                            const struct sf_frame_hdr *hdr, const struct sf_event_span *spans,
+                            int n, const uint8_t *base, uint16_t off);
+/** Owner: the replay window for an authenticated event. False: refused (counted). */
+bool dp_senders_check_event(struct dp_lcore *lc, const struct dp_event *ev);
+/** Name of drop_auth[i] ("auth_bad_tag", ...). */
+const char *dp_senders_drop_name(unsigned i);
 
 /* ---- snapshots (dp_snap.c) ---- */
 

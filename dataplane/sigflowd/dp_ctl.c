@@ -1,23 +1,21 @@
 /*
- * dp_ctl.c — the control socket: a unix stream socket (0600, in the 0700 runtime dir)
- * served by one thread, off the data path. Protocol: one JSON object per line in, one
- * JSON object per line out: {"cmd":"stats"} → {"ok":true,...}; errors are
- * {"ok":false,"error":"..."}. Commands: stats, describe {type,id}, list {type?,limit?,after?}.
+ * dp_ctl.c — the control socket's commands: a unix stream socket (0600, in the 0700 runtime
+ * dir), off the data path. Protocol: one JSON object per line in, one JSON object per line
+ * out: {"cmd":"stats"} → {"ok":true,...}; errors are {"ok":false,"error":"..."}. The
+ * connections, their threads and limits are dp_ctl_server.{c,h}; the request language and
+ * its validation dp_ctl_parse.{c,h}; this file runs a validated command against the node,
+ * one request at a time (the server's handler lock: the static buffers below rely on it).
  *
  * Reading counters: each lcore writes only its own; this thread sums them (relaxed).
  * Reading workflows: the owner lcore answers through its mailbox ring; this thread waits
- * for the answer with a timeout and never touches a table itself.
+ * for the answer with a timeout (DP_CTL_REQ_TIMEOUT_MS) and never touches a table itself.
+ * A request that timed out is abandoned to its owner, which frees it (dp_ctl_req.h).
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,16 +23,21 @@
 #include <rte_ethdev.h>
 
 #include "dp.h"
+#include "dp_ctl_parse.h"
+#include "dp_ctl_req.h"
+#include "dp_ctl_server.h"
 #include "sf_io.h"
 
-#define DP_CTL_LINE_MAX       (2u << 20) /* a deploy carries a whole .flow file */
 #define DP_CTL_REQ_TIMEOUT_MS 2000
 #define DP_CTL_XSTATS_MAX     512
 
-static pthread_t dp_ctl_thread;
-static int dp_ctl_fd = -1;
-static volatile bool dp_ctl_quit;
-static char dp_ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+_Static_assert(DP_CTL_TYPE_LEN_MAX == SF_TYPE_LEN_MAX, "the parser's type limit");
+_Static_assert(DP_CTL_ID_LEN_MAX == SF_ID_LEN_MAX, "the parser's id limit");
+_Static_assert(DP_CTL_STATE_LEN_MAX == FLOW_NAME_LEN_MAX, "the parser's state limit");
+_Static_assert(DP_CTL_LIST_LIMIT_MAX == DP_LIST_LIMIT_MAX, "the parser's list limit");
+_Static_assert(DP_CTL_TUNE_KEY_LEN_MAX < sizeof(((struct dp_req *)0)->tune_key), "tune key");
+
+static struct dp_ctl_server *dp_ctl_server;
 
 static int dp_ctl_ask(unsigned owner, struct dp_req *req);
 
@@ -98,7 +101,8 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
         struct dp_req *req = calloc(1, sizeof(*req));
         if (req) {
             req->kind = DP_REQ_WAL_STATS;
-            if (dp_ctl_ask(lc->owner_index, req) == 0 && req->result == 0) {
+            int rc = dp_ctl_ask(lc->owner_index, req);
+            if (rc == 0 && req->result == 0) {
                 const struct wal_stats *w = &req->wal_stats;
                 json_object_set_new(
                     c, "wal",
@@ -132,9 +136,9 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                               (double)sn->stall_phase_ns[DP_SNAP_WAIT] / 1e3, "manifest",
                               (double)sn->stall_phase_ns[DP_SNAP_MANIFEST] / 1e3));
                 free(req);
-            } else if (req->result == -ENOTSUP) {
-                free(req);
-            } /* else: timed out, the owner may still write it: leave it */
+            } else if (rc != -ETIMEDOUT) {
+                free(req); /* no log, or the mailbox was full; on a timeout the owner frees it */
+            }
         }
     }
     return c;
@@ -211,19 +215,35 @@ static json_t *dp_ctl_stats(void)
                      "cores", cores, "ports", ports, "recovery", rec);
 }
 
-/* Post a request to an owner's mailbox and wait for the answer. 0 or -ETIMEDOUT/-EAGAIN. */
+/*
+ * Post a request (a malloc'd struct dp_req, never part of a larger block; task_out and
+ * entries NULL or their own malloc) to an owner's mailbox and wait for the answer, up to
+ * DP_CTL_REQ_TIMEOUT_MS. 0: answered, the caller holds req again. -EAGAIN: the mailbox was
+ * full, the owner never saw it, the caller holds req. -ETIMEDOUT: req is abandoned to the
+ * owner, which frees it and its buffers (dp_ctl_req_free) when it gets to it: the caller must
+ * not touch req, task_out or entries again.
+ */
 static int dp_ctl_ask(unsigned owner, struct dp_req *req)
 {
-    atomic_store(&req->done, 0);
-    if (rte_ring_mp_enqueue(dp_node.owner_by_index[owner]->mailbox, req) != 0)
+    dp_ctl_req_post(&req->state);
+    if (rte_ring_mp_enqueue(dp_node.owner_by_index[owner]->mailbox, req) != 0) {
+        dp_ctl_req_withdraw(&req->state);
         return -EAGAIN;
+    }
     struct timespec pause = { 0, 50000 };
     for (int waited_us = 0; waited_us < DP_CTL_REQ_TIMEOUT_MS * 1000; waited_us += 50) {
-        if (atomic_load_explicit(&req->done, memory_order_acquire))
+        if (dp_ctl_req_answered(&req->state))
             return 0;
         nanosleep(&pause, NULL);
     }
-    return -ETIMEDOUT;
+    return dp_ctl_req_abandon(&req->state) ? -ETIMEDOUT : 0;
+}
+
+void dp_ctl_req_free(struct dp_req *req)
+{
+    free(req->task_out);
+    free(req->entries);
+    free(req);
 }
 
 static json_t *dp_ctl_entry_json(const struct dp_list_entry *e)
@@ -281,16 +301,6 @@ static json_t *dp_ctl_describe_json(const struct rt_describe *d)
                      "activities", acts);
 }
 
-static bool dp_ctl_name(json_t *req, const char *key, size_t max, const char **out, size_t *len)
-{
-    json_t *v = json_object_get(req, key);
-    if (!json_is_string(v))
-        return false;
-    *out = json_string_value(v);
-    *len = json_string_length(v);
-    return *len > 0 && *len <= max;
-}
-
 /* A request about workflow (type, id) for its owner: kind, key and partition filled; *owner
  * gets the owner index. NULL when out of memory. */
 static struct dp_req *dp_ctl_workflow_req(enum dp_req_kind kind, const char *type, size_t type_len,
@@ -306,20 +316,17 @@ static struct dp_req *dp_ctl_workflow_req(enum dp_req_kind kind, const char *typ
     return req;
 }
 
-static json_t *dp_ctl_describe(json_t *jreq)
+static json_t *dp_ctl_describe(const struct dp_ctl_cmd *cmd)
 {
-    const char *type, *id;
-    size_t type_len, id_len;
-    if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
-        !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len))
-        return dp_ctl_error("describe needs \"type\" (1..32 bytes) and \"id\" (1..64 bytes)");
+    const char *type = cmd->type, *id = cmd->id;
     unsigned owner;
-    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_DESCRIBE, type, type_len, id, id_len, &owner);
+    struct dp_req *req =
+        dp_ctl_workflow_req(DP_REQ_DESCRIBE, type, cmd->type_len, id, cmd->id_len, &owner);
     if (!req)
         return dp_ctl_error("out of memory");
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
-        return dp_ctl_error("owner core did not answer in time"); /* req stays with the owner */
+        return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
     json_t *out;
     if (rc != 0)
         out = dp_ctl_error("owner mailbox full, retry");
@@ -338,8 +345,7 @@ static json_t *dp_ctl_describe(json_t *jreq)
 
 /* ---- history: follow the workflow's back-links through the logs ----------------------- */
 
-#define DP_HISTORY_LIMIT_MAX 100000
-#define DP_HISTORY_WAIT_MS   2000 /* the newest records may still be on their way to disk */
+#define DP_HISTORY_WAIT_MS 2000 /* the newest records may still be on their way to disk */
 
 static const struct flow_def *dp_ctl_def(unsigned def_id)
 {
@@ -467,26 +473,19 @@ bad:
     return -EBADMSG;
 }
 
-static json_t *dp_ctl_history(json_t *jreq)
+static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
 {
-    const char *type, *id;
-    size_t type_len, id_len;
-    if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
-        !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len))
-        return dp_ctl_error("history needs \"type\" (1..32 bytes) and \"id\" (1..64 bytes)");
-    json_t *jl = json_object_get(jreq, "limit");
-    json_int_t limit = jl ? json_integer_value(jl) : 20;
-    if (jl && (!json_is_integer(jl) || limit < 0 || limit > DP_HISTORY_LIMIT_MAX))
-        return dp_ctl_error("limit: 0..100000 (0: everything retained)");
-    if (limit == 0)
-        limit = DP_HISTORY_LIMIT_MAX;
+    const char *type = cmd->type, *id = cmd->id;
+    size_t type_len = cmd->type_len;
+    json_int_t limit = cmd->limit;
     unsigned owner;
-    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_HISTORY, type, type_len, id, id_len, &owner);
+    struct dp_req *req =
+        dp_ctl_workflow_req(DP_REQ_HISTORY, type, type_len, id, cmd->id_len, &owner);
     if (!req)
         return dp_ctl_error("out of memory");
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
-        return dp_ctl_error("owner core did not answer in time"); /* req stays with the owner */
+        return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
     if (rc != 0 || req->result != 0 || !req->found) {
         json_t *out = rc != 0            ? dp_ctl_error("owner mailbox full, retry")
                       : req->result != 0 ? dp_ctl_error("history needs the log ([wal])")
@@ -533,8 +532,13 @@ static json_t *dp_ctl_history(json_t *jreq)
             nanosleep(&ms, NULL);
             waited_ms++;
             req->kind = DP_REQ_HISTORY;
-            if (dp_ctl_ask(owner, req) != 0)
+            rc = dp_ctl_ask(owner, req);
+            if (rc == -ETIMEDOUT)
+                req = NULL; /* abandoned: the owner frees it */
+            if (rc != 0) {
+                end = "unreadable";
                 break;
+            }
             continue;
         }
         if (!match) {
@@ -563,19 +567,6 @@ static json_t *dp_ctl_history(json_t *jreq)
     return out;
 }
 
-/* Cursor "P:C": partition P, position C inside it; empty = from the start. */
-static bool dp_ctl_parse_cursor(const char *s, uint32_t *p, uint64_t *c)
-{
-    unsigned long long pp, cc;
-    int used = 0;
-    if (sscanf(s, "%llu:%llu%n", &pp, &cc, &used) != 2 || s[used] != '\0' ||
-        pp >= dp_node.partmap->count)
-        return false;
-    *p = (uint32_t)pp;
-    *c = cc;
-    return true;
-}
-
 static int dp_ctl_entry_cmp(const void *a, const void *b)
 {
     const struct dp_list_entry *x = a, *y = b;
@@ -584,57 +575,69 @@ static int dp_ctl_entry_cmp(const void *a, const void *b)
     return x->cursor_after < y->cursor_after ? -1 : x->cursor_after > y->cursor_after;
 }
 
-static json_t *dp_ctl_list(json_t *jreq)
+/* Free the list requests reqs[0..n) still held (NULL: abandoned or never allocated). */
+static void dp_ctl_reqs_free(struct dp_req **reqs, unsigned n)
 {
-    json_int_t limit = 100;
-    json_t *jl = json_object_get(jreq, "limit");
-    if (jl &&
-        (!json_is_integer(jl) || (limit = json_integer_value(jl)) < 1 || limit > DP_LIST_LIMIT_MAX))
-        return dp_ctl_error("limit must be an integer in 1..1000");
-    uint32_t start_p = 0;
-    uint64_t start_c = 0;
-    json_t *ja = json_object_get(jreq, "after");
-    if (ja &&
-        (!json_is_string(ja) || !dp_ctl_parse_cursor(json_string_value(ja), &start_p, &start_c)))
-        return dp_ctl_error("after must be a cursor \"P:C\" from a previous page");
-    json_t *jt = json_object_get(jreq, "type");
-    if (jt && (!json_is_string(jt) || json_string_length(jt) > SF_TYPE_LEN_MAX))
-        return dp_ctl_error("type must be a string of at most 32 bytes");
-    json_t *js = json_object_get(jreq, "state");
-    if (js && (!json_is_string(js) || json_string_length(js) > FLOW_NAME_LEN_MAX))
-        return dp_ctl_error("state must be a string of at most 31 bytes");
+    for (unsigned o = 0; o < n; o++)
+        if (reqs[o])
+            dp_ctl_req_free(reqs[o]);
+    free(reqs);
+}
 
-    unsigned owners = dp_node.owner_count;
-    struct dp_list_entry *all = calloc((size_t)limit * owners, sizeof(*all));
-    struct dp_req *reqs = calloc(owners, sizeof(*reqs)); /* large: heap, off the data path */
-    if (!all || !reqs) {
-        free(all);
-        free(reqs);
+/* Ask every owner for up to limit entries from the cursor on; reqs[o] each its own request
+ * and entries buffer (an owner that times out keeps and frees its pair). 0 or a reply. */
+static json_t *dp_ctl_list_ask(const struct dp_ctl_cmd *cmd, struct dp_req **reqs)
+{
+    for (unsigned o = 0; o < dp_node.owner_count; o++) {
+        struct dp_req *r = calloc(1, sizeof(*r)); /* large: heap, off the data path */
+        if (!r)
+            return dp_ctl_error("out of memory");
+        reqs[o] = r;
+        r->entries = calloc(cmd->limit, sizeof(*r->entries));
+        if (!r->entries)
+            return dp_ctl_error("out of memory");
+        r->kind = DP_REQ_LIST;
+        r->start_partition = cmd->after_partition;
+        r->start_cursor = cmd->after_cursor;
+        r->limit = cmd->limit;
+        if (cmd->has_type)
+            snprintf(r->type_filter, sizeof(r->type_filter), "%s", cmd->type);
+        if (cmd->has_state)
+            snprintf(r->state_filter, sizeof(r->state_filter), "%s", cmd->state);
+        int rc = dp_ctl_ask(o, r);
+        if (rc == -ETIMEDOUT)
+            reqs[o] = NULL; /* abandoned: the owner frees r and its entries */
+        if (rc != 0)
+            return dp_ctl_error(rc == -EAGAIN ? "owner mailbox full, retry"
+                                              : "owner core did not answer in time");
+    }
+    return NULL;
+}
+
+static json_t *dp_ctl_list(const struct dp_ctl_cmd *cmd)
+{
+    unsigned owners = dp_node.owner_count, limit = cmd->limit;
+    struct dp_req **reqs = calloc(owners, sizeof(*reqs));
+    if (!reqs)
         return dp_ctl_error("out of memory");
+    json_t *err = dp_ctl_list_ask(cmd, reqs);
+    struct dp_list_entry *all = err ? NULL : calloc((size_t)limit * owners, sizeof(*all));
+    if (err || !all) {
+        dp_ctl_reqs_free(reqs, owners);
+        return err ? err : dp_ctl_error("out of memory");
     }
     unsigned total = 0;
-    for (unsigned o = 0; o < owners; o++) {
-        struct dp_req *r = &reqs[o];
-        r->kind = DP_REQ_LIST;
-        r->start_partition = start_p;
-        r->start_cursor = start_c;
-        r->limit = (unsigned)limit;
-        r->entries = all + (size_t)o * (size_t)limit;
-        if (jt)
-            snprintf(r->type_filter, sizeof(r->type_filter), "%s", json_string_value(jt));
-        if (js)
-            snprintf(r->state_filter, sizeof(r->state_filter), "%s", json_string_value(js));
-        if (dp_ctl_ask(o, r) != 0)
-            return dp_ctl_error("owner core did not answer in time"); /* leaks on purpose */
-        memmove(all + total, r->entries, r->entry_count * sizeof(*all));
-        total += r->entry_count;
-    }
     bool more = false;
-    for (unsigned o = 0; o < owners; o++)
-        more = more || reqs[o].more;
+    for (unsigned o = 0; o < owners; o++) {
+        unsigned n = reqs[o]->entry_count <= limit ? reqs[o]->entry_count : limit;
+        memcpy(all + total, reqs[o]->entries, n * sizeof(*all));
+        total += n;
+        more = more || reqs[o]->more;
+    }
+    dp_ctl_reqs_free(reqs, owners);
     qsort(all, total, sizeof(*all), dp_ctl_entry_cmp);
-    if (total > (unsigned)limit) {
-        total = (unsigned)limit;
+    if (total > limit) {
+        total = limit;
         more = true;
     }
     json_t *arr = json_array();
@@ -655,88 +658,69 @@ static json_t *dp_ctl_list(json_t *jreq)
         }
     }
     free(all);
-    free(reqs);
     return out;
 }
 
 /* Tunables: the idle back-off (read by every lcore, a plain store suffices) and the log's
  * group commit (applied by each owner on its own thread, through its mailbox). */
-static json_t *dp_ctl_tune(json_t *jreq)
+static json_t *dp_ctl_tune(const struct dp_ctl_cmd *cmd)
 {
-    const char *key = json_string_value(json_object_get(jreq, "key"));
-    json_t *jv = json_object_get(jreq, "value");
-    if (!key || !json_is_integer(jv) || json_integer_value(jv) < 0)
-        return dp_ctl_error("tune needs \"key\" and a non-negative integer \"value\"");
-    uint64_t v = (uint64_t)json_integer_value(jv);
-    if (strcmp(key, "idle_sleep_max_us") == 0 || strcmp(key, "idle_pause_polls") == 0) {
-        if (v > 1000000)
-            return dp_ctl_error("value out of range (0..1000000)");
-        if (key[5] == 's')
-            dp_node.cfg.idle_sleep_max_us = (unsigned)v;
-        else
-            dp_node.cfg.idle_pause_polls = (unsigned)v;
-        return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
-    }
+    const char *key = cmd->tune_key;
+    uint64_t v = cmd->tune_value; /* in the key's range (dp_ctl_parse), but for wal.* */
+    struct dp_config *c = &dp_node.cfg;
+    switch (cmd->tune_target) {
+    case DP_CTL_TUNE_IDLE_SLEEP_MAX_US:
+        c->idle_sleep_max_us = (unsigned)v;
+        break;
+    case DP_CTL_TUNE_IDLE_PAUSE_POLLS:
+        c->idle_pause_polls = (unsigned)v;
+        break;
     /* snapshot and retention policy: plain words the owners read at their next check */
-    static const struct {
-        const char *key;
-        uint64_t max;
-    } policy[] = { { "snapshot.interval_s", 7u * 86400u },
-                   { "snapshot.log_bytes", 1ull << 40 },
-                   { "history.retention_s", 3650u * 86400u },
-                   { "history.retention_bytes", 1ull << 50 } };
-    for (unsigned i = 0; i < sizeof(policy) / sizeof(policy[0]); i++) {
-        if (strcmp(key, policy[i].key) != 0)
-            continue;
-        if (v > policy[i].max)
-            return dp_ctl_error("value out of range for this key");
-        struct dp_config *c = &dp_node.cfg;
-        if (i == 0)
-            __atomic_store_n(&c->snapshot_interval_s, (unsigned)v, __ATOMIC_RELAXED);
-        else if (i == 1)
-            __atomic_store_n(&c->snapshot_log_bytes, v, __ATOMIC_RELAXED);
-        else if (i == 2)
-            __atomic_store_n(&c->history_retention_s, (unsigned)v, __ATOMIC_RELAXED);
-        else
-            __atomic_store_n(&c->history_retention_bytes, v, __ATOMIC_RELAXED);
-        return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
-    }
-    if (strncmp(key, "wal.", 4) != 0 || strlen(key) >= sizeof(((struct dp_req *)0)->tune_key))
-        return dp_ctl_error("unknown key (idle_sleep_max_us, idle_pause_polls, "
-                            "wal.batch_bytes_max, wal.batch_deadline_us, wal.inflight_max, "
-                            "snapshot.interval_s, snapshot.log_bytes, history.retention_s, "
-                            "history.retention_bytes)");
-    for (unsigned o = 0; o < dp_node.owner_count; o++) {
-        struct dp_req *req = calloc(1, sizeof(*req));
-        if (!req)
-            return dp_ctl_error("out of memory");
-        req->kind = DP_REQ_TUNE;
-        strcpy(req->tune_key, key);
-        req->tune_value = v;
-        if (dp_ctl_ask(o, req) != 0)
-            return dp_ctl_error("owner core did not answer in time");
-        int rc = req->result;
-        free(req);
-        if (rc == -ENOENT)
-            return dp_ctl_error("unknown key (wal.batch_bytes_max, wal.batch_deadline_us, "
-                                "wal.inflight_max)");
-        if (rc == -ENOTSUP)
-            return dp_ctl_error("the node runs without a log ([wal] enabled = false)");
-        if (rc != 0)
-            return dp_ctl_error("value out of range for this key");
+    case DP_CTL_TUNE_SNAPSHOT_INTERVAL_S:
+        __atomic_store_n(&c->snapshot_interval_s, (unsigned)v, __ATOMIC_RELAXED);
+        break;
+    case DP_CTL_TUNE_SNAPSHOT_LOG_BYTES:
+        __atomic_store_n(&c->snapshot_log_bytes, v, __ATOMIC_RELAXED);
+        break;
+    case DP_CTL_TUNE_HISTORY_RETENTION_S:
+        __atomic_store_n(&c->history_retention_s, (unsigned)v, __ATOMIC_RELAXED);
+        break;
+    case DP_CTL_TUNE_HISTORY_RETENTION_BYTES:
+        __atomic_store_n(&c->history_retention_bytes, v, __ATOMIC_RELAXED);
+        break;
+    case DP_CTL_TUNE_WAL:
+        for (unsigned o = 0; o < dp_node.owner_count; o++) {
+            struct dp_req *req = calloc(1, sizeof(*req));
+            if (!req)
+                return dp_ctl_error("out of memory");
+            req->kind = DP_REQ_TUNE;
+            snprintf(req->tune_key, sizeof(req->tune_key), "%s", key);
+            req->tune_value = v;
+            int rc = dp_ctl_ask(o, req);
+            if (rc == -ETIMEDOUT)
+                return dp_ctl_error("owner core did not answer in time"); /* the owner frees */
+            rc = rc != 0 ? rc : req->result;
+            free(req);
+            if (rc == -EAGAIN)
+                return dp_ctl_error("owner mailbox full, retry");
+            if (rc == -ENOENT)
+                return dp_ctl_error("unknown key (wal.batch_bytes_max, wal.batch_deadline_us, "
+                                    "wal.inflight_max)");
+            if (rc == -ENOTSUP)
+                return dp_ctl_error("the node runs without a log ([wal] enabled = false)");
+            if (rc != 0)
+                return dp_ctl_error("value out of range for this key");
+        }
+        break;
     }
     return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
 }
 
 /* Tests only: needs [wal] fault_injection = true in the configuration. */
-static json_t *dp_ctl_fault(json_t *jreq)
+static json_t *dp_ctl_fault(const struct dp_ctl_cmd *cmd)
 {
-    const char *kind = json_string_value(json_object_get(jreq, "kind"));
-    json_int_t skip = json_integer_value(json_object_get(jreq, "skip"));
-    json_int_t seed = json_integer_value(json_object_get(jreq, "seed"));
-    if (!kind || skip < 0 || skip > UINT32_MAX)
-        return dp_ctl_error("fault needs \"kind\" and optional \"skip\", \"seed\"");
-    int rc = dp_wal_fault(&dp_node, kind, (uint32_t)skip, (uint64_t)seed);
+    const char *kind = cmd->fault_kind;
+    int rc = dp_wal_fault(&dp_node, kind, cmd->fault_skip, cmd->fault_seed);
     if (rc == -EPERM)
         return dp_ctl_error("fault injection is off ([wal] fault_injection = false)");
     if (rc == -ENOENT)
@@ -759,15 +743,11 @@ static json_t *dp_ctl_fault(json_t *jreq)
     return json_pack("{s:b, s:s}", "ok", 1, "kind", kind);
 }
 
-static json_t *dp_ctl_deploy(json_t *jreq)
+static json_t *dp_ctl_deploy(const struct dp_ctl_cmd *cmd)
 {
-    const char *file = json_string_value(json_object_get(jreq, "file"));
-    json_t *src = json_object_get(jreq, "source");
-    if (!file || !json_is_string(src))
-        return dp_ctl_error("deploy needs \"file\" and \"source\"");
-    static char msg[16384];
-    int rc =
-        dp_runtime_deploy(file, json_string_value(src), json_string_length(src), msg, sizeof(msg));
+    static char msg[16384]; /* one request at a time (the server's handler lock) */
+    msg[0] = '\0';
+    int rc = dp_runtime_deploy(cmd->file, cmd->source, cmd->source_len, msg, sizeof(msg));
     if (rc == 0) {
         /* wait (bounded) until every owner uses it, so the caller's next signals see it */
         uint64_t g = __atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE);
@@ -785,33 +765,43 @@ static json_t *dp_ctl_deploy(json_t *jreq)
     return json_pack("{s:b, s:s, s:b}", "ok", 0, "error", msg, "exists", rc == -EEXIST);
 }
 
-/* Ask every owner for its counts; the caller frees the array. NULL on timeout. */
-static struct dp_req *dp_ctl_counts(void)
+/* Ask every owner for its counts into reqs[o] (each its own request). NULL or the error
+ * reply; an owner that timed out keeps (and frees) its request. */
+static json_t *dp_ctl_counts(struct dp_req **reqs)
 {
-    struct dp_req *reqs = calloc(dp_node.owner_count, sizeof(*reqs));
-    if (!reqs)
-        return NULL;
     for (unsigned o = 0; o < dp_node.owner_count; o++) {
-        reqs[o].kind = DP_REQ_COUNTS;
-        if (dp_ctl_ask(o, &reqs[o]) != 0)
-            return NULL; /* the owner may still write it: leave it */
+        reqs[o] = calloc(1, sizeof(*reqs[o]));
+        if (!reqs[o])
+            return dp_ctl_error("out of memory");
+        reqs[o]->kind = DP_REQ_COUNTS;
+        int rc = dp_ctl_ask(o, reqs[o]);
+        if (rc == -ETIMEDOUT)
+            reqs[o] = NULL; /* abandoned: the owner frees it */
+        if (rc != 0)
+            return dp_ctl_error(rc == -EAGAIN ? "owner mailbox full, retry"
+                                              : "owner core did not answer in time");
     }
-    return reqs;
+    return NULL;
 }
 
 static json_t *dp_ctl_definitions(void)
 {
-    struct dp_req *reqs = dp_ctl_counts();
+    struct dp_req **reqs = calloc(dp_node.owner_count, sizeof(*reqs));
     if (!reqs)
-        return dp_ctl_error("owner core did not answer in time");
+        return dp_ctl_error("out of memory");
+    json_t *err = dp_ctl_counts(reqs);
+    if (err) {
+        dp_ctl_reqs_free(reqs, dp_node.owner_count);
+        return err;
+    }
     json_t *arr = json_array();
-    for (unsigned i = 0; i < reqs[0].def_count; i++) {
-        const struct dp_def_counts *d0 = &reqs[0].defs[i];
+    for (unsigned i = 0; i < reqs[0]->def_count; i++) {
+        const struct dp_def_counts *d0 = &reqs[0]->defs[i];
         uint64_t running = 0, completed = 0;
         json_t *states = json_object();
         for (unsigned o = 0; o < dp_node.owner_count; o++) {
-            for (unsigned j = 0; j < reqs[o].def_count; j++) {
-                const struct dp_def_counts *d = &reqs[o].defs[j];
+            for (unsigned j = 0; j < reqs[o]->def_count; j++) {
+                const struct dp_def_counts *d = &reqs[o]->defs[j];
                 if (d->def_id != d0->def_id)
                     continue;
                 running += d->running;
@@ -831,32 +821,37 @@ static json_t *dp_ctl_definitions(void)
                            "running", (json_int_t)running, "completed", (json_int_t)completed,
                            "record_bytes", (int)flow_def_record_size(d0->def), "states", states));
     }
-    free(reqs);
+    dp_ctl_reqs_free(reqs, dp_node.owner_count);
     return json_pack("{s:b, s:o, s:I}", "ok", 1, "definitions", arr, "generation",
                      (json_int_t)__atomic_load_n(&dp_node.registry_gen, __ATOMIC_ACQUIRE));
 }
 
-static json_t *dp_ctl_activities(json_t *jreq)
+static json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
 {
-    json_int_t limit = json_integer_value(json_object_get(jreq, "limit"));
-    if (limit <= 0 || limit > DP_LIST_LIMIT_MAX)
-        limit = 100;
-    json_t *arr = json_array();
-    struct dp_task *tasks = calloc((size_t)limit, sizeof(*tasks));
+    unsigned limit = cmd->limit;
+    struct dp_task *tasks = calloc(limit, sizeof(*tasks));
     struct dp_req *req = calloc(1, sizeof(*req));
     if (!tasks || !req) {
         free(tasks);
         free(req);
         return dp_ctl_error("out of memory");
     }
-    for (unsigned o = 0; o < dp_node.owner_count && json_array_size(arr) < (size_t)limit; o++) {
+    req->task_out = tasks; /* freed with req: by us, or by an owner it was abandoned to */
+    json_t *arr = json_array();
+    for (unsigned o = 0; o < dp_node.owner_count && json_array_size(arr) < limit; o++) {
         memset(req, 0, sizeof(*req));
         req->kind = DP_REQ_TASKS;
-        req->limit = (unsigned)limit - (unsigned)json_array_size(arr);
+        req->limit = limit - (unsigned)json_array_size(arr);
         req->task_out = tasks;
-        if (dp_ctl_ask(o, req) != 0)
-            return dp_ctl_error("owner core did not answer in time");
-        for (unsigned i = 0; i < req->task_count; i++) {
+        int rc = dp_ctl_ask(o, req);
+        if (rc != 0) {
+            if (rc != -ETIMEDOUT)
+                dp_ctl_req_free(req); /* else abandoned: the owner frees req and tasks */
+            json_decref(arr);
+            return dp_ctl_error(rc == -EAGAIN ? "owner mailbox full, retry"
+                                              : "owner core did not answer in time");
+        }
+        for (unsigned i = 0; i < req->task_count && i < req->limit; i++) {
             const struct dp_task *t = &tasks[i];
             struct sf_value vals[VM_ARGS_MAX];
             int n = sf_fields_decode(t->args, t->args_len, vals, VM_ARGS_MAX);
@@ -875,28 +870,23 @@ static json_t *dp_ctl_activities(json_t *jreq)
     return json_pack("{s:b, s:o}", "ok", 1, "tasks", arr);
 }
 
-static json_t *dp_ctl_activity_result(json_t *jreq)
+static json_t *dp_ctl_activity_result(const struct dp_ctl_cmd *cmd)
 {
-    const char *type, *id;
-    size_t type_len, id_len;
-    json_t *jseq = json_object_get(jreq, "seq");
-    const char *outcome = json_string_value(json_object_get(jreq, "outcome"));
-    if (!dp_ctl_name(jreq, "type", SF_TYPE_LEN_MAX, &type, &type_len) ||
-        !dp_ctl_name(jreq, "id", SF_ID_LEN_MAX, &id, &id_len) || !json_is_integer(jseq) ||
-        json_integer_value(jseq) <= 0 || !outcome ||
-        (strcmp(outcome, "done") != 0 && strcmp(outcome, "failed") != 0))
-        return dp_ctl_error("activity needs type, id, seq > 0 and outcome done|failed");
     unsigned owner;
-    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_ACTIVITY, type, type_len, id, id_len, &owner);
+    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_ACTIVITY, cmd->type, cmd->type_len, cmd->id,
+                                             cmd->id_len, &owner);
     if (!req)
         return dp_ctl_error("out of memory");
-    req->seq = (uint32_t)json_integer_value(jseq);
-    req->failed = outcome[0] == 'f';
-    req->activity_result = json_integer_value(json_object_get(jreq, "result"));
-    if (dp_ctl_ask(owner, req) != 0)
-        return dp_ctl_error("owner core did not answer in time");
+    req->seq = cmd->seq;
+    req->failed = cmd->failed;
+    req->activity_result = cmd->result;
+    int rc = dp_ctl_ask(owner, req);
+    if (rc == -ETIMEDOUT)
+        return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
     json_t *out;
-    if (req->result == -ENOENT)
+    if (rc != 0)
+        out = dp_ctl_error("owner mailbox full, retry");
+    else if (req->result == -ENOENT)
         out = dp_ctl_error("workflow not found");
     else if (req->result == -ESRCH)
         out = dp_ctl_error("no activity run with that seq is pending for this workflow");
@@ -908,143 +898,68 @@ static json_t *dp_ctl_activity_result(json_t *jreq)
     return out;
 }
 
-static json_t *dp_ctl_dispatch(const char *line)
-{
-    json_error_t jerr;
-    json_t *req = json_loads(line, 0, &jerr);
-    if (!req || !json_is_object(req)) {
-        json_decref(req);
-        return dp_ctl_error("request is not a JSON object");
-    }
-    const char *cmd = json_string_value(json_object_get(req, "cmd"));
-    json_t *out;
-    if (!cmd)
-        out = dp_ctl_error("missing \"cmd\"");
-    else if (strcmp(cmd, "stats") == 0)
-        out = dp_ctl_stats();
-    else if (strcmp(cmd, "describe") == 0)
-        out = dp_ctl_describe(req);
-    else if (strcmp(cmd, "history") == 0)
-        out = dp_ctl_history(req);
-    else if (strcmp(cmd, "list") == 0)
-        out = dp_ctl_list(req);
-    else if (strcmp(cmd, "deploy") == 0)
-        out = dp_ctl_deploy(req);
-    else if (strcmp(cmd, "definitions") == 0)
-        out = dp_ctl_definitions();
-    else if (strcmp(cmd, "activities") == 0)
-        out = dp_ctl_activities(req);
-    else if (strcmp(cmd, "activity") == 0)
-        out = dp_ctl_activity_result(req);
-    else if (strcmp(cmd, "fault") == 0)
-        out = dp_ctl_fault(req);
-    else if (strcmp(cmd, "tune") == 0)
-        out = dp_ctl_tune(req);
-    else if (strcmp(cmd, "ping") == 0)
-        out = json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
-    else
-        out = dp_ctl_error("unknown command");
-    json_decref(req);
-    return out;
-}
-
-static void dp_ctl_reply(int fd, json_t *out)
-{
-    char *text = json_dumps(out, JSON_COMPACT);
-    json_decref(out);
-    if (!text)
-        return;
-    size_t len = strlen(text), off = 0;
-    text[len] = '\0';
-    while (off < len) {
-        ssize_t w = send(fd, text + off, len - off, MSG_NOSIGNAL);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    send(fd, "\n", 1, MSG_NOSIGNAL);
-    free(text);
-}
-
-static void dp_ctl_serve(int fd)
-{
-    static char buf[DP_CTL_LINE_MAX + 1];
-    size_t have = 0;
-    while (!dp_ctl_quit) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        if (poll(&pfd, 1, 200) <= 0)
-            continue;
-        ssize_t r = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
-        if (r <= 0)
-            return;
-        have += (size_t)r;
-        buf[have] = '\0';
-        char *nl;
-        while ((nl = memchr(buf, '\n', have)) != NULL) {
-            *nl = '\0';
-            dp_ctl_reply(fd, dp_ctl_dispatch(buf));
-            size_t used = (size_t)(nl - buf) + 1;
-            memmove(buf, nl + 1, have - used);
-            have -= used;
-        }
-        if (have == sizeof(buf) - 1) {
-            dp_ctl_reply(fd, dp_ctl_error("request line too long"));
-            return;
-        }
-    }
-}
-
-static void *dp_ctl_main(void *arg)
+/* The server's handler: one request line, validated, then run. Never NULL but out of memory. */
+static json_t *dp_ctl_handle(const char *line, size_t len, void *arg)
 {
     (void)arg;
-    while (!dp_ctl_quit) {
-        struct pollfd pfd = { .fd = dp_ctl_fd, .events = POLLIN };
-        if (poll(&pfd, 1, 200) <= 0)
-            continue;
-        int c = accept4(dp_ctl_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (c < 0)
-            continue;
-        dp_ctl_serve(c);
-        close(c);
+    struct dp_ctl_cmd cmd;
+    const char *refused;
+    if (dp_ctl_parse(line, len, dp_node.partmap->count, &cmd, &refused) != 0)
+        return dp_ctl_error(refused);
+    json_t *out = NULL;
+    switch (cmd.kind) {
+    case DP_CTL_CMD_STATS:
+        out = dp_ctl_stats();
+        break;
+    case DP_CTL_CMD_DESCRIBE:
+        out = dp_ctl_describe(&cmd);
+        break;
+    case DP_CTL_CMD_HISTORY:
+        out = dp_ctl_history(&cmd);
+        break;
+    case DP_CTL_CMD_LIST:
+        out = dp_ctl_list(&cmd);
+        break;
+    case DP_CTL_CMD_DEPLOY:
+        out = dp_ctl_deploy(&cmd);
+        break;
+    case DP_CTL_CMD_DEFINITIONS:
+        out = dp_ctl_definitions();
+        break;
+    case DP_CTL_CMD_ACTIVITIES:
+        out = dp_ctl_activities(&cmd);
+        break;
+    case DP_CTL_CMD_ACTIVITY:
+        out = dp_ctl_activity_result(&cmd);
+        break;
+    case DP_CTL_CMD_FAULT:
+        out = dp_ctl_fault(&cmd);
+        break;
+    case DP_CTL_CMD_TUNE:
+        out = dp_ctl_tune(&cmd);
+        break;
+    case DP_CTL_CMD_PING:
+        out = json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
+        break;
+    case DP_CTL_CMD_COUNT:
+        out = dp_ctl_error("unknown command"); /* dp_ctl_parse never returns it */
+        break;
     }
-    return NULL;
+    dp_ctl_cmd_release(&cmd);
+    return out;
 }
 
 int dp_ctl_start(struct dp_node *node, const char *path)
 {
     (void)node;
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    strcpy(sa.sun_path, path);
-    strcpy(dp_ctl_path, path);
-    dp_ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (dp_ctl_fd < 0)
-        return -errno;
-    unlink(path);
-    mode_t old = umask(0177);
-    int rc = bind(dp_ctl_fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc != 0 || chmod(path, 0600) != 0 || listen(dp_ctl_fd, 16) != 0) {
-        rc = -errno;
-        close(dp_ctl_fd);
-        dp_ctl_fd = -1;
-        return rc;
-    }
-    rc = pthread_create(&dp_ctl_thread, NULL, dp_ctl_main, NULL);
-    if (rc != 0)
-        return -rc;
-    pthread_setname_np(dp_ctl_thread, "sigflow-ctl");
-    return 0;
+    if (dp_ctl_server)
+        return -EBUSY;
+    struct dp_ctl_server_opts opts = { .path = path, .handle = dp_ctl_handle };
+    return dp_ctl_server_start(&opts, &dp_ctl_server);
 }
 
 void dp_ctl_stop(void)
 {
-    if (dp_ctl_fd < 0)
-        return;
-    dp_ctl_quit = true;
-    pthread_join(dp_ctl_thread, NULL);
-    close(dp_ctl_fd);
-    unlink(dp_ctl_path);
-    dp_ctl_fd = -1;
+    dp_ctl_server_stop(dp_ctl_server);
+    dp_ctl_server = NULL;
 }

@@ -10,6 +10,7 @@
 #include <rte_prefetch.h>
 
 #include "dp.h"
+#include "dp_ctl_req.h"
 
 void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
 {
@@ -19,6 +20,10 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         struct dp_event *ev = &evs[i];
         RTE_ASSERT(wf_partmap_owner(dp_node.partmap, ev->partition) == lc->owner_index);
+        if (unlikely(ev->flags & DP_EV_AUTHED) && !dp_senders_check_event(lc, ev)) {
+            rte_pktmbuf_free(ev->m); /* a replayed frame: refused unanswered, counted */
+            continue;
+        }
         bool ack = (ev->flags & DP_EV_ACK_REQ) != 0 && lc->wal;
         uint64_t lsn = 0;
         int rc;
@@ -83,7 +88,8 @@ static void dp_owner_mailbox(struct dp_lcore *lc)
             req->result = dp_wal_tune(lc, req->tune_key, req->tune_value);
             break;
         }
-        atomic_store_explicit(&req->done, 1, memory_order_release);
+        if (!dp_ctl_req_finish(&req->state))
+            dp_ctl_req_free(req); /* the control thread gave up waiting: ours to free */
     }
 }
 

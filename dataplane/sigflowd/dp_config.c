@@ -330,6 +330,17 @@ static int cfg_history(struct dp_config_parse *p, const char *name, const char *
     return 1;
 }
 
+static int cfg_auth(struct dp_config_parse *p, const char *name, const char *value)
+{
+    if (strcmp(name, "keys") != 0)
+        return cfg_fail(p, "unknown key '%s' in section [%s]", name, "auth");
+    if (value[0] != '/' || strlen(value) >= sizeof(p->cfg->auth_keys))
+        return cfg_fail(p, "keys: '%s' must be an absolute path%s", value,
+                        " shorter than 256 bytes");
+    strcpy(p->cfg->auth_keys, value);
+    return 1;
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
@@ -345,6 +356,8 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         return cfg_node(p, name, value);
     if (strcmp(section, "dataplane") == 0)
         return cfg_dataplane(p, name, value);
+    if (strcmp(section, "auth") == 0)
+        return cfg_auth(p, name, value);
     return cfg_fail(p, "unknown section [%s] (key '%s')", section, name);
 }
 

@@ -48,6 +48,7 @@ struct dp_config {
     unsigned idle_sleep_max_us; /* longest back-off sleep */
     unsigned icmp_rate;         /* ICMP/ICMPv6 echo answers per second per core */
     unsigned reply_rate;        /* ACK datagrams per second per source, unauthenticated */
+    char auth_keys[DP_PATH_MAX]; /* [auth] keys: the key file ("" : DIR/keys if present) */
     /* [wal] */
     bool wal_enabled; /* false only for benchmarks of the volatile path */
     uint64_t wal_segment_bytes;

@@ -59,6 +59,8 @@ static json_t *dp_ctl_drops(const struct dp_lcore *lc)
             continue; /* encoder-only code */
         json_object_set_new(d, sf_err_name(-(int)e), json_integer((json_int_t)lc->drop_proto[e]));
     }
+    for (unsigned a = 0; a < DP_AUTH_DROPS; a++)
+        json_object_set_new(d, dp_senders_drop_name(a), json_integer((json_int_t)lc->drop_auth[a]));
     return d;
 }
 

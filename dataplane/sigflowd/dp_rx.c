@@ -85,6 +85,11 @@ static void dp_rx_route_json(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t o
         return;
     }
     RTE_ASSERT(n == 1 && sev.fields_json);
+    if (unlikely(__atomic_load_n(&dp_node.auth_keys, __ATOMIC_ACQUIRE) != NULL)) {
+        lc->drop_auth[1]++; /* the JSON form carries no tag: unauthenticated */
+        rte_pktmbuf_free(m);
+        return;
+    }
     lc->counters[DP_C_JSON_EVENTS]++;
     struct wf_key key = wf_key_make(sev.type, sev.type_len, sev.id, sev.id_len);
     uint32_t partition = wf_key_partition(key, dp_node.partmap->count);
@@ -135,11 +140,22 @@ void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, 
         return;
     }
     RTE_ASSERT(n <= (int)SF_FRAME_EVENTS_MAX);
+    uint8_t authed = 0;
+    const struct dp_auth_keys *keys = __atomic_load_n(&dp_node.auth_keys, __ATOMIC_ACQUIRE);
+    if (unlikely(keys != NULL)) {
+        /* before any event is routed: a frame that fails touches no workflow, gets no reply */
+        if (!dp_senders_check_frame(lc, keys, m, base + off, len, &hdr, spans, n, base, off)) {
+            rte_pktmbuf_free(m);
+            return;
+        }
+        authed = DP_EV_AUTHED;
+    }
     lc->counters[DP_C_FRAMES]++;
     /* One mbuf reference per routed event; each owner frees its own. Set before any event
      * can reach a ring (a full stage flushes inside the loop). */
     rte_mbuf_refcnt_set(m, (uint16_t)n);
-    const uint8_t flags = DP_EV_HAS_EVENT_ID | ((hdr.flags & SF_FLAG_ACK_REQ) ? DP_EV_ACK_REQ : 0);
+    const uint8_t flags =
+        DP_EV_HAS_EVENT_ID | authed | ((hdr.flags & SF_FLAG_ACK_REQ) ? DP_EV_ACK_REQ : 0);
     const uint8_t src_lcore = (uint8_t)lc->index;
     const uint32_t frame_no = lc->frame_no++;
     const struct wf_partmap *partmap = dp_node.partmap;

@@ -38,6 +38,12 @@ static void dp_on_signal(int sig)
     dp_node.force_quit = true;
 }
 
+static void dp_on_hup(int sig)
+{
+    (void)sig;
+    dp_senders_reload_async();
+}
+
 static void dp_usage(void)
 {
     fprintf(stderr,
@@ -198,6 +204,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "sigflowd: start-up failed: %s\n", strerror(-rc));
         return 1;
     }
+    rc = dp_senders_start(&dp_node);
+    if (rc != 0) {
+        fprintf(stderr, "sigflowd: authenticated senders: %s; refusing to start\n",
+                strerror(-rc));
+        return 78;
+    }
+    signal(SIGHUP, dp_on_hup);
     char sock[DP_PATH_MAX + 32];
     snprintf(sock, sizeof(sock), "%s/sigflowd.sock", dp_node.cfg.dir);
     rc = dp_ctl_start(&dp_node, sock);
@@ -223,6 +236,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sigflowd: %s\n", dp_node.fatal_reason);
         _exit(70); /* EX_SOFTWARE */
     }
+    dp_senders_stop(&dp_node);
     dp_snap_close(&dp_node);
     dp_wal_close_all(&dp_node);
     dp_ports_close(&dp_node);

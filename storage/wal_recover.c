@@ -276,12 +276,12 @@ static int wal_read_segment(struct wal *w, struct wal_segment_image *s, uint8_t 
 
 /* After an invalid position (@si, @off): find a batch valid on its own with seq beyond the
  * in-flight window, in the rest of this segment or any later one. Returns 1 found (its
- * place in *fj and *foff), 0 none, or -errno. */
+ * place in *fj and *foff, where a salvage can resume), 2 found only in a segment whose
+ * header is damaged (no place to resume), 0 none, or -errno. */
 static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_t nseg, uint32_t si,
                           uint64_t off, const struct wal_walk *walk, uint8_t **buf, uint64_t *cap,
                           uint32_t *fj, uint64_t *foff, bool *any_current)
 {
-    *any_current = false;
     /* A batch X written with k = inflight_window batches in flight (itself included) proves
      * that every batch with seq <= X.seq - k was durable when X was submitted. */
     uint64_t min_seq = UINT64_MAX;
@@ -290,14 +290,16 @@ static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_
         uint32_t j;
         uint64_t o;
     } best = { 0, 0, 0, 0 };
-    bool have_best = false;
+    bool have_best = false, proof_only = false;
     *any_current = false;
     for (uint32_t j = si; j < nseg; j++) {
         int rc = wal_read_segment(w, &segs[j], buf, cap);
         if (rc)
             return rc;
-        uint64_t o = j == si ? wal_round_up(off ? off : WAL_BLOCK_BYTES, WAL_BLOCK_BYTES)
-                             : WAL_SEGMENT_DATA_OFFSET;
+        /* strictly after the damaged block: it proves nothing about itself, and a salvage
+         * that resumes at what this returns always moves forward */
+        uint64_t o = j == si && off > 0 ? wal_round_up(off + 1, WAL_BLOCK_BYTES)
+                                        : WAL_SEGMENT_DATA_OFFSET;
         for (; o + WAL_HEADER_BYTES <= segs[j].bytes; o += WAL_BLOCK_BYTES) {
             struct wal_batch_header h;
             memcpy(&h, *buf + o, sizeof(h));
@@ -310,24 +312,30 @@ static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_
             *any_current = true;
             uint64_t k = h.inflight_window ? h.inflight_window : 1;
             if (walk->have_base && h.seq >= walk->next_seq + k) { /* the missing one was durable */
+                if (!segs[j].header_ok) {
+                    proof_only = true;
+                    continue;
+                }
                 *fj = j;
                 *foff = o;
                 return 1;
             }
+            if (!segs[j].header_ok)
+                continue;
             min_seq = h.seq < min_seq ? h.seq : min_seq;
-            if (!have_best || h.seq - k > best.seq - best.k) {
+            if (h.seq >= k && (!have_best || h.seq - k > best.seq - best.k)) {
                 best.seq = h.seq, best.k = k, best.j = j, best.o = o;
                 have_best = true;
             }
         }
     }
     /* no base (the oldest batch itself is bad): the bad one's seq is below min_seq */
-    if (!walk->have_base && have_best && best.seq >= min_seq - 1 + best.k) {
+    if (!walk->have_base && have_best && min_seq >= 1 && best.seq - best.k >= min_seq - 1) {
         *fj = best.j;
         *foff = best.o;
         return 1;
     }
-    return 0;
+    return proof_only ? 2 : 0;
 }
 
 static void wal_report_at(struct wal_recover_report *r, enum wal_tail tail, const char *reason,
@@ -487,18 +495,19 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
         rc = wal_scan_later(w, segs, nseg, i, off, walk, buf, cap, &fj, &foff, &any_current);
         if (rc < 0)
             return rc;
-        if (rc == 1 && !(flags & WAL_RECOVER_SALVAGE)) {
+        if (rc >= 1 && !(flags & WAL_RECOVER_SALVAGE)) {
             wal_report_at(r, WAL_TAIL_CORRUPT, reason, segs[i].path, off);
             return -EBADMSG;
         }
-        if (rc == 0 && proof) /* salvage, nothing valid after the damage: cut there */
-            wal_report_at(r, WAL_TAIL_SALVAGED, proof, segs[i].path, off);
+        if (rc == 2 || (rc == 0 && proof)) /* salvage, nowhere to resume: cut at the damage */
+            wal_report_at(r, WAL_TAIL_SALVAGED, proof ? proof : reason, segs[i].path, off);
         if (rc == 1) { /* salvage: skip to the later valid batch, take it as a new base */
             wal_report_at(r, WAL_TAIL_SALVAGED, reason, segs[i].path, off);
             r->salvage_skipped_bytes += fj == i ? foff - off : segs[i].bytes - off + foff;
             walk->have_base = false;
             resume = foff;
-            r->segments -= fj - i + 1; /* re-read below */
+            if (fj == i)
+                r->segments--; /* read again below */
             i = fj - 1;
             continue;
         }

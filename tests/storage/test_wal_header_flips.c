@@ -406,6 +406,34 @@ static void test_release_keeps_base_and_floor(void **state)
     hf_free(&l);
 }
 
+/* Salvage over a damaged batch and a damaged segment header after it: it ends (every
+ * resume is past the damage), says where, and counts each file once. */
+static void test_salvage_ends(void **state)
+{
+    (void)state;
+    struct hf_log l;
+    hf_make(&l, false, 4, 6 * WAL_BLOCK_BYTES, false);
+    struct hf_segment *s = hf_newest(&l), *mid = &l.segs[1];
+    char path[HF_PATH_BYTES];
+    hf_work_path(&l, mid, path, sizeof(path));
+    uint8_t v = mid->img[mid->offs[2] + 100] ^ 0x01; /* a record of a middle batch */
+    hf_pwrite(path, &v, 1, mid->offs[2] + 100);
+    hf_work_path(&l, s, path, sizeof(path));
+    v = s->img[20] ^ 0x01; /* the newest segment's header */
+    hf_pwrite(path, &v, 1, 20);
+    struct wal_options o = hf_opts(l.work);
+    struct wt_check c = { .max = HF_MAX_PAYLOAD, .any_start = true };
+    struct wal_recover_report rep;
+    assert_int_equal(wal_recover(&o, NULL, NULL, WAL_RECOVER_READ_ONLY, &rep, NULL), -EBADMSG);
+    assert_int_equal(wal_recover(&o, wt_check_cb, &c, WAL_RECOVER_SALVAGE | WAL_RECOVER_READ_ONLY,
+                                 &rep, NULL),
+                     0);
+    assert_int_equal(rep.tail, WAL_TAIL_SALVAGED);
+    assert_true(rep.segments <= l.nseg);
+    assert_true(c.count > 0 && c.count < l.last_lsn - l.first_lsn + 1);
+    hf_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_flip_only_segment_left),
         cmocka_unit_test(test_flip_segment_header),
         cmocka_unit_test(test_release_keeps_base_and_floor),
+        cmocka_unit_test(test_salvage_ends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,6 +115,19 @@ static void fs_make_template(void)
     snap_writer_destroy(w);
 }
 
+static char fs_root[FS_PATH_BYTES]; /* removed at exit */
+
+static int fs_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void fs_cleanup(void)
+{
+    nftw(fs_root, fs_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void fs_setup(void)
 {
     if (fs_dir[0])
@@ -122,6 +135,8 @@ static void fs_setup(void)
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(fs_dir, sizeof(fs_dir), "%s/fuzz-snap-XXXXXX", base);
     FS_CHECK(mkdtemp(fs_dir) != NULL);
+    snprintf(fs_root, sizeof(fs_root), "%s", fs_dir);
+    atexit(fs_cleanup);
     snprintf(fs_tmpl, sizeof(fs_tmpl), "%s/template", fs_dir);
     snprintf(fs_copy, sizeof(fs_copy), "%s/copy", fs_dir);
     FS_CHECK(mkdir(fs_tmpl, 0755) == 0 && mkdir(fs_copy, 0755) == 0);

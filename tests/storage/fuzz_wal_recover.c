@@ -24,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,17 @@ static int fw_replay_cb(void *ctx, const struct wal_record_view *v)
     return 0;
 }
 
+static int fw_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void fw_cleanup(void)
+{
+    nftw(fw_dir, fw_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void fw_setup(void)
 {
     if (fw_dir[0])
@@ -87,6 +99,7 @@ static void fw_setup(void)
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(fw_dir, sizeof(fw_dir), "%s/fuzz-wal-XXXXXX", base);
     FW_CHECK(mkdtemp(fw_dir) != NULL);
+    atexit(fw_cleanup);
     snprintf(fw_log_dir, sizeof(fw_log_dir), "%s/wal/core-0", fw_dir);
 }
 

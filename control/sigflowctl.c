@@ -65,6 +65,10 @@ static void ctl_usage(FILE *out)
             "commands:\n"
             "  stats                          node, per-core and NIC counters, drops by reason\n"
             "  workflow describe TYPE ID      one workflow instance\n"
+            "  workflow delete TYPE ID        remove it for good (logged; the id may start\n"
+            "                                 afresh); answers once the deletion is durable\n"
+            "  keys reload                    re-read the senders' key file (a bad file keeps\n"
+            "                                 the running keys and says why)\n"
             "  workflow history TYPE ID [--limit N]\n"
             "                                 its inputs and effects, newest first (default\n"
             "                                 20; 0: everything still retained)\n"
@@ -558,6 +562,11 @@ static json_t *ctl_request(const struct ctl_opts *o)
     if (strcmp(noun, "workflow") == 0 && strcmp(verb, "describe") == 0 && o->word_count == 4)
         return json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", o->words[2], "id",
                          o->words[3]);
+    if (strcmp(noun, "workflow") == 0 && strcmp(verb, "delete") == 0 && o->word_count == 4)
+        return json_pack("{s:s, s:s, s:s}", "cmd", "delete", "type", o->words[2], "id",
+                         o->words[3]);
+    if (strcmp(noun, "keys") == 0 && strcmp(verb, "reload") == 0 && o->word_count == 2)
+        return json_pack("{s:s}", "cmd", "keys_reload");
     if (strcmp(noun, "workflow") == 0 && strcmp(verb, "history") == 0 && o->word_count == 4)
         return json_pack("{s:s, s:s, s:s, s:I}", "cmd", "history", "type", o->words[2], "id",
                          o->words[3], "limit", (json_int_t)(o->limit >= 0 ? o->limit : 20));

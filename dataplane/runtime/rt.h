@@ -192,7 +192,7 @@ struct rt_part_stats {
     uint64_t records_abandoned;  /* restarts on another version (the old record's slot goes
                                     back to its def's free list since tombstone sweeping) */
     uint64_t args_truncated;     /* task arguments shortened to RT_TASK_ARGS_BYTES */
-    uint64_t tombstones_expired; /* tombstones removed by rt_sweep_tombstones */
+    uint64_t tombstones_expired; /* tombstones removed by rt_sweep_tombstones (and rt_delete) */
     uint64_t sweep_slots;        /* table slot positions examined by rt_sweep_tombstones */
     uint64_t slots_reused;       /* instances placed in a freed slot */
     uint64_t keys_reused;        /* key store entries taken from the free lists */
@@ -240,6 +240,16 @@ struct rt_core; /* an owner core's runtime (below) */
  * instances' tasks. Returns the number removed (0..min(budget, INT_MAX)). Can't fail.
  */
 int rt_sweep_tombstones(struct rt_core *c, struct rt_part *p, uint64_t now_ns, unsigned budget);
+
+/**
+ * Delete the instance of key from p (an operator's `workflow delete`), running or completed,
+ * as the sweep removes a tombstone: its in-flight tasks dropped (stale queue entries are
+ * skipped), its timer nodes unlinked, its key deleted from the table, its slot and key
+ * store entry given back. Nothing of it remains: a later signal to the id creates a new
+ * instance. Deterministic: log the call and replay it. Not inside a burst. Returns
+ * RT_APPLIED, or RT_NOT_FOUND (nothing changed). Can't fail otherwise.
+ */
+int rt_delete(struct rt_core *c, struct rt_part *p, struct wf_key key);
 
 /**
  * 64-bit digest of the partition's deterministic state (header, table, key store, task

@@ -197,6 +197,37 @@ static void rt_tombstone_remove(struct rt_core *c, uint32_t pidx, struct rt_part
     c->completed[def]--;
 }
 
+int rt_delete(struct rt_core *c, struct rt_part *p, struct wf_key key)
+{
+    assert(p->magic == RT_PART_MAGIC);
+    uint32_t ref = rt_inst_find(p, key);
+    if (ref == RT_NONE)
+        return RT_NOT_FOUND;
+    uint32_t pidx = rt_core_part_index(c, p);
+    struct rt_inst *in = rt_part_inst(p, ref);
+    if (in->flags & RT_INST_F_COMPLETED) {
+        rt_tombstone_remove(c, pidx, p, key, ref);
+    } else {
+        uint16_t def = in->def_id;
+        const struct rt_def *d = rt_registry_def(c->reg, def);
+        if (d) {
+            uint32_t sk = rt_rec_state_key(d, rt_inst_record(in, d->timer_slots));
+            if (sk != UINT32_MAX && c->state_counts[sk] > 0)
+                c->state_counts[sk]--;
+        }
+        uint32_t key_ref = in->key_ref;
+        rt_inst_drop_tasks(c, pidx, p, in);
+        int rc = wf_table_delete(rt_part_table(p), key);
+        assert(rc == 0);
+        (void)rc;
+        rt_slot_free(c, pidx, p, ref); /* unlinks its timers */
+        rt_key_free(p, key_ref);
+        if (c->running[def] > 0)
+            c->running[def]--;
+    }
+    return RT_APPLIED; /* the daemon counts deletions (partition stats are snapshot state) */
+}
+
 int rt_sweep_tombstones(struct rt_core *c, struct rt_part *p, uint64_t now_ns, unsigned budget)
 {
     assert(p->magic == RT_PART_MAGIC);

@@ -107,6 +107,7 @@ enum dp_counter {
     DP_C_TIMERS_FIRED,     /* timer firings logged and applied */
     DP_C_TASKS_DISPATCHED, /* activity tasks released after their record was durable */
     DP_C_TOMBSTONES_SWEPT, /* expired tombstones removed (logged sweeps, replay included) */
+    DP_C_DELETED,          /* workflows deleted by an operator (replay included) */
     DP_C_COUNT
 };
 
@@ -291,6 +292,7 @@ enum dp_req_kind {
     DP_REQ_COUNTS,   /* instances by definition and state, tasks, timers */
     DP_REQ_TASKS,    /* dispatched tasks */
     DP_REQ_HISTORY,  /* the head of a workflow's history chain */
+    DP_REQ_DELETE,   /* delete a workflow (logged, then rt_delete) */
 };
 
 /** A dispatched activity task (until the control plane executes them). */
@@ -370,6 +372,10 @@ struct dp_req {
     uint64_t durable_lsn, next_lsn, acks_waiting;
     /* history */
     struct rt_hlink head;
+    /* delete: the workflow's names (logged with the record) */
+    char wf_type[SF_TYPE_LEN_MAX];
+    char wf_id[SF_ID_LEN_MAX];
+    uint8_t wf_type_len, wf_id_len;
     /* tune */
     char tune_key[48];
     uint64_t tune_value;
@@ -474,6 +480,7 @@ enum dp_wal_type {
     DP_WAL_DEPLOY = 4,   /* this core switched to a registry generation */
     DP_WAL_NOTE = 5,     /* what the input before it did (history only; replay skips it) */
     DP_WAL_SWEEP = 6,    /* expired tombstones of a partition removed (rt_sweep_tombstones) */
+    DP_WAL_DELETE = 7,   /* an operator deleted a workflow (rt_delete) */
 };
 
 /*
@@ -538,6 +545,10 @@ void dp_runtime_list(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_activity(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_counts(struct dp_lcore *lc, struct dp_req *req);
 void dp_runtime_tasks_copy(struct dp_lcore *lc, struct dp_req *req);
+/** Owner: log and apply the deletion of req's workflow (req->key, req->partition,
+ *  req->wf_type/wf_id): req->rt_status is RT_APPLIED or RT_NOT_FOUND, req->next_lsn the
+ *  record's LSN to wait for (0: nothing logged); result -EAGAIN when the log is behind. */
+void dp_runtime_delete(struct dp_lcore *lc, struct dp_req *req);
 
 /** Recover every owner's log (replaying it into the tables) and open it for appending.
  *  Blocking; start-up only. Returns 0 or -errno (reason printed). */

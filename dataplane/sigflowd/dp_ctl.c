@@ -719,6 +719,62 @@ static json_t *dp_ctl_tune(const struct dp_ctl_cmd *cmd)
 }
 
 /* Tests only: needs [wal] fault_injection = true in the configuration. */
+/* Delete a workflow: the owner logs it and applies it; the answer waits until the record
+ * is durable (up to DP_HISTORY_WAIT_MS), so a deletion that was answered survives a crash. */
+static json_t *dp_ctl_delete(const struct dp_ctl_cmd *cmd)
+{
+    unsigned owner;
+    struct dp_req *req =
+        dp_ctl_workflow_req(DP_REQ_DELETE, cmd->type, cmd->type_len, cmd->id, cmd->id_len, &owner);
+    if (!req)
+        return dp_ctl_error("out of memory");
+    memcpy(req->wf_type, cmd->type, cmd->type_len);
+    memcpy(req->wf_id, cmd->id, cmd->id_len);
+    req->wf_type_len = (uint8_t)cmd->type_len;
+    req->wf_id_len = (uint8_t)cmd->id_len;
+    int rc = dp_ctl_ask(owner, req);
+    if (rc == -ETIMEDOUT)
+        return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
+    json_t *out;
+    if (rc != 0 || req->result == -EAGAIN) {
+        out = dp_ctl_error("owner busy (mailbox full or log behind), retry");
+    } else if (req->result != 0) {
+        out = dp_ctl_error(strerror(-req->result));
+    } else if (req->rt_status != RT_APPLIED) {
+        out = json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error", "workflow not found", "type",
+                        cmd->type, "id", cmd->id);
+    } else {
+        uint64_t lsn = req->next_lsn;
+        bool durable = lsn == 0;
+        for (unsigned waited = 0; !durable && waited < DP_HISTORY_WAIT_MS; waited++) {
+            req->kind = DP_REQ_WAL_STATS;
+            if (dp_ctl_ask(owner, req) != 0) {
+                req = NULL; /* timed out: the owner has it now */
+                break;
+            }
+            durable = req->durable_lsn >= lsn;
+            if (!durable)
+                usleep(1000);
+        }
+        out = durable ? json_pack("{s:b, s:s, s:s, s:b, s:I}", "ok", 1, "type", cmd->type, "id",
+                                  cmd->id, "deleted", 1, "lsn", (json_int_t)lsn)
+                      : dp_ctl_error("deleted, but the log did not confirm it durable in time");
+    }
+    free(req);
+    return out;
+}
+
+static json_t *dp_ctl_keys_reload(void)
+{
+    int rc = dp_senders_reload();
+    if (rc == -ENOTSUP)
+        return dp_ctl_error("no key file was configured at start ([auth] keys or DIR/keys)");
+    if (rc != 0)
+        return json_pack("{s:b, s:s}", "ok", 0, "error",
+                         dp_senders_last_error()[0] ? dp_senders_last_error() : strerror(-rc));
+    return json_pack("{s:b}", "ok", 1);
+}
+
 static json_t *dp_ctl_fault(const struct dp_ctl_cmd *cmd)
 {
     const char *kind = cmd->fault_kind;
@@ -936,6 +992,12 @@ static json_t *dp_ctl_handle(const char *line, size_t len, void *arg)
         break;
     case DP_CTL_CMD_FAULT:
         out = dp_ctl_fault(&cmd);
+        break;
+    case DP_CTL_CMD_DELETE:
+        out = dp_ctl_delete(&cmd);
+        break;
+    case DP_CTL_CMD_KEYS_RELOAD:
+        out = dp_ctl_keys_reload();
         break;
     case DP_CTL_CMD_TUNE:
         out = dp_ctl_tune(&cmd);

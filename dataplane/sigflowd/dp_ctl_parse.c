@@ -20,6 +20,8 @@ static const char *const dp_ctl_cmd_names[DP_CTL_CMD_COUNT] = {
     [DP_CTL_CMD_FAULT] = "fault",
     [DP_CTL_CMD_TUNE] = "tune",
     [DP_CTL_CMD_PING] = "ping",
+    [DP_CTL_CMD_DELETE] = "delete",
+    [DP_CTL_CMD_KEYS_RELOAD] = "keys_reload",
 };
 
 const char *dp_ctl_cmd_name(enum dp_ctl_cmd_kind kind)
@@ -233,6 +235,10 @@ static const char *dp_ctl_parse_args(json_t *req, uint32_t partitions, struct dp
         return NULL;
     case DP_CTL_CMD_HISTORY:
         return dp_ctl_parse_history(req, cmd);
+    case DP_CTL_CMD_DELETE:
+        if (!dp_ctl_parse_type_id(req, cmd))
+            return "delete needs \"type\" (1..32 bytes) and \"id\" (1..64 bytes)";
+        return NULL;
     case DP_CTL_CMD_LIST:
         return dp_ctl_parse_list(req, partitions, cmd);
     case DP_CTL_CMD_DEPLOY:
@@ -252,6 +258,7 @@ static const char *dp_ctl_parse_args(json_t *req, uint32_t partitions, struct dp
     case DP_CTL_CMD_STATS:
     case DP_CTL_CMD_DEFINITIONS:
     case DP_CTL_CMD_PING:
+    case DP_CTL_CMD_KEYS_RELOAD:
     case DP_CTL_CMD_COUNT:
         break;
     }

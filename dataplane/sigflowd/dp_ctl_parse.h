@@ -56,6 +56,8 @@ enum dp_ctl_cmd_kind {
     DP_CTL_CMD_FAULT,
     DP_CTL_CMD_TUNE,
     DP_CTL_CMD_PING,
+    DP_CTL_CMD_DELETE,      /* a workflow, logged (type, id) */
+    DP_CTL_CMD_KEYS_RELOAD, /* the senders' key file */
     DP_CTL_CMD_COUNT
 };
 

@@ -51,6 +51,7 @@ static const char *const dp_counter_names[] = {
     [DP_C_TIMERS_FIRED] = "timers_fired",
     [DP_C_TASKS_DISPATCHED] = "tasks_dispatched",
     [DP_C_TOMBSTONES_SWEPT] = "tombstones_swept",
+    [DP_C_DELETED] = "workflows_deleted",
 };
 
 static const char *const dp_drop_names[] = {

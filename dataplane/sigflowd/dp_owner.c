@@ -75,6 +75,9 @@ static void dp_owner_mailbox(struct dp_lcore *lc)
         case DP_REQ_HISTORY:
             dp_runtime_history_head(lc, req);
             break;
+        case DP_REQ_DELETE:
+            dp_runtime_delete(lc, req);
+            break;
         case DP_REQ_WAL_STATS:
             if (lc->wal) {
                 wal_get_stats(lc->wal, &req->wal_stats);

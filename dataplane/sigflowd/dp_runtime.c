@@ -12,6 +12,8 @@
  *   DP_WAL_NOTE      16 B prev | u16 def_id | u8 flags (1 created, 2 completed) | u8 n
  *                    | u32 0 | n x (u16 activity, u16 0, u32 seq)        (history only)
  *   DP_WAL_SWEEP     u64 now_ns | u32 budget                  → rt_sweep_tombstones
+ *   DP_WAL_DELETE    u8 type_len | u8 id_len | type | id       → rt_delete (the key must
+ *                    re-hash from type and id, as for signals)
  *
  * TOMBSTONES. Every DP_SWEEP_PERIOD_NS an owner looks at its next partition holding
  * tombstones and, when tombstone_retention_s > 0, logs and runs one bounded sweep step of
@@ -410,6 +412,17 @@ int dp_runtime_replay(struct dp_replay_src *src, const struct wal_record_view *r
                                       dp_get32(p + 4), p[2] != 0, (int64_t)dp_get64(p + 8),
                                       dp_get64(p + 16), r->lsn, &fx);
         break;
+    case DP_WAL_DELETE: {
+        const uint8_t *q = r->payload;
+        if (r->len < 2 || r->len != 2u + q[0] + q[1] || q[0] == 0 || q[1] == 0)
+            return -EBADMSG;
+        struct wf_key k = wf_key_make((const char *)q + 2, q[0], (const char *)q + 2 + q[0], q[1]);
+        if (!wf_key_equal(k, key))
+            return -EBADMSG;
+        if (rt_delete(lc->rt, part, key) == RT_APPLIED)
+            lc->counters[DP_C_DELETED]++;
+        return 0;
+    }
     case DP_WAL_SWEEP: {
         if (r->len != 12)
             return -EBADMSG;
@@ -608,6 +621,40 @@ static unsigned dp_runtime_sweep(struct dp_lcore *lc, uint64_t now)
         return 1;
     }
     return 0;
+}
+
+void dp_runtime_delete(struct dp_lcore *lc, struct dp_req *req)
+{
+    struct rt_part *part = dp_node.parts[req->partition];
+    req->next_lsn = 0;
+    req->result = 0;
+    if (rt_inst_find(part, req->key) == RT_NONE) {
+        req->rt_status = RT_NOT_FOUND;
+        return;
+    }
+    if (lc->wal) {
+        uint8_t rec[2 + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX];
+        uint32_t len = 2u + req->wf_type_len + req->wf_id_len;
+        if (req->wf_type_len == 0 || req->wf_type_len > SF_TYPE_LEN_MAX ||
+            req->wf_id_len == 0 || req->wf_id_len > SF_ID_LEN_MAX) {
+            req->result = -EINVAL;
+            return;
+        }
+        rec[0] = req->wf_type_len;
+        rec[1] = req->wf_id_len;
+        memcpy(rec + 2, req->wf_type, req->wf_type_len);
+        memcpy(rec + 2 + req->wf_type_len, req->wf_id, req->wf_id_len);
+        int rc = wal_reserve(lc->wal, wal_record_bytes(len));
+        if (rc != 0) {
+            req->result = rc == -EAGAIN ? -EAGAIN : rc;
+            return;
+        }
+        struct wal_key k = { .hi = req->key.hi, .lo = req->key.lo };
+        req->next_lsn = wal_append(lc->wal, DP_WAL_DELETE, req->partition, k, rec, len);
+    }
+    req->rt_status = rt_delete(lc->rt, part, req->key);
+    if (req->rt_status == RT_APPLIED)
+        lc->counters[DP_C_DELETED]++;
 }
 
 unsigned dp_runtime_poll(struct dp_lcore *lc)

@@ -176,6 +176,15 @@ static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, s
     else if (out && errno != EEXIST)
         return -errno;
     struct wal_options opts = dp_wal_options(node, edir, src->core);
+    /* Cross-check: this log must reach at least the newest snapshot LSN among the
+     * partitions it held (a log that ends below it lost durable records, and replay would
+     * silently skip what it appends next under reused LSNs). */
+    const struct snap_manifest *m = src->manifest;
+    for (uint32_t p = 0; node->part_lsn && p < node->cfg.partitions; p++)
+        if ((m ? m->part_core[p] == src->core
+               : wf_partmap_owner(node->partmap, p) == src->core) &&
+            node->part_lsn[p] > opts.lsn_floor)
+            opts.lsn_floor = node->part_lsn[p];
     static struct wal_recover_report rep;
     uint64_t t0 = dp_realtime_ns();
     rc = wal_recover(&opts, dp_wal_replay_one, src, out ? 0 : WAL_RECOVER_READ_ONLY, &rep, out);
@@ -186,8 +195,11 @@ static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, s
                 src->epoch, src->core, strerror(-rc), rep.reason ? " (" : "",
                 rep.reason ? rep.reason : "", rep.path[0] ? rep.path : "-", rep.offset);
         if (rc == -EBADMSG)
-            fprintf(stderr, "sigflowd: the log is damaged in the middle; nothing was "
-                            "truncated. Inspect the file, or restore from a replica.\n");
+            fprintf(stderr, "sigflowd: the log is damaged (not a torn tail: durable records "
+                            "would be lost) or ends below its snapshots' lsn %" PRIu64
+                            "; nothing was truncated. Inspect the file, or restore from a "
+                            "replica.\n",
+                    opts.lsn_floor);
         return rc;
     }
     double secs = (double)(dp_realtime_ns() - t0) / 1e9;

@@ -292,6 +292,52 @@ static void test_reflection_bounded(void **state)
     json_decref(j);
 }
 
+/* `workflow delete`: logged before it is answered; the id may start afresh; a restart
+ * (recovery replays the deletion) does not bring it back. */
+static long long it_signals_of(const char *type, const char *id)
+{
+    json_t *d = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", type, "id", id));
+    long long n = json_is_true(json_object_get(d, "ok"))
+                      ? json_integer_value(json_object_get(d, "signals"))
+                      : -1;
+    json_decref(d);
+    return n;
+}
+
+static void test_workflow_delete(void **state)
+{
+    (void)state;
+    assert_int_equal(it_sh("ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
+                           "--port 7700 -t device -i doomed -s telemetry --ack >/dev/null",
+                           it_ns, it_build),
+                     0);
+    assert_int_equal(it_signals_of("device", "doomed"), 1);
+    json_t *r = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "delete", "type", "device", "id",
+                                 "doomed"));
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    assert_int_equal(it_signals_of("device", "doomed"), -1);
+    r = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "delete", "type", "device", "id", "doomed"));
+    assert_false(json_is_true(json_object_get(r, "ok"))); /* not found */
+    json_decref(r);
+    /* the id starts afresh (event ids from 1 again are not stale) */
+    assert_int_equal(it_sh("ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
+                           "--port 7700 -t device -i doomed -s telemetry --event-id 1 --ack "
+                           ">/dev/null",
+                           it_ns, it_build),
+                     0);
+    assert_int_equal(it_signals_of("device", "doomed"), 1);
+    r = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "delete", "type", "device", "id", "doomed"));
+    assert_true(json_is_true(json_object_get(r, "ok")));
+    json_decref(r);
+    /* recovery replays the deletion */
+    it_node_stop(it_top, it_build, it_dir);
+    assert_int_equal(it_node_start(it_top, it_build, it_ns, it_dir,
+                                   "--rx-queues 2 --capacity 200000"),
+                     0);
+    assert_int_equal(it_signals_of("device", "doomed"), -1);
+}
+
 /* ---- raw frames from inside the namespace (AF_PACKET) --------------------------------- */
 
 static uint16_t it_csum(const uint8_t *p, size_t len, uint32_t sum)
@@ -472,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_malformed_datagrams),
         cmocka_unit_test(test_malformed_packets),
         cmocka_unit_test(test_reflection_bounded),
+        cmocka_unit_test(test_workflow_delete),
     };
     return cmocka_run_group_tests_name("node on net_tap", tests, it_setup, it_teardown);
 }

@@ -426,6 +426,61 @@ static void test_tasks_pool_full(void **state)
     rt_env_free(&e);
 }
 
+/* `workflow delete`: a running instance with a pending activity and an armed timer, and a
+ * completed one, are removed for good (slot, key, tasks, timers); the id starts afresh; the
+ * same calls on a second core give the same partition (replay). */
+static void run_delete_sequence(struct rt_env *e)
+{
+    for (unsigned j = 1; j <= 3; j++) /* three errors: reprovision runs, silence timer armed */
+        assert_int_equal(rt_telemetry(e, "gone", j, T0, 99, 1), j == 1 ? RT_CREATED : RT_APPLIED);
+    assert_int_equal(rt_telemetry(e, "stays", 1, T0, 20, 0), RT_CREATED);
+    assert_int_equal(rt_purchase(e, "shopper", 1, T0, 5), RT_CREATED);
+    struct wf_key k = rt_key("device", "gone");
+    assert_int_equal(rt_delete(e->core, rt_part_of(e, k), k), RT_APPLIED);
+    assert_int_equal(rt_delete(e->core, rt_part_of(e, k), k), RT_NOT_FOUND);
+}
+
+static void test_delete(void **state)
+{
+    (void)state;
+    struct rt_env e, r;
+    rt_env_init(&e, 1, 100, 64, 16);
+    rt_env_init(&r, 1, 100, 64, 16);
+    run_delete_sequence(&e);
+    struct wf_key k = rt_key("device", "gone");
+    assert_int_equal(rt_inst_find(e.part[0], k), RT_NONE);
+    assert_int_equal(rt_part_count(e.part[0]), 2);
+    /* its task is gone from the outbound queue (or skipped as stale), its timer never fires */
+    struct rt_task task;
+    unsigned tasks_for_gone = 0;
+    while (rt_tasks_peek(e.core, &task) == 0) {
+        tasks_for_gone += wf_key_equal(task.key, k);
+        rt_tasks_pop(e.core);
+    }
+    assert_int_equal(tasks_for_gone, 0);
+    struct rt_firing f[8];
+    unsigned n, fired_gone = 0;
+    while ((n = rt_timers_due(e.core, T0 + 2 * T_DAY, 8, f)) > 0)
+        for (unsigned i = 0; i < n; i++)
+            fired_gone += wf_key_equal(f[i].key, k);
+    assert_int_equal(fired_gone, 0);
+    /* the id starts afresh */
+    assert_int_equal(rt_telemetry(&e, "gone", 1, T0 + T_SEC, 20, 0), RT_CREATED);
+    struct rt_describe d;
+    rt_describe_of(&e, "device", "gone", &d);
+    assert_string_equal(d.state, "online");
+    assert_int_equal(rt_var_int(&d, "errors_in_row"), 0);
+    assert_int_equal(d.signals, 1);
+    /* replay: the same inputs and delete on another core give the same partition */
+    run_delete_sequence(&r);
+    while ((n = rt_timers_due(r.core, T0 + 2 * T_DAY, 8, f)) > 0)
+        ;
+    assert_int_equal(rt_telemetry(&r, "gone", 1, T0 + T_SEC, 20, 0), RT_CREATED);
+    assert_int_equal(rt_part_digest(r.part[0]), rt_part_digest(e.part[0]));
+    rt_env_free(&e);
+    rt_env_free(&r);
+}
+
 static void test_table_full(void **state)
 {
     (void)state;
@@ -600,7 +655,8 @@ int main(void)
         cmocka_unit_test(test_timers_silence_reset), cmocka_unit_test(test_timers_many_in_order),
         cmocka_unit_test(test_timers_rebuild),       cmocka_unit_test(test_activity_tasks),
         cmocka_unit_test(test_tasks_queue_full),     cmocka_unit_test(test_tasks_pool_full),
-        cmocka_unit_test(test_table_full),           cmocka_unit_test(test_versioning),
+        cmocka_unit_test(test_table_full),
+        cmocka_unit_test(test_delete),           cmocka_unit_test(test_versioning),
         cmocka_unit_test(test_determinism),          cmocka_unit_test(test_list_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,6 +125,7 @@ enum dp_drop {
     DP_DROP_EVENT_TOO_LARGE, /* refused: its log record would exceed DP_WAL_RECORD_MAX */
     DP_DROP_REPLY_SUPPRESSED, /* a reply would exceed the bytes its source sent (dp_ack.c) */
     DP_DROP_REPLY_RATE,       /* a reply to unauthenticated traffic over the per-source rate */
+    DP_DROP_QUOTA,            /* refused: a new workflow over its type's [quota] */
     DP_DROP_COUNT
 };
 
@@ -196,6 +197,8 @@ struct dp_lcore {
     uint32_t sweep_part;                 /* next partition the tombstone sweep looks at */
     uint64_t sweep_ns;                   /* last sweep step */
     uint64_t rt_status[RT_STATUS_COUNT]; /* apply results by status */
+    uint64_t quota_max[RT_TYPES_MAX];    /* per type id: this owner's share (0: none) */
+    uint64_t quota_gen;                  /* registry generation quota_max was made for */
     struct dp_snap snap;
     volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
 
@@ -531,6 +534,9 @@ size_t dp_runtime_partition_bytes(const struct dp_node *node);
 /** Burst prefetch of the events' table lines and instances; refs[i] is event i's instance
  *  (RT_NONE when it does not exist yet) for dp_runtime_apply_event. */
 void dp_runtime_prefetch(const struct dp_event *evs, unsigned n, uint32_t *refs);
+/** Would the event (whose workflow does not exist yet) take its type over this owner's
+ *  share of a [quota]? Checked before logging: a refusal is never replayed. */
+bool dp_runtime_quota_refuses(struct dp_lcore *lc, const struct dp_event *ev);
 /** Is the event's workflow type deployed (on this owner's registry)? */
 bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev);
 /** Apply a logged event (ref: from dp_runtime_prefetch in the same burst); returns its

@@ -341,6 +341,31 @@ static int cfg_auth(struct dp_config_parse *p, const char *name, const char *val
     return 1;
 }
 
+/* [quota] TYPE = N: at most about N workflows of TYPE on the node (dp_runtime.c). */
+static int cfg_quota(struct dp_config_parse *p, const char *name, const char *value)
+{
+    struct dp_config *cfg = p->cfg;
+    size_t n = strlen(name);
+    bool ident = n >= 1 && n <= 32;
+    for (size_t i = 0; ident && i < n; i++)
+        ident = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+                (name[i] >= '0' && name[i] <= '9') || name[i] == '_' || name[i] == '.' ||
+                name[i] == '-';
+    if (!ident)
+        return cfg_fail(p, "[quota] '%s': not a workflow type name%s", name, "");
+    uint64_t v;
+    if (!cfg_u64(value, 1, 4000000000ull, &v))
+        return cfg_fail(p, "[quota] %s: '%s' must be a number of workflows in 1..4G", name, value);
+    for (unsigned i = 0; i < cfg->quota_count; i++)
+        if (strcmp(cfg->quota[i].type, name) == 0)
+            return cfg_fail(p, "[quota] %s: given twice%s", name, "");
+    if (cfg->quota_count == DP_QUOTAS_MAX)
+        return cfg_fail(p, "[quota] %s: more than 16 types%s", name, "");
+    strcpy(cfg->quota[cfg->quota_count].type, name);
+    cfg->quota[cfg->quota_count++].max = v;
+    return 1;
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
@@ -358,6 +383,8 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         return cfg_dataplane(p, name, value);
     if (strcmp(section, "auth") == 0)
         return cfg_auth(p, name, value);
+    if (strcmp(section, "quota") == 0)
+        return cfg_quota(p, name, value);
     return cfg_fail(p, "unknown section [%s] (key '%s')", section, name);
 }
 

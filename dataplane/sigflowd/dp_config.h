@@ -14,6 +14,7 @@
 #define DP_RX_QUEUES_MAX    16
 #define DP_PORT_NAME_MAX    64
 #define DP_PATH_MAX         256
+#define DP_QUOTAS_MAX       16 /* [quota] entries (one per workflow type) */
 #define DP_CONFIG_ERROR_MAX 320
 
 enum dp_source_kind {
@@ -49,6 +50,11 @@ struct dp_config {
     unsigned icmp_rate;         /* ICMP/ICMPv6 echo answers per second per core */
     unsigned reply_rate;        /* ACK datagrams per second per source, unauthenticated */
     char auth_keys[DP_PATH_MAX]; /* [auth] keys: the key file ("" : DIR/keys if present) */
+    struct {
+        char type[33];
+        uint64_t max; /* workflows of the type on the node (running and tombstones) */
+    } quota[DP_QUOTAS_MAX];     /* [quota] TYPE = N */
+    unsigned quota_count;
     /* [wal] */
     bool wal_enabled; /* false only for benchmarks of the volatile path */
     uint64_t wal_segment_bytes;

@@ -61,6 +61,7 @@ static const char *const dp_drop_names[] = {
     [DP_DROP_OVERLOADED] = "overloaded", [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
     [DP_DROP_ACK_TX] = "ack_tx",         [DP_DROP_EVENT_TOO_LARGE] = "event_too_large",
     [DP_DROP_REPLY_SUPPRESSED] = "reply_suppressed", [DP_DROP_REPLY_RATE] = "reply_rate_limited",
+    [DP_DROP_QUOTA] = "quota",
 };
 
 _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) == DP_C_COUNT,
@@ -168,6 +169,7 @@ static int dp_lcores_init(struct dp_node *node)
         lc->rx = rx;
         lc->owner = owner;
         lc->sock_fd = -1;
+        lc->quota_gen = UINT64_MAX;
         pkt_tb_init(&lc->icmp_tb, node->cfg.icmp_rate, node->cfg.icmp_rate / 10 + 1);
         if (rx && dp_reply_sources_init(lc) != 0)
             return -ENOMEM;

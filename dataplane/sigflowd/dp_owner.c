@@ -37,6 +37,11 @@ void dp_owner_apply_burst(struct dp_lcore *lc, struct dp_event *evs, unsigned n)
             lc->rt_status[RT_UNKNOWN_TYPE]++;
             if (ack)
                 dp_ack_note(lc, ev, SF_ACK_UNKNOWN, 0);
+        } else if (unlikely(dp_node.cfg.quota_count != 0 && refs[i] == RT_NONE) &&
+                   dp_runtime_quota_refuses(lc, ev)) {
+            lc->drop[DP_DROP_QUOTA]++;
+            if (ack)
+                dp_ack_note(lc, ev, SF_ACK_FULL, 0);
         } else if (lc->wal && unlikely((rc = dp_wal_log_signal(lc, ev, &lsn, &loc)) != 0)) {
             bool too_big = rc == -EMSGSIZE; /* a parser let through what the log can't hold */
             lc->drop[too_big ? DP_DROP_EVENT_TOO_LARGE : DP_DROP_OVERLOADED]++;

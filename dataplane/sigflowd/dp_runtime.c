@@ -502,6 +502,40 @@ uint8_t dp_runtime_apply_event(struct dp_lcore *lc, const struct dp_event *ev, u
     return (uint8_t)rt_status_ack(st);
 }
 
+/*
+ * QUOTAS ([quota] TYPE = N). Checked live, before an event that would create a workflow is
+ * logged: a refusal is never in the log, so replay needs no quota (and a changed quota
+ * can't change what replay does). Keys spread evenly over the owners, so each owner allows
+ * ceil(N / owners) workflows of the type: its running ones and its completed ones not yet
+ * swept, of every version.
+ */
+bool dp_runtime_quota_refuses(struct dp_lcore *lc, const struct dp_event *ev)
+{
+    const struct rt_registry *reg = rt_core_registry(lc->rt);
+    if (lc->quota_gen != lc->reg_gen) {
+        memset(lc->quota_max, 0, sizeof(lc->quota_max));
+        for (unsigned q = 0; q < dp_node.cfg.quota_count; q++) {
+            int t = rt_registry_type(reg, dp_node.cfg.quota[q].type,
+                                     strlen(dp_node.cfg.quota[q].type));
+            if (t >= 0 && (unsigned)t < RT_TYPES_MAX)
+                lc->quota_max[t] =
+                    (dp_node.cfg.quota[q].max + dp_node.owner_count - 1) / dp_node.owner_count;
+        }
+        lc->quota_gen = lc->reg_gen;
+    }
+    const char *type = rte_pktmbuf_mtod(ev->m, const char *) + ev->type_off;
+    int t = rt_registry_type(reg, type, ev->type_len);
+    if (t < 0 || (unsigned)t >= RT_TYPES_MAX || lc->quota_max[t] == 0)
+        return false;
+    uint64_t live = 0;
+    for (unsigned v = 0; v < RT_VERSIONS_MAX; v++) {
+        uint64_t running, completed;
+        rt_core_def_counts(lc->rt, (unsigned)t * RT_VERSIONS_MAX + v, &running, &completed);
+        live += running + completed;
+    }
+    return live >= lc->quota_max[t];
+}
+
 bool dp_runtime_type_known(struct dp_lcore *lc, const struct dp_event *ev)
 {
     const char *type = rte_pktmbuf_mtod(ev->m, const char *) + ev->type_off;

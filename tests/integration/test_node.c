@@ -70,12 +70,15 @@ static long long it_drop(json_t *st, const char *reason)
     return json_integer_value(v);
 }
 
+/* inbox has a quota of 4 workflows on this node (test_quota) */
+#define IT_NODE_OPTS "--rx-queues 2 --capacity 200000 --conf-extra '[quota];inbox = 4'"
+
 static int it_setup(void **state)
 {
     (void)state;
     snprintf(it_ns, sizeof(it_ns), "sfit%d", (int)getpid());
     snprintf(it_dir, sizeof(it_dir), "/tmp/sigflow-it-%d", (int)getpid());
-    int rc = it_node_start(it_top, it_build, it_ns, it_dir, "--rx-queues 2 --capacity 200000");
+    int rc = it_node_start(it_top, it_build, it_ns, it_dir, IT_NODE_OPTS);
     if (rc != 0)
         it_sh("cat %s/sigflowd.log >&2", it_dir);
     return rc == 0 ? 0 : -1;
@@ -292,6 +295,40 @@ static void test_reflection_bounded(void **state)
     json_decref(j);
 }
 
+/* [quota] inbox = 4: new inbox workflows beyond the quota are refused before they are
+ * logged (ACK `full`, counted `quota`); the others are created. */
+static void test_quota(void **state)
+{
+    (void)state;
+    json_t *before = it_stats();
+    char path[128];
+    snprintf(path, sizeof(path), "%s/quota.events", it_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (unsigned i = 0; i < 20; i++)
+        fprintf(f, "inbox box-%02u message 1 7 hello\n", i);
+    fclose(f);
+    it_sh("ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 --port 7700 "
+          "--file %s --batch 4 --ack >/dev/null 2>&1",
+          it_ns, it_build, path);
+    long long created = 0;
+    for (unsigned i = 0; i < 20; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "box-%02u", i);
+        json_t *d = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "inbox", "id",
+                                     id));
+        created += json_is_true(json_object_get(d, "ok"));
+        json_decref(d);
+    }
+    json_t *after = it_stats();
+    long long refused = it_drop(after, "quota") - it_drop(before, "quota");
+    fprintf(stderr, "quota 4: %lld created, %lld refused\n", created, refused);
+    assert_true(created >= 2 && created <= 4); /* 2 per owner core */
+    assert_true(refused >= 20 - created);      /* resends are refused again */
+    json_decref(before);
+    json_decref(after);
+}
+
 /* `workflow delete`: logged before it is answered; the id may start afresh; a restart
  * (recovery replays the deletion) does not bring it back. */
 static long long it_signals_of(const char *type, const char *id)
@@ -333,7 +370,7 @@ static void test_workflow_delete(void **state)
     /* recovery replays the deletion */
     it_node_stop(it_top, it_build, it_dir);
     assert_int_equal(it_node_start(it_top, it_build, it_ns, it_dir,
-                                   "--rx-queues 2 --capacity 200000"),
+                                   IT_NODE_OPTS),
                      0);
     assert_int_equal(it_signals_of("device", "doomed"), -1);
 }
@@ -518,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_malformed_datagrams),
         cmocka_unit_test(test_malformed_packets),
         cmocka_unit_test(test_reflection_bounded),
+        cmocka_unit_test(test_quota),
         cmocka_unit_test(test_workflow_delete),
     };
     return cmocka_run_group_tests_name("node on net_tap", tests, it_setup, it_teardown);

@@ -91,6 +91,22 @@ static void test_bad_lines(void **state)
     expect_error("[wal]\ninflight_max = 1\n", 2, "inflight_max: must be an integer in 2..16");
     expect_error("[runtime]\ninstance_bytes = -5\n", 2, "instance_bytes");
     expect_error("[snapshot]\ninterval_s = soon\n", 2, "interval_s");
+    expect_error("[quota]\ndevice = 0\n", 2, "must be a number of workflows");
+    expect_error("[quota]\nde vice = 5\n", 2, "not a workflow type name");
+    expect_error("[quota]\ndevice = 5\ndevice = 6\n", 3, "given twice");
+    expect_error("[auth]\nkeys = relative/path\n", 2, "absolute path");
+    expect_error("[dataplane]\nreply_rate = -1\n", 2, "reply_rate");
+    struct dp_config q;
+    char qerr[256];
+    if (cfg_load_text("[node]\nipv4 = 198.18.0.2\n[dataplane]\nports = net_tap0\n"
+                      "[quota]\ndevice = 1000\nloyalty = 5\n[auth]\nkeys = /etc/k\n",
+                      &q, qerr, sizeof(qerr)) != 0)
+        fail_msg("%s", qerr);
+    assert_int_equal(q.quota_count, 2);
+    assert_string_equal(q.quota[1].type, "loyalty");
+    assert_int_equal(q.quota[1].max, 5);
+    assert_string_equal(q.auth_keys, "/etc/k");
+    assert_int_equal(q.reply_rate, 50000);
     /* the first problem is the one reported */
     expect_error("[node]\nudp_port = 0\nipv4 = nope\n", 2, "udp_port");
 }

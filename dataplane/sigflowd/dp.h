@@ -57,6 +57,7 @@
 #define DP_EV_FIELDS_JSON  0x02
 #define DP_EV_ACK_REQ      0x04
 #define DP_EV_AUTHED       0x08 /* its frame's tag verified (dp_auth.c) */
+#define DP_EV_FRAME_LAST   0x10 /* the last event of its frame routed to its owner */
 
 #define DP_MBUF_PRIV_SIZE 48 /* socket source: the sender's sockaddr; replies: dp_ack.c meta */
 #define DP_REPLY_SOURCES  4096 /* per rx lcore: sources with a reply credit (dp_ack.c) */
@@ -188,7 +189,6 @@ struct dp_lcore {
     struct wal *wal;           /* this owner's log (NULL when [wal] enabled = false) */
     struct dp_ack_queue *acks; /* frames waiting for durability before their ACK */
     bool io_wait;              /* batches in flight or ACKs waiting: keep back-off short */
-    bool inbound_busy;         /* the last owner pass dequeued events (a frame may go on) */
     struct rt_core *rt;        /* this owner's workflow runtime (dp_runtime.c) */
     uint64_t reg_gen;          /* registry generation this owner uses (and has logged) */
     struct rt_firing firings[DP_FIRINGS_MAX]; /* due timers not yet logged and applied */
@@ -269,6 +269,8 @@ struct dp_ack_group {
     uint64_t lsn;      /* highest LSN among its events (0: nothing logged) */
     uint32_t frame_no; /* with src_lcore: which frame (struct dp_event) */
     bool authed;       /* the frame was authenticated (no per-source count limit) */
+    bool complete;     /* its frame's last event for this owner was noted */
+    uint64_t opened_ns;
     struct sf_ack_hdr hdr;
     struct pkt_info req; /* ethdev: where the frame came from (answer goes back there) */
     uint8_t sa[32];      /* socket source: the sender's sockaddr */

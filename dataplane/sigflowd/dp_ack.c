@@ -38,6 +38,7 @@
 #include "dp.h"
 
 #define DP_ACK_LOOKBACK     8         /* open groups searched for an event's frame */
+#define DP_ACK_OPEN_NS      200000u   /* longest wait for a frame's last event (see release) */
 #define DP_REPLY_CREDIT_MAX (64u << 10) /* bytes a source may bank for replies */
 #define DP_SOCKET_WIRE_HDR4 28u       /* socket source: IPv4 + UDP header bytes counted */
 #define DP_SOCKET_WIRE_HDR6 48u       /* IPv6 + UDP */
@@ -324,8 +325,12 @@ void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status,
             return;
         }
         g->lsn = 0;
+        g->complete = false;
+        g->opened_ns = dp_now_ns();
         q->tail++;
     }
+    if (ev->flags & DP_EV_FRAME_LAST)
+        g->complete = true;
     g->entries[g->hdr.entry_count++] = e;
     if (lsn > g->lsn)
         g->lsn = lsn;
@@ -340,9 +345,11 @@ unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
         if (g->lsn > durable)
             break;
         /* The newest group may still be open: a frame's events can reach this owner in two
-         * ring bursts. It waits while events keep coming (then a newer group follows it)
-         * and goes out once a pass finds the rings empty. */
-        if (q->head + 1 == q->tail && lc->inbound_busy)
+         * ring bursts. It waits until its frame's last event for this owner was noted, or
+         * a newer group follows it, or DP_ACK_OPEN_NS passed (that event was refused
+         * before it could be noted, or dropped). */
+        if (q->head + 1 == q->tail && !g->complete &&
+            dp_now_ns() - g->opened_ns < DP_ACK_OPEN_NS)
             break;
         dp_ack_send(lc, g);
         q->head++;

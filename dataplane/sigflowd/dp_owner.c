@@ -121,6 +121,5 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
         dp_owner_apply_burst(lc, evs, n);
         events += n;
     }
-    lc->inbound_busy = events != 0;
     return total + events;
 }

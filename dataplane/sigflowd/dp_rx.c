@@ -115,6 +115,7 @@ static void dp_rx_route_json(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t o
         .queue = queue,
         .frame_no = lc->frame_no++,
     };
+    ev->flags |= DP_EV_FRAME_LAST;
 }
 
 /*
@@ -160,6 +161,18 @@ void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, 
     const uint32_t frame_no = lc->frame_no++;
     const struct wf_partmap *partmap = dp_node.partmap;
     const uint32_t partitions = partmap->count;
+    /* A frame's events for one owner go to its ring in one enqueue (never a flush in the
+     * middle of the frame), and the last of them is flagged: the owner then knows when the
+     * frame's reply group is complete (dp_ack.c). */
+    const unsigned owners = dp_node.owner_count;
+    uint8_t first[DP_LCORES_MAX];
+    for (unsigned o = 0; o < owners; o++)
+        if (lc->stage_count[o] + (unsigned)n > DP_STAGE_EVENTS) {
+            dp_rx_flush(lc);
+            break;
+        }
+    for (unsigned o = 0; o < owners; o++)
+        first[o] = (uint8_t)lc->stage_count[o];
     for (int i = 0; i < n; i++) {
         const struct sf_event_span *sp = &spans[i];
         uint16_t type_off = (uint16_t)(off + sp->type_off);
@@ -191,6 +204,9 @@ void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, 
         ev->queue = queue;
         ev->frame_no = frame_no;
     }
+    for (unsigned o = 0; o < owners; o++)
+        if (lc->stage_count[o] > first[o])
+            lc->stage[o][lc->stage_count[o] - 1].flags |= DP_EV_FRAME_LAST;
 }
 
 /* Send one reply frame on (port, queue); frees it when the queue is full. */

@@ -2,7 +2,7 @@
  * sf_mem.h — large, 2 MB aligned memory regions for the owner core's tables (no DPDK).
  *
  * Every table, record arena and key store of an owner core is carved from regions
- * allocated here at start-up (DESIGN §6: large tables belong in 2 MB pages, or TLB misses
+ * allocated here at start-up (docs/architecture.md#event-path: 2 MB pages, or TLB misses would
  * double the cost of a lookup). Order of preference:
  *   1. MAP_HUGETLB 2 MB pages, when the administrator reserved them (vm.nr_hugepages);
  *   2. an ordinary anonymous mapping aligned to 2 MB with madvise(MADV_HUGEPAGE), so that

@@ -1,7 +1,7 @@
 /*
  * sf_partmap.h — which owner core owns which partition (no DPDK).
  *
- * Partitions are the unit of ownership (DESIGN §2): a fixed power-of-two number of them,
+ * Ownership is by partition (docs/architecture.md#event-path): a fixed power-of-two number of them,
  * each owned by exactly one owner core. The map is built once at start-up and read on the
  * per-event path; it is never written after init.
  */

@@ -1,7 +1,7 @@
 /*
  * sf_table.h — one partition's workflow table: 128-bit key → record index (no DPDK).
  *
- * Design (DESIGN §5, §6): the owner core looks up every event's workflow here; at 100 M
+ * Design (docs/architecture.md#event-path): owners look up each event's workflow here; at 100 M
  * workflows the table is far larger than any cache, so the cost of an event is the number
  * of DRAM lines a lookup touches. The table is therefore laid out in cache lines:
  *
@@ -48,7 +48,7 @@
  * (1-byte tags + 20-byte slots, ~23 B/workflow) would make every hit touch two lines (tag
  * line, then slot line); linear probing over the same buckets keeps ~75 % in the home line
  * but has an unbounded tail (probe lengths of 300+ buckets at 90 % load). 4 slots per line
- * would need a 12-byte identity, weaker than the 128-bit identity DESIGN §5 asks for.
+ * would need a 12-byte identity, weaker than the 128-bit key (docs/architecture.md#event-path).
  * Keys in a secondary line cost a second, dependent miss unless the caller defers them
  * (wf_ref_find_primary / wf_burst_apply do); prefetching both lines of every key instead
  * was slower in perf/table (one more line of bandwidth per event).

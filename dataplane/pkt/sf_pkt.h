@@ -8,7 +8,7 @@
  * pkt_build_reply() answers ARP / ICMP echo / ICMPv6 echo / NDP neighbor solicitation, and
  * pkt_build_udp_reply() builds the datagram that carries an ACK back to a sender.
  *
- * Validity rules (DESIGN §3: every length is checked against the bytes received):
+ * Validity (every length checked against the bytes received; docs/architecture.md#hostile-input):
  *   Ethernet  14 bytes; destination MAC must be ours or a group (broadcast/multicast)
  *             address; the source MAC must not be a group address. One 802.1Q tag
  *             (0x8100) is accepted; a second tag or an outer 0x88a8/0x9100 tag is QinQ.

@@ -2,7 +2,7 @@
  * dp.h — sigflowd's shared definitions: the event record that crosses the per-core rings,
  * the per-lcore state, the node, and the counters.
  *
- * Concurrency contract (share-nothing, DESIGN §2):
+ * Concurrency contract (share-nothing, docs/architecture.md#processes-and-threads):
  *   - struct dp_lcore is written only by its own lcore. Other threads (the control thread)
  *     read its counters with relaxed loads; an aligned u64 never tears on x86-64.
  *   - A partition's workflow table (node.parts[p]) is touched only by its owner lcore.

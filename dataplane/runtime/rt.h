@@ -30,8 +30,9 @@
  *            rt_apply_activity_result(...);  attempts: log, then rt_note_attempt(...)
  *   tasks:   while (rt_tasks_peek(core, &t) == 0 && t.cause <= durable_lsn)
  *                send t to the control plane; rt_tasks_pop(core);
- *   deploy:  compile off the data path, log the blob, rt_registry_deploy → publish with
- *            RCU → rt_core_set_registry(core, reg) at the top of the loop.
+ *   deploy:  compile off the data path, store the blob, rt_registry_deploy → publish the
+ *            new registry (a release store; registries never change and are never freed
+ *            while the node runs) → rt_core_set_registry(core, reg) at the top of the loop.
  *   sweep:   now and then, outside a burst (not between rt_prefetch_instance_ref and
  *            rt_apply_signal_ref, not between rt_tasks_peek and rt_tasks_pop): log
  *            (partition, now_ns, budget) → LSN; rt_sweep_tombstones(core, part, now_ns,
@@ -280,7 +281,7 @@ struct rt_core *rt_core_init(void *mem, size_t mem_bytes, const struct rt_core_c
  *  -ENOSPC (parts_max reached), -EEXIST (already attached). */
 int rt_core_attach(struct rt_core *c, struct rt_part *p);
 
-/** Use registry `reg` from now on (the RCU reader side: call at a quiescent point). Every
+/** Use registry `reg` from now on (call at a quiescent point: between inputs). Every
  *  def an instance of this core uses must be in reg (registries only grow). Can't fail. */
 void rt_core_set_registry(struct rt_core *c, const struct rt_registry *reg);
 

@@ -12,7 +12,8 @@
  *   each partition   its whole region is copied into a staging buffer in one step (the
  *                    region is self-contained: offsets, no pointers) with its LSN = the
  *                    last LSN appended, which covers every record applied to it; the copy
- *                    then goes to the writer in slices of at most 1 MiB, one per iteration;
+ *                    then goes to the writer in slices of DP_SNAP_SLICE_BYTES (256 KiB),
+ *                    one per iteration;
  *   commit           refused by the writer until the log is durable past the snapshot's
  *                    LSNs; the writer's helper thread syncs, renames, keeps the newest two;
  *   manifest         the partitions' floors in the node's MANIFEST are raised to what the

@@ -248,11 +248,46 @@ void dp_ctl_req_free(struct dp_req *req)
     free(req);
 }
 
+/*
+ * Text from the node's data as a JSON string. The parsers admit only UTF-8 (ids, text
+ * values), but a log or snapshot written before they did may hold other bytes, and jansson
+ * refuses them (NULL: an entry would vanish from its list). Invalid bytes become U+FFFD.
+ */
+static json_t *dp_ctl_text(const char *s, size_t n)
+{
+    if (sf_text_valid((const uint8_t *)s, n))
+        return json_stringn(s, n);
+    char out[3 * 512 + 1];
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 4 <= sizeof(out);) {
+        size_t k = 1;
+        while (k <= 4 && i + k <= n && !sf_text_valid((const uint8_t *)s + i, k))
+            k++;
+        if (k <= 4 && i + k <= n) {
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    return json_stringn(out, o);
+}
+
+/* A NUL-terminated text from the node's data (see dp_ctl_text). */
+static json_t *dp_ctl_cstr(const char *s)
+{
+    return dp_ctl_text(s, strlen(s));
+}
+
 static json_t *dp_ctl_entry_json(const struct dp_list_entry *e)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:i}", "type", e->type, "id", e->id, "state",
-                     e->state, "version", (int)e->version, "signals", (json_int_t)e->signals,
-                     "last_event_id", (json_int_t)e->last_event_id, "partition", (int)e->partition);
+    return json_pack("{s:o, s:o, s:o, s:i, s:I, s:I, s:i}", "type", dp_ctl_cstr(e->type), "id",
+                     dp_ctl_cstr(e->id), "state", dp_ctl_cstr(e->state), "version",
+                     (int)e->version, "signals", (json_int_t)e->signals, "last_event_id",
+                     (json_int_t)e->last_event_id, "partition", (int)e->partition);
 }
 
 static json_t *dp_ctl_value(const struct sf_value *v)
@@ -265,7 +300,7 @@ static json_t *dp_ctl_value(const struct sf_value *v)
     case SF_VAL_BOOL:
         return json_boolean(v->b);
     case SF_VAL_TEXT:
-        return json_stringn(v->text.ptr, v->text.len);
+        return dp_ctl_text(v->text.ptr, v->text.len);
     default:
         return json_null();
     }
@@ -294,8 +329,8 @@ static json_t *dp_ctl_describe_json(const struct rt_describe *d)
             acts, json_pack("{s:s, s:i, s:I, s:I}", "activity", d->activities[a].name, "index",
                             (int)d->activities[a].index, "seq", (json_int_t)d->activities[a].seq,
                             "attempts", (json_int_t)d->activities[a].attempts));
-    return json_pack("{s:b, s:s, s:s#, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
-                     "ok", 1, "type", d->type, "id", d->id, (int)d->id_len, "version",
+    return json_pack("{s:b, s:s, s:o, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
+                     "ok", 1, "type", d->type, "id", dp_ctl_text(d->id, d->id_len), "version",
                      (int)d->version, "state", d->state, "completed", d->completed, "signals",
                      (json_int_t)d->signals, "last_event_id", (json_int_t)d->last_event_id,
                      "dedupe_hwm", (json_int_t)d->dedupe_hwm, "created_ns",
@@ -387,7 +422,7 @@ static int dp_ctl_history_entry(const struct wal_record_view *v, const struct fl
         const char *sig = (const char *)p + DP_WAL_SIGNAL_HDR + type_len + id_len;
         const uint8_t *fields = (const uint8_t *)sig + sig_len;
         json_object_set_new(e, "kind", json_string("signal"));
-        json_object_set_new(e, "signal", json_stringn(sig, sig_len));
+        json_object_set_new(e, "signal", dp_ctl_text(sig, sig_len));
         if (flags & DP_EV_HAS_EVENT_ID)
             json_object_set_new(e, "event_id", json_integer((json_int_t)dp_get64(p)));
         dp_ctl_time(e, "received", dp_get64(p + 8));
@@ -917,9 +952,9 @@ static json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
             for (int a = 0; a < n; a++)
                 json_array_append_new(args, dp_ctl_value(&vals[a]));
             json_array_append_new(
-                arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:o}", "type", t->type, "id",
-                               t->id, "activity", t->activity, "seq", (json_int_t)t->seq, "attempt",
-                               (json_int_t)t->attempt, "idempotency_key", t->idempotency_key,
+                arr, json_pack("{s:s, s:o, s:s, s:I, s:I, s:o, s:I, s:o}", "type", t->type, "id",
+                               dp_ctl_cstr(t->id), "activity", t->activity, "seq", (json_int_t)t->seq, "attempt",
+                               (json_int_t)t->attempt, "idempotency_key", dp_ctl_cstr(t->idempotency_key),
                                "dispatched_ns", (json_int_t)t->dispatched_ns, "args", args));
         }
     }

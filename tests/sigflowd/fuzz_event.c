@@ -12,9 +12,10 @@
  *   small rings, mempool, ACK queue and log segments; source "none" (no port, no socket is
  *   opened); the log ENABLED with snapshots every FE_SNAP_LOG_BYTES of log and a history
  *   retention of FE_HISTORY_BYTES, so the log's segments are released and recycled and the
- *   disk used stays bounded; DIR is a private directory under /dev/shm (or /tmp), removed at
- *   exit. The six examples (examples/NAME.flow) are deployed with dp_runtime_deploy and adopted by the
- *   owner (a logged DP_WAL_DEPLOY) before the first input.
+ *   disk used stays bounded; DIR is a private directory under /dev/shm (or /tmp when there
+ *   is none: every input waits for its fdatasync, which a disk makes a thousand times
+ *   slower), removed at exit. The six examples/NAME.flow are deployed with
+ *   dp_runtime_deploy and adopted by the owner (a logged DP_WAL_DEPLOY) first.
  *   Replies: the lcore is rx and owner at once, so a reply goes straight to dp_reply_tx,
  *   which (socket source) calls sendto on lc->sock_fd. That fd is one end of an AF_UNIX
  *   datagram socketpair: sendto with the frame's sockaddr_in fails (EINVAL) before anything
@@ -24,8 +25,9 @@
  * the mbuf's tailroom: dropped, as recvmmsg would cut it); a binary frame whose sender_id is
  * odd has its event ids renumbered in the copy as (input number << 8 | low byte of the id),
  * a sender that counts up, so that replayed and mutated inputs reach the handlers instead
- * of stopping at dedupe (an even sender_id keeps its ids: duplicates and stale ids); the sender 127.0.0.1:FE_SRC_PORT
- * in the mbuf's private area, the reply credit as dp_rx_poll_socket counts it; then route,
+ * of stopping at dedupe (an even sender_id keeps its ids: duplicates and stale ids); the
+ * sender 127.0.0.1:FE_SRC_PORT in the mbuf's private area, the reply credit as
+ * dp_rx_poll_socket counts it; then route,
  * flush, and owner passes until the rings are empty, the log is durable and no ACK group
  * waits (bounded by FE_SETTLE_NS). Then the oldest activity run still open is finished
  * (completed, or failed every third time) the way `sigflowctl activity` has the owner do it,
@@ -409,8 +411,8 @@ static void fe_shutdown(void)
                 "fuzz_event: %" PRIu64 " inputs: %" PRIu64 " frames, %" PRIu64
                 " json events, %" PRIu64 " events applied, %" PRIu64 " workflows, %" PRIu64
                 " table_full, %" PRIu64 " replies refused by sendto, %" PRIu64
-                " tasks dispatched, %" PRIu64 " timers fired, %" PRIu64 " tombstones swept, %" PRIu64
-                " snapshots, %" PRIu64 " log segments released\n",
+                " tasks dispatched, %" PRIu64 " timers fired, %" PRIu64
+                " tombstones swept, %" PRIu64 " snapshots, %" PRIu64 " log segments released\n",
                 fe_inputs, fe_lc->counters[DP_C_FRAMES], fe_lc->counters[DP_C_JSON_EVENTS],
                 fe_lc->counters[DP_C_EVENTS_APPLIED], fe_lc->counters[DP_C_WORKFLOWS],
                 fe_lc->drop[DP_DROP_TABLE_FULL], fe_lc->drop[DP_DROP_ACK_TX],

@@ -14,7 +14,7 @@
  *   retention of FE_HISTORY_BYTES, so the log's segments are released and recycled and the
  *   disk used stays bounded; DIR is a private directory under /dev/shm (or /tmp when there
  *   is none: every input waits for its fdatasync, which a disk makes a thousand times
- *   slower), removed at exit. The six examples/NAME.flow are deployed with
+ *   slower), removed at exit (and by a later run when this one crashed). The six examples/NAME.flow are deployed with
  *   dp_runtime_deploy and adopted by the owner (a logged DP_WAL_DEPLOY) first.
  *   Replies: the lcore is rx and owner at once, so a reply goes straight to dp_reply_tx,
  *   which (socket source) calls sendto on lc->sock_fd. That fd is one end of an AF_UNIX
@@ -52,8 +52,10 @@
  * SEEDS: FUZZ_EVENT_WRITE_SEEDS=DIR ./fuzz_event writes valid frames for the deployed
  * types (binary with ACK_REQ, multi-event, JSON) into DIR and exits (corpus_event/).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <sched.h>
@@ -108,6 +110,7 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
     } while (0)
 
 static char fe_dir[FE_PATH_BYTES];
+static char fe_eal_dir[FE_PATH_BYTES]; /* EAL's runtime directory (empty with --no-shconf) */
 static int fe_reply_fd = -1; /* lc->sock_fd: one end of a socketpair */
 static int fe_peer_fd = -1;  /* the other end: must never have anything to read */
 static struct dp_lcore *fe_lc;
@@ -328,6 +331,27 @@ static int fe_du_one(const char *path, const struct stat *st, int flag, struct F
     return 0;
 }
 
+/* A run that crashed never reached its atexit: remove the directories under `base` named
+ * `prefix`PID... of runs whose process is gone (fuzz-event-PID-XXXXXX, fuzz_event_PID). */
+static void fe_remove_stale_dirs(const char *base, const char *prefix)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int pid;
+        size_t plen = strlen(prefix);
+        if (strncmp(e->d_name, prefix, plen) != 0 || sscanf(e->d_name + plen, "%d", &pid) != 1 ||
+            pid <= 0 || pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[FE_PATH_BYTES + 64];
+        snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+        nftw(path, fe_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    closedir(d);
+}
+
 static void fe_config(struct dp_config *cfg)
 {
     dp_config_defaults(cfg);
@@ -436,6 +460,7 @@ static void fe_shutdown(void)
         free(fe_req);
         fe_req = NULL;
         rte_eal_cleanup();
+        rmdir(fe_eal_dir);
     }
     if (fe_peer_fd >= 0) {
         close(fe_reply_fd);
@@ -484,9 +509,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                     "--log-level=*:error", NULL };
     FE_CHECK(rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) >= 0);
     FE_CHECK(sched_setaffinity(0, sizeof(cpus), &cpus) == 0);
+    snprintf(fe_eal_dir, sizeof(fe_eal_dir), "%s", rte_eal_get_runtime_dir());
+    char *slash = strrchr(fe_eal_dir, '/');
+    if (slash && slash != fe_eal_dir) {
+        *slash = '\0';
+        fe_remove_stale_dirs(fe_eal_dir, "fuzz_event_");
+        *slash = '/';
+    }
 
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(fe_dir, sizeof(fe_dir), "%s/fuzz-event-XXXXXX", base);
+    fe_remove_stale_dirs(base, "fuzz-event-");
+    snprintf(fe_dir, sizeof(fe_dir), "%s/fuzz-event-%d-XXXXXX", base, (int)getpid());
     FE_CHECK(mkdtemp(fe_dir) != NULL);
     atexit(fe_shutdown);
     FE_CHECK(wf_key_use_secret(fe_secret) == 0);

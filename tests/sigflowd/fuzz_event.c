@@ -14,8 +14,9 @@
  *   retention of FE_HISTORY_BYTES, so the log's segments are released and recycled and the
  *   disk used stays bounded; DIR is a private directory under /dev/shm (or /tmp when there
  *   is none: every input waits for its fdatasync, which a disk makes a thousand times
- *   slower), removed at exit (and by a later run when this one crashed). The six examples/NAME.flow are deployed with
- *   dp_runtime_deploy and adopted by the owner (a logged DP_WAL_DEPLOY) first.
+ *   slower), removed at exit (or by a later run when this one crashed). The six
+ *   examples/NAME.flow are deployed with dp_runtime_deploy and adopted by the owner (a
+ *   logged DP_WAL_DEPLOY) first.
  *   Replies: the lcore is rx and owner at once, so a reply goes straight to dp_reply_tx,
  *   which (socket source) calls sendto on lc->sock_fd. That fd is one end of an AF_UNIX
  *   datagram socketpair: sendto with the frame's sockaddr_in fails (EINVAL) before anything

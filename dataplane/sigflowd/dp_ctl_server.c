@@ -29,12 +29,22 @@
 
 _Static_assert(DP_CTL_BUF_START_BYTES <= DP_CTL_LINE_MAX + 1, "the buffer starts below its max");
 
+/* What a connection's thread is doing, for stop (under srv->lock). */
+enum dp_ctl_client_phase {
+    DP_CTL_CLIENT_WAITING,  /* for (the rest of) a request line: stop ends it at once */
+    DP_CTL_CLIENT_HANDLING, /* the handler runs (bounded): stop waits */
+    DP_CTL_CLIENT_SENDING,  /* the reply: stop waits until send_deadline_ms */
+};
+
 struct dp_ctl_client {
     struct dp_ctl_server *srv;
     pthread_t thread;
-    int fd;        /* -1 once its thread closed it (under srv->lock) */
-    bool in_use;   /* a thread was started for the slot and not yet joined */
-    bool finished; /* its thread is returning: join it */
+    int fd;      /* -1 once its thread closed it (under srv->lock) */
+    bool in_use; /* a thread was started for the slot and not yet joined */
+    enum dp_ctl_client_phase phase;
+    uint64_t send_deadline_ms; /* SENDING: a stop cuts the reply off after this */
+    bool shut;                 /* stop shut its connection down */
+    bool finished;             /* its thread is returning: join it */
 };
 
 struct dp_ctl_server {
@@ -90,15 +100,30 @@ static int dp_ctl_server_error(int fd, const char *msg, int flags)
     return dp_ctl_server_reply(fd, json_pack("{s:b, s:s}", "ok", 0, "error", msg), flags);
 }
 
-/* One complete line (NUL-terminated at line[len]): handle it under the handler lock. */
-static int dp_ctl_server_request(struct dp_ctl_server *srv, int fd, const char *line, size_t len)
+static void dp_ctl_server_set_phase(struct dp_ctl_client *c, enum dp_ctl_client_phase phase)
 {
+    pthread_mutex_lock(&c->srv->lock);
+    c->phase = phase;
+    c->send_deadline_ms = dp_ctl_server_now_ms() + DP_CTL_STOP_GRACE_MS;
+    pthread_mutex_unlock(&c->srv->lock);
+}
+
+/* One complete line (NUL-terminated at line[len]): handle it under the handler lock and send
+ * the reply. A stop meanwhile waits for the handler, then DP_CTL_STOP_GRACE_MS for the reply
+ * (the fault command's answer is sent after the node began to stop). */
+static int dp_ctl_server_request(struct dp_ctl_client *c, const char *line, size_t len)
+{
+    struct dp_ctl_server *srv = c->srv;
+    dp_ctl_server_set_phase(c, DP_CTL_CLIENT_HANDLING);
     pthread_mutex_lock(&srv->handler_lock);
     json_t *reply = atomic_load(&srv->quit)
                         ? json_pack("{s:b, s:s}", "ok", 0, "error", "the node is stopping")
                         : srv->handle(line, len, srv->arg);
     pthread_mutex_unlock(&srv->handler_lock);
-    return dp_ctl_server_reply(fd, reply, 0);
+    dp_ctl_server_set_phase(c, DP_CTL_CLIENT_SENDING);
+    int rc = dp_ctl_server_reply(c->fd, reply, 0);
+    dp_ctl_server_set_phase(c, DP_CTL_CLIENT_WAITING);
+    return rc;
 }
 
 /* Make room for more bytes in *buf (cap *cap, have used): doubling, at most
@@ -121,8 +146,10 @@ static int dp_ctl_server_grow(char **buf, size_t *cap, size_t have)
 }
 
 /* Serve one connection until the client leaves, breaks a limit, or the server stops. */
-static void dp_ctl_server_serve(struct dp_ctl_server *srv, int fd)
+static void dp_ctl_server_serve(struct dp_ctl_client *c)
 {
+    struct dp_ctl_server *srv = c->srv;
+    int fd = c->fd;
     char *buf = NULL;
     size_t cap = 0, have = 0, scanned = 0; /* bytes [0, scanned) hold no newline */
     uint64_t deadline_ms = dp_ctl_server_now_ms() + srv->line_timeout_ms;
@@ -132,7 +159,7 @@ static void dp_ctl_server_serve(struct dp_ctl_server *srv, int fd)
         if (nl) {
             size_t len = (size_t)(nl - buf);
             *nl = '\0';
-            if (dp_ctl_server_request(srv, fd, buf, len) != 0)
+            if (dp_ctl_server_request(c, buf, len) != 0)
                 break;
             memmove(buf, nl + 1, have - len - 1);
             have -= len + 1;
@@ -178,7 +205,7 @@ static void *dp_ctl_server_client_main(void *arg)
 {
     struct dp_ctl_client *c = arg;
     struct dp_ctl_server *srv = c->srv;
-    dp_ctl_server_serve(srv, c->fd);
+    dp_ctl_server_serve(c);
     pthread_mutex_lock(&srv->lock);
     close(c->fd);
     c->fd = -1;
@@ -218,6 +245,8 @@ static void dp_ctl_server_admit(struct dp_ctl_server *srv, int fd)
         slot->srv = srv;
         slot->fd = fd;
         slot->in_use = true;
+        slot->phase = DP_CTL_CLIENT_WAITING;
+        slot->shut = false;
         slot->finished = false;
         if (pthread_create(&slot->thread, NULL, dp_ctl_server_client_main, slot) != 0) {
             slot->in_use = false;
@@ -310,17 +339,41 @@ out_free:
     return rc;
 }
 
+/* Shut down the connections waiting for a request, and those sending a reply past their
+ * send deadline (waking a blocked recv or send). true when every client thread is returning. */
+static bool dp_ctl_server_shut(struct dp_ctl_server *srv)
+{
+    uint64_t now_ms = dp_ctl_server_now_ms();
+    bool all_finished = true;
+    pthread_mutex_lock(&srv->lock);
+    for (unsigned i = 0; i < DP_CTL_CLIENTS_MAX; i++) {
+        struct dp_ctl_client *c = &srv->clients[i];
+        if (!c->in_use || c->finished)
+            continue;
+        all_finished = false;
+        bool cut = c->phase == DP_CTL_CLIENT_WAITING ||
+                   (c->phase == DP_CTL_CLIENT_SENDING && now_ms >= c->send_deadline_ms);
+        if (!c->shut && c->fd >= 0 && cut) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->shut = true;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return all_finished;
+}
+
 void dp_ctl_server_stop(struct dp_ctl_server *srv)
 {
     if (!srv)
         return;
     atomic_store(&srv->quit, true);
     pthread_join(srv->acceptor, NULL); /* no new slot after this */
-    pthread_mutex_lock(&srv->lock);
-    for (unsigned i = 0; i < DP_CTL_CLIENTS_MAX; i++)
-        if (srv->clients[i].in_use && srv->clients[i].fd >= 0)
-            shutdown(srv->clients[i].fd, SHUT_RDWR); /* wakes a blocked recv or send */
-    pthread_mutex_unlock(&srv->lock);
+    /* a connection waiting for a request ends at once; a handler in progress finishes and its
+     * reply gets DP_CTL_STOP_GRACE_MS to reach the client */
+    while (!dp_ctl_server_shut(srv)) {
+        struct timespec pause = { 0, DP_CTL_STOP_POLL_MS * 1000000 };
+        nanosleep(&pause, NULL);
+    }
     for (unsigned i = 0; i < DP_CTL_CLIENTS_MAX; i++)
         if (srv->clients[i].in_use)
             pthread_join(srv->clients[i].thread, NULL);

@@ -20,8 +20,10 @@
  *  - the handler runs for one request at a time (one mutex), so it may use static buffers and
  *    the node's single-writer state; it must return in bounded time.
  *
- * Stop: dp_ctl_server_stop shuts every connection down (waking a blocked recv or send) and
- * joins every thread; nothing is left running or blocked.
+ * Stop: dp_ctl_server_stop ends the connections waiting for a request at once, lets a
+ * handler in progress finish and its reply be sent (up to DP_CTL_STOP_GRACE_MS: the reply to
+ * a request that stops the node still arrives), shutting a connection down (which wakes a
+ * blocked recv or send) past that, and joins every thread; nothing is left running or blocked.
  */
 #ifndef DP_CTL_SERVER_H
 #define DP_CTL_SERVER_H
@@ -34,6 +36,8 @@
 #define DP_CTL_LINE_TIMEOUT_MS 30000 /* a whole request line, from the previous reply */
 #define DP_CTL_SEND_TIMEOUT_MS 30000 /* each send of a reply (a client that does not read) */
 #define DP_CTL_POLL_MS         200   /* how often a waiting thread looks at the stop flag */
+#define DP_CTL_STOP_GRACE_MS   1000  /* at stop, for a reply being sent */
+#define DP_CTL_STOP_POLL_MS    5
 #define DP_CTL_BACKLOG         16
 #define DP_CTL_BUF_START_BYTES 4096 /* a client's line buffer, doubled up to the line max */
 
@@ -61,8 +65,8 @@ struct dp_ctl_server;
 int dp_ctl_server_start(const struct dp_ctl_server_opts *opts, struct dp_ctl_server **out);
 
 /** Stop accepting, end every connection, join every thread, remove the socket and free the
- *  server. Returns once nothing is left running: at most the longest handler call plus
- *  DP_CTL_POLL_MS. NULL-safe. Can't fail. */
+ *  server. Returns once nothing is left running: at most DP_CTL_POLL_MS plus the handler
+ *  call in progress plus DP_CTL_STOP_GRACE_MS. NULL-safe. Can't fail. */
 void dp_ctl_server_stop(struct dp_ctl_server *srv);
 
 #endif

@@ -39,11 +39,18 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The stub: "big" answers a 1 MB string, anything else {"ok":true,"len":N}. */
+/* The stub: "big" answers a 1 MB string, "slow" takes longer than a stop's grace for
+ * the reply, anything else
+ * {"ok":true,"len":N}. */
 static json_t *stub_handle(const char *line, size_t len, void *arg)
 {
     (void)arg;
     assert_int_equal(line[len], '\0');
+    if (len == 4 && memcmp(line, "slow", 4) == 0) {
+        struct timespec slow = { (DP_CTL_STOP_GRACE_MS + 300) / 1000,
+                                 (DP_CTL_STOP_GRACE_MS + 300) % 1000 * 1000000 };
+        nanosleep(&slow, NULL);
+    }
     if (len == 3 && memcmp(line, "big", 3) == 0) {
         char *s = malloc(BIG_REPLY_BYTES + 1);
         memset(s, 'b', BIG_REPLY_BYTES);
@@ -316,6 +323,25 @@ static void test_stop_with_clients_connected(void **state)
     close(hog);
 }
 
+/* The reply to a request in progress when the server stops still arrives, however long the
+ * handler takes (the fault command stops the node it answers from, then waits up to 5 s for
+ * the owners: its client must still see "ok"). */
+static void test_stop_delivers_reply_in_progress(void **state)
+{
+    struct fixture *f = *state;
+    int c = client(f), idle = client(f);
+    send_text(c, "slow\n", 5);
+    struct timespec ms = { 0, 100 * 1000000 };
+    nanosleep(&ms, NULL);
+    dp_ctl_server_stop(f->srv);
+    f->srv = NULL;
+    expect_ok(c, 4);
+    assert_true(closed(c, REPLY_WAIT_MS));
+    assert_true(closed(idle, REPLY_WAIT_MS));
+    close(c);
+    close(idle);
+}
+
 static void test_start_errors(void **state)
 {
     (void)state;
@@ -343,6 +369,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_line_too_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_and_slow_clients_time_out, setup_short, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_clients_connected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_delivers_reply_in_progress, setup, teardown),
         cmocka_unit_test(test_start_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,12 +136,14 @@ static inline struct dp_reply_meta *dp_reply_meta(struct rte_mbuf *m)
 static bool dp_reply_sendto(struct dp_lcore *lc, struct rte_mbuf *m)
 {
     const struct dp_reply_meta *meta = dp_reply_meta(m);
-    const struct sockaddr *sa = (const struct sockaddr *)meta->sa;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    memcpy(&ss, meta->sa, sizeof(meta->sa));
     socklen_t salen =
-        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     size_t len = rte_pktmbuf_data_len(m);
-    return sendto(lc->sock_fd, rte_pktmbuf_mtod(m, void *), len, MSG_DONTWAIT, sa, salen) ==
-           (ssize_t)len;
+    return sendto(lc->sock_fd, rte_pktmbuf_mtod(m, void *), len, MSG_DONTWAIT,
+                  (const struct sockaddr *)&ss, salen) == (ssize_t)len;
 }
 
 /* Transmit n replies (all on this rx lcore's queues or socket): accounting first, then
@@ -218,14 +220,17 @@ static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
     meta->authed = g->authed;
     int len;
     if (g->via_socket) {
-        const struct sockaddr *sa = (const struct sockaddr *)g->sa;
+        /* g->sa has no alignment of its own: copy before reading it as a sockaddr */
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));
+        memcpy(&ss, g->sa, sizeof(g->sa) < sizeof(ss) ? sizeof(g->sa) : sizeof(ss));
         memcpy(meta->sa, g->sa, sizeof(meta->sa));
-        if (sa->sa_family == AF_INET6) {
+        if (ss.ss_family == AF_INET6) {
             meta->family = 6;
-            memcpy(meta->addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+            memcpy(meta->addr, &((const struct sockaddr_in6 *)&ss)->sin6_addr, 16);
         } else {
             meta->family = 4;
-            memcpy(meta->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+            memcpy(meta->addr, &((const struct sockaddr_in *)&ss)->sin_addr, 4);
         }
         memcpy(rte_pktmbuf_mtod(m, uint8_t *), payload, (size_t)plen);
         len = plen;

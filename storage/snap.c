@@ -1172,8 +1172,8 @@ static bool snap_manifest_valid(const struct snap_manifest *m)
         m->parts > SNAP_PARTS_MAX)
         return false;
     for (uint32_t p = 0; p < m->parts; p++)
-        if (m->part_core[p] >= m->cores)
-            return false;
+        if (m->part_core[p] >= m->cores || m->part_lsn[p] == UINT64_MAX)
+            return false; /* no core of that number, or a floor no log can ever reach */
     return true;
 }
 

@@ -63,6 +63,11 @@ static void test_manifest_roundtrip(void **state)
     assert_int_equal(snap_manifest_write(dir, m), -EINVAL);
     assert_int_equal(snap_manifest_read(dir, r), 0);
     assert_int_equal(r->part_core[5], 2);
+    m->part_core[5] = 2;
+    m->part_lsn[7] = UINT64_MAX; /* a floor no log reaches (fuzz_snap_load found it asserted) */
+    assert_int_equal(snap_manifest_write(dir, m), -EINVAL);
+    assert_int_equal(snap_manifest_read(dir, r), 0);
+    assert_true(r->part_lsn[7] != UINT64_MAX);
     assert_int_equal(snap_manifest_init(m, 0, 3, 4096, map), -EINVAL); /* epoch 0 */
     assert_int_equal(snap_manifest_init(m, 1, 0, 4096, map), -EINVAL);
     assert_int_equal(snap_manifest_init(m, 1, 3, 0, map), -EINVAL);

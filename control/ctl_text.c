@@ -52,8 +52,8 @@ static size_t ctl_text_unit(const unsigned char *p, size_t n, unsigned flags, ch
     static const char hex[] = "0123456789abcdef";
     size_t k = ctl_utf8_len(p, n);
     bool c1 = k == 2 && p[0] == 0xC2 && p[1] < 0xA0; /* U+0080..U+009F */
-    bool ctl = k == 1 && (p[0] < 0x20 || p[0] == 0x7f) &&
-               !(p[0] == '\n' && (flags & CTL_TEXT_NEWLINES));
+    bool ctl =
+        k == 1 && (p[0] < 0x20 || p[0] == 0x7f) && !(p[0] == '\n' && (flags & CTL_TEXT_NEWLINES));
     if (k == 1 && p[0] == '\\') {
         memcpy(unit, "\\\\", 2);
         *unit_len = 2;

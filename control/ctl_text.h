@@ -17,9 +17,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define CTL_TEXT_NEWLINES  0x1u /* keep '\n' as is (multi-line messages) */
-#define CTL_TEXT_UNIT_MAX  8u   /* bytes of the rendering of one input character */
-#define CTL_TEXT_MISSING   "-"  /* the rendering of a NULL string */
+#define CTL_TEXT_NEWLINES 0x1u /* keep '\n' as is (multi-line messages) */
+#define CTL_TEXT_UNIT_MAX 8u   /* bytes of the rendering of one input character */
+#define CTL_TEXT_MISSING  "-"  /* the rendering of a NULL string */
 
 /** True when s[0..len) is valid UTF-8 (NUL bytes included). s may be NULL when len is 0. */
 bool ctl_text_is_utf8(const char *s, size_t len);

@@ -323,8 +323,7 @@ static void ctl_print_value(json_t *v)
         putchar('"');
     } else if (json_is_integer(v)) {
         printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    }
-    else if (json_is_real(v)) {
+    } else if (json_is_real(v)) {
         printf("%g", json_real_value(v));
     } else if (json_is_boolean(v)) {
         printf("%s", json_is_true(v) ? "true" : "false");
@@ -396,8 +395,7 @@ static void ctl_print_list(json_t *r)
         printf("%-12s %-32s %-16s %4" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
                " %20" JSON_INTEGER_FORMAT "\n",
                ctl_str(w, "type", &b1), ctl_str(w, "id", &b2), ctl_str(w, "state", &b3),
-               ctl_int(w, "version"),
-               ctl_int(w, "signals"), ctl_int(w, "last_event_id"));
+               ctl_int(w, "version"), ctl_int(w, "signals"), ctl_int(w, "last_event_id"));
     }
     json_t *next = json_object_get(r, "next");
     if (next)
@@ -415,7 +413,8 @@ static void ctl_print_definitions(json_t *r)
     {
         printf("%-12s %7" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
                " %6" JSON_INTEGER_FORMAT "B ",
-               ctl_str(d, "type", &b1), ctl_int(d, "version"), ctl_int(d, "running"), ctl_int(d, "completed"), ctl_int(d, "record_bytes"));
+               ctl_str(d, "type", &b1), ctl_int(d, "version"), ctl_int(d, "running"),
+               ctl_int(d, "completed"), ctl_int(d, "record_bytes"));
         const char *k;
         json_t *v;
         json_object_foreach(json_object_get(d, "states"), k, v)
@@ -522,8 +521,8 @@ static int ctl_deploy(const struct ctl_opts *o)
         /* the name only labels messages: rendered, so that any file name is valid UTF-8 */
         static char name[CTL_STR_CAP];
         ctl_text_format(name, sizeof(name), o->words[i], strlen(o->words[i]), 0);
-        json_t *req = json_pack("{s:s, s:s, s:s#}", "cmd", "deploy", "file", name, "source",
-                                src, (int)len);
+        json_t *req =
+            json_pack("{s:s, s:s, s:s#}", "cmd", "deploy", "file", name, "source", src, (int)len);
         int cex = 0;
         json_t *r = ctl_call(o, req, &cex);
         if (!r)

@@ -298,8 +298,8 @@ static int wal_scan_later(struct wal *w, struct wal_segment_image *segs, uint32_
             return rc;
         /* strictly after the damaged block: it proves nothing about itself, and a salvage
          * that resumes at what this returns always moves forward */
-        uint64_t o = j == si && off > 0 ? wal_round_up(off + 1, WAL_BLOCK_BYTES)
-                                        : WAL_SEGMENT_DATA_OFFSET;
+        uint64_t o =
+            j == si && off > 0 ? wal_round_up(off + 1, WAL_BLOCK_BYTES) : WAL_SEGMENT_DATA_OFFSET;
         for (; o + WAL_HEADER_BYTES <= segs[j].bytes; o += WAL_BLOCK_BYTES) {
             struct wal_batch_header h;
             memcpy(&h, *buf + o, sizeof(h));
@@ -433,7 +433,7 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
 {
     pos->seg = -1;
     pos->tail_seg = -1;
-    uint64_t resume = 0; /* salvage: start offset in segment i */
+    uint64_t resume = 0;               /* salvage: start offset in segment i */
     if (nseg > 0 && segs[0].id == 1) { /* the first segment of a log starts the sequence */
         walk->have_base = true;
         walk->next_seq = 1;
@@ -482,8 +482,7 @@ static int wal_walk_all(struct wal *w, struct wal_segment_image *segs, uint32_t 
         const char *proof = NULL;
         if (segs[i].header_ok && c != WAL_CHECK_OK && off > 0)
             proof = wal_damage_proof(*buf, segs[i].bytes, off, &segs[i].header, walk);
-        else if (!segs[i].header_ok &&
-                 wal_segment_has_own_batches(*buf, segs[i].bytes, segs[i].id))
+        else if (!segs[i].header_ok && wal_segment_has_own_batches(*buf, segs[i].bytes, segs[i].id))
             proof = "damaged segment header (the file holds batches of its own id)";
         if (proof && !(flags & WAL_RECOVER_SALVAGE)) {
             wal_report_at(r, WAL_TAIL_CORRUPT, proof, segs[i].path, off);

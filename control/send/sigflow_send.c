@@ -43,16 +43,16 @@
 #include "sf_auth.h"
 #include "sf_proto.h"
 
-#define SEND_WINDOW_MAX     4096u /* frames in flight, upper bound of --window */
-#define SEND_WINDOW_DEFAULT 256u
-#define SEND_DGRAM_DEFAULT  1472u /* fits a 1500-byte MTU with IPv4 + UDP headers */
-#define SEND_DGRAM_MIN      128u
-#define SEND_RX_BURST       64u
-#define SEND_RX_BUF_LEN     2048u
-#define SEND_SEND_TRIES_MAX 1000u /* transient send errors (ENOBUFS, ...) per frame */
-#define SEND_POLL_MS_MAX    50
-#define SEND_JSON_LEN_MAX   SF_DATAGRAM_LEN_MAX
-#define SEND_BURST_SECONDS  0.005 /* token bucket depth, in seconds of rate */
+#define SEND_WINDOW_MAX       4096u /* frames in flight, upper bound of --window */
+#define SEND_WINDOW_DEFAULT   256u
+#define SEND_DGRAM_DEFAULT    1472u /* fits a 1500-byte MTU with IPv4 + UDP headers */
+#define SEND_DGRAM_MIN        128u
+#define SEND_RX_BURST         64u
+#define SEND_RX_BUF_LEN       2048u
+#define SEND_SEND_TRIES_MAX   1000u /* transient send errors (ENOBUFS, ...) per frame */
+#define SEND_POLL_MS_MAX      50
+#define SEND_JSON_LEN_MAX     SF_DATAGRAM_LEN_MAX
+#define SEND_BURST_SECONDS    0.005   /* token bucket depth, in seconds of rate */
 #define SEND_ATTACK_COUNT_MAX 100000u /* frames of one --attack run */
 
 enum send_attack {
@@ -665,8 +665,9 @@ static int send_build_malformed(uint8_t *b, size_t cap, const struct send_opts *
         char *t = (char *)b;
         if (k->expect == SF_ERR_FIELDS_TOO_LONG) {
             /* one text field of 1300 bytes: more than a binary event's fields may hold */
-            len = snprintf(t, cap, "{\"type\":\"%s\",\"id\":\"%s\",\"signal\":\"%s\","
-                                   "\"fields\":{\"v\":\"%01300d\"}}",
+            len = snprintf(t, cap,
+                           "{\"type\":\"%s\",\"id\":\"%s\",\"signal\":\"%s\","
+                           "\"fields\":{\"v\":\"%01300d\"}}",
                            o->type, o->id, o->signal, 0);
         } else if (k->expect == SF_ERR_BAD_JSON)
             len = snprintf(t, cap, "{\"type\":\"%s\",\"id\":\"%s\",", o->type, o->id);
@@ -808,9 +809,12 @@ static int send_attack_frame(struct send_ctx *c, uint8_t *buf, uint64_t event_id
     int flen = o->n_values > 0 ? sf_fields_encode(fields, sizeof(fields), vals, o->n_values) : 0;
     if (flen < 0)
         return flen;
-    struct sf_event ev = { .type = o->type, .type_len = (uint8_t)strlen(o->type),
-                           .id = o->id, .id_len = (uint8_t)strlen(o->id),
-                           .signal = o->signal, .signal_len = (uint8_t)strlen(o->signal),
+    struct sf_event ev = { .type = o->type,
+                           .type_len = (uint8_t)strlen(o->type),
+                           .id = o->id,
+                           .id_len = (uint8_t)strlen(o->id),
+                           .signal = o->signal,
+                           .signal_len = (uint8_t)strlen(o->signal),
                            .event_id = event_id,
                            .fields = flen > 0 ? fields : no_fields,
                            .fields_len = (uint16_t)(flen > 0 ? (size_t)flen : sizeof(no_fields)) };

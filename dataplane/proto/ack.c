@@ -34,10 +34,14 @@ enum {
 };
 
 static const char *const sf_ack_status_names[SF_ACK_STATUS_COUNT] = {
-    [SF_ACK_APPLIED] = "applied",       [SF_ACK_DUPLICATE] = "duplicate",
-    [SF_ACK_STALE] = "stale",           [SF_ACK_UNKNOWN] = "unknown",
-    [SF_ACK_OVERLOADED] = "overloaded", [SF_ACK_UNAUTHENTICATED] = "unauthenticated",
-    [SF_ACK_MALFORMED] = "malformed",   [SF_ACK_FULL] = "full",
+    [SF_ACK_APPLIED] = "applied",
+    [SF_ACK_DUPLICATE] = "duplicate",
+    [SF_ACK_STALE] = "stale",
+    [SF_ACK_UNKNOWN] = "unknown",
+    [SF_ACK_OVERLOADED] = "overloaded",
+    [SF_ACK_UNAUTHENTICATED] = "unauthenticated",
+    [SF_ACK_MALFORMED] = "malformed",
+    [SF_ACK_FULL] = "full",
     [SF_ACK_BUSY] = "busy",
 };
 

@@ -179,7 +179,8 @@ __attribute__((always_inline)) static inline unsigned sf_name_short_bad(const ch
 }
 
 /* Lanes of the len (1..16) bytes at s that are >= 0x80 (same load as sf_name_short_bad). */
-__attribute__((always_inline)) static inline unsigned sf_name_short_high(const char *s, unsigned len)
+__attribute__((always_inline)) static inline unsigned sf_name_short_high(const char *s,
+                                                                         unsigned len)
 {
     __m128i v;
     memcpy(&v, s + len - 16, sizeof(v));

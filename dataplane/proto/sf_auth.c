@@ -147,8 +147,8 @@ static int sf_auth_keyfile_stat_check(const char *path, const struct stat *st, c
         return -EINVAL;
     }
     if ((st->st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        sf_auth_errf(err, cap, "%s: mode %04o lets group or others at the keys; chmod 600 it",
-                     path, (unsigned)(st->st_mode & 07777));
+        sf_auth_errf(err, cap, "%s: mode %04o lets group or others at the keys; chmod 600 it", path,
+                     (unsigned)(st->st_mode & 07777));
         return -EPERM;
     }
     if (st->st_uid != 0 && st->st_uid != geteuid()) {
@@ -325,8 +325,8 @@ static const char *sf_auth_parse_option(const char *tok, size_t len, struct sf_a
     const char *val = eq + 1;
     size_t val_len = len - name_len - 1;
     unsigned which = 0;
-    while (which < 3 && !(strlen(names[which]) == name_len &&
-                          memcmp(names[which], tok, name_len) == 0))
+    while (which < 3 &&
+           !(strlen(names[which]) == name_len && memcmp(names[which], tok, name_len) == 0))
         which++;
     if (which == 3)
         return "unknown option (types=, prefix=, sender= are known)";
@@ -425,8 +425,8 @@ int sf_auth_keyfile_parse(const char *text, size_t len, const char *name,
             specs[n].line = line_no;
             for (unsigned i = 0; i < n; i++) {
                 if (specs[i].id == specs[n].id) {
-                    sf_auth_errf(err, err_cap, "%s:%u: key id %u already on line %u", name,
-                                 line_no, specs[n].id, specs[i].line);
+                    sf_auth_errf(err, err_cap, "%s:%u: key id %u already on line %u", name, line_no,
+                                 specs[n].id, specs[i].line);
                     sf_auth_specs_clear(specs, n + 1);
                     return -EINVAL;
                 }

@@ -29,14 +29,14 @@
 
 #include "sf_proto.h"
 
-#define SF_AUTH_KEY_LEN          32u /* key bytes: 32 random bytes */
-#define SF_AUTH_KEY_HEX_LEN      64u /* the key in a key file: 64 hex digits */
-#define SF_AUTH_HMAC_BLOCK_LEN   64u /* SHA-256 block; longer HMAC keys are hashed first */
-#define SF_AUTH_KEY_TYPES_MAX    16u /* workflow types named by one key's types= */
-#define SF_AUTH_KEYFILE_LINE_MAX 1024u /* bytes of one key file line, newline excluded */
-#define SF_AUTH_KEYFILE_KEYS_MAX 1024u /* keys in one key file */
+#define SF_AUTH_KEY_LEN           32u   /* key bytes: 32 random bytes */
+#define SF_AUTH_KEY_HEX_LEN       64u   /* the key in a key file: 64 hex digits */
+#define SF_AUTH_HMAC_BLOCK_LEN    64u   /* SHA-256 block; longer HMAC keys are hashed first */
+#define SF_AUTH_KEY_TYPES_MAX     16u   /* workflow types named by one key's types= */
+#define SF_AUTH_KEYFILE_LINE_MAX  1024u /* bytes of one key file line, newline excluded */
+#define SF_AUTH_KEYFILE_KEYS_MAX  1024u /* keys in one key file */
 #define SF_AUTH_KEYFILE_BYTES_MAX (1024u * 1024u) /* a longer key file is refused */
-#define SF_AUTH_ERR_LEN          256u /* a good size for the err buffers below */
+#define SF_AUTH_ERR_LEN           256u            /* a good size for the err buffers below */
 
 _Static_assert(SF_AUTH_TAG_LEN == SHA256_DIGEST_LENGTH, "the tag is a whole HMAC-SHA256");
 
@@ -78,11 +78,11 @@ bool sf_auth_frame_check(const struct sf_auth_mac *mac, const uint8_t *dgram, si
 
 /** One `key` line of a key file (docs/protocol.md §6.2). */
 struct sf_auth_key_spec {
-    uint32_t id;         /* 1..2^32-1 */
-    uint32_t sender_id;  /* with sender_set: the only sender_id this key may sign for */
+    uint32_t id;        /* 1..2^32-1 */
+    uint32_t sender_id; /* with sender_set: the only sender_id this key may sign for */
     bool sender_set;
-    uint8_t type_count;  /* 0: every workflow type */
-    uint8_t prefix_len;  /* 0: every id; else ids must start with prefix[0..prefix_len) */
+    uint8_t type_count; /* 0: every workflow type */
+    uint8_t prefix_len; /* 0: every id; else ids must start with prefix[0..prefix_len) */
     uint8_t type_lens[SF_AUTH_KEY_TYPES_MAX];
     char types[SF_AUTH_KEY_TYPES_MAX][SF_TYPE_LEN_MAX];
     char prefix[SF_ID_LEN_MAX];

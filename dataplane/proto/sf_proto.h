@@ -61,11 +61,11 @@ enum sf_err {
     SF_ERR_BAD_JSON = -12,     /* JSON form malformed */
     SF_ERR_JSON_MISSING = -13, /* JSON form without type, id or signal */
     SF_ERR_TOO_MANY_FIELDS = -14,
-    SF_ERR_NO_SPACE = -15,       /* encoder: output buffer too small */
-    SF_ERR_BAD_ACK = -16,        /* ACK datagram malformed */
-    SF_ERR_BAD_HEADER_LEN = -17, /* header_len < SF_FRAME_HDR_LEN, > SF_FRAME_HDR_LEN_MAX or
-                                  * not a multiple of 8 */
-    SF_ERR_TOO_LONG = -18,       /* datagram longer than SF_DATAGRAM_LEN_MAX */
+    SF_ERR_NO_SPACE = -15,        /* encoder: output buffer too small */
+    SF_ERR_BAD_ACK = -16,         /* ACK datagram malformed */
+    SF_ERR_BAD_HEADER_LEN = -17,  /* header_len < SF_FRAME_HDR_LEN, > SF_FRAME_HDR_LEN_MAX or
+                                   * not a multiple of 8 */
+    SF_ERR_TOO_LONG = -18,        /* datagram longer than SF_DATAGRAM_LEN_MAX */
     SF_ERR_FIELDS_TOO_LONG = -19, /* JSON form: fields object longer than SF_FIELDS_LEN_MAX */
 };
 #define SF_ERR_COUNT 20 /* number of codes, SF_OK included; sf_err_name(-i) for i < count */

@@ -309,12 +309,10 @@ static unsigned rt_cmds_runs(const struct vm_cmd *cmds, int n)
  * a new instance — with copies of the inputs; nothing of the partition changes. Only on
  * this rare path; the real run that may follow computes the same commands.
  */
-static __attribute__((noinline)) bool rt_signal_fits(struct rt_core *c, struct rt_part *p,
-                                                     const struct rt_def *d,
-                                                     const struct rt_inst *in, unsigned sig,
-                                                     const union vm_reg *regs,
-                                                     const struct sf_value *vals, int nvals,
-                                                     const struct rt_event *ev)
+static __attribute__((noinline)) bool
+rt_signal_fits(struct rt_core *c, struct rt_part *p, const struct rt_def *d,
+               const struct rt_inst *in, unsigned sig, const union vm_reg *regs,
+               const struct sf_value *vals, int nvals, const struct rt_event *ev)
 {
     _Alignas(16) uint8_t rec[FLOW_RECORD_SIZE_MAX];
     union vm_reg r2[VM_REGS_MAX];
@@ -330,8 +328,8 @@ static __attribute__((noinline)) bool rt_signal_fits(struct rt_core *c, struct r
         n = vm_run_signal_regs(d->def, rec, sig, r2, ev->id, ev->id_len, ev->now_ns, c->cmds,
                                RT_CMDS_MAX);
     } else {
-        n = vm_run_signal(d->def, rec, sig, vals, (unsigned)nvals, ev->id, ev->id_len,
-                          ev->now_ns, c->cmds, RT_CMDS_MAX);
+        n = vm_run_signal(d->def, rec, sig, vals, (unsigned)nvals, ev->id, ev->id_len, ev->now_ns,
+                          c->cmds, RT_CMDS_MAX);
     }
     return n >= 0 && rt_cmds_runs(c->cmds, n) <= p->task_free_count;
 }

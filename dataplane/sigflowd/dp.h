@@ -59,7 +59,7 @@
 #define DP_EV_AUTHED       0x08 /* its frame's tag verified (dp_auth.c) */
 #define DP_EV_FRAME_LAST   0x10 /* the last event of its frame routed to its owner */
 
-#define DP_MBUF_PRIV_SIZE 48 /* socket source: the sender's sockaddr; replies: dp_ack.c meta */
+#define DP_MBUF_PRIV_SIZE 48   /* socket source: the sender's sockaddr; replies: dp_ack.c meta */
 #define DP_REPLY_SOURCES  4096 /* per rx lcore: sources with a reply credit (dp_ack.c) */
 
 /**
@@ -114,16 +114,16 @@ enum dp_counter {
 
 /* Drops outside the packet and frame parsers, each its own counter. */
 enum dp_drop {
-    DP_DROP_RING_FULL,      /* owner's ring full: event dropped, never blocks */
-    DP_DROP_TABLE_FULL,     /* partition table or key store full: new workflow refused */
-    DP_DROP_TX_FULL,        /* reply not sent: tx queue full */
-    DP_DROP_ICMP_RATE,      /* echo answer suppressed by the rate limit */
-    DP_DROP_MBUF_ALLOC,     /* no mbuf for a reply */
-    DP_DROP_SOCKET_ERRORS,  /* recvmmsg errors (socket source) */
-    DP_DROP_OVERLOADED,     /* refused: the log is behind (batches in flight at the limit) */
-    DP_DROP_ACK_QUEUE_FULL, /* refused: too many frames already waiting for their ACK */
-    DP_DROP_ACK_TX,         /* an ACK or NACK could not be sent (no mbuf, tx or ring full) */
-    DP_DROP_EVENT_TOO_LARGE, /* refused: its log record would exceed DP_WAL_RECORD_MAX */
+    DP_DROP_RING_FULL,        /* owner's ring full: event dropped, never blocks */
+    DP_DROP_TABLE_FULL,       /* partition table or key store full: new workflow refused */
+    DP_DROP_TX_FULL,          /* reply not sent: tx queue full */
+    DP_DROP_ICMP_RATE,        /* echo answer suppressed by the rate limit */
+    DP_DROP_MBUF_ALLOC,       /* no mbuf for a reply */
+    DP_DROP_SOCKET_ERRORS,    /* recvmmsg errors (socket source) */
+    DP_DROP_OVERLOADED,       /* refused: the log is behind (batches in flight at the limit) */
+    DP_DROP_ACK_QUEUE_FULL,   /* refused: too many frames already waiting for their ACK */
+    DP_DROP_ACK_TX,           /* an ACK or NACK could not be sent (no mbuf, tx or ring full) */
+    DP_DROP_EVENT_TOO_LARGE,  /* refused: its log record would exceed DP_WAL_RECORD_MAX */
     DP_DROP_REPLY_SUPPRESSED, /* a reply would exceed the bytes its source sent (dp_ack.c) */
     DP_DROP_REPLY_RATE,       /* a reply to unauthenticated traffic over the per-source rate */
     DP_DROP_QUOTA,            /* refused: a new workflow over its type's [quota] */
@@ -384,7 +384,7 @@ struct dp_req {
     /* tune */
     char tune_key[48];
     uint64_t tune_value;
-    int result;      /* 0 or -errno */
+    int result;       /* 0 or -errno */
     atomic_int state; /* enum dp_ctl_req_state: who holds it; the owner's finish is last */
 };
 

@@ -37,11 +37,11 @@
 
 #include "dp.h"
 
-#define DP_ACK_LOOKBACK     8         /* open groups searched for an event's frame */
-#define DP_ACK_OPEN_NS      200000u   /* longest wait for a frame's last event (see release) */
+#define DP_ACK_LOOKBACK     8           /* open groups searched for an event's frame */
+#define DP_ACK_OPEN_NS      200000u     /* longest wait for a frame's last event (see release) */
 #define DP_REPLY_CREDIT_MAX (64u << 10) /* bytes a source may bank for replies */
-#define DP_SOCKET_WIRE_HDR4 28u       /* socket source: IPv4 + UDP header bytes counted */
-#define DP_SOCKET_WIRE_HDR6 48u       /* IPv6 + UDP */
+#define DP_SOCKET_WIRE_HDR4 28u         /* socket source: IPv4 + UDP header bytes counted */
+#define DP_SOCKET_WIRE_HDR6 48u         /* IPv6 + UDP */
 
 /* What the rx lcore needs to account a reply, in the reply mbuf's private area. */
 struct dp_reply_meta {
@@ -91,9 +91,8 @@ static struct dp_reply_source *dp_reply_source(struct dp_lcore *lc, const uint8_
 
 int dp_reply_sources_init(struct dp_lcore *lc)
 {
-    lc->reply_sources = rte_zmalloc("dp_reply_sources",
-                                    DP_REPLY_SOURCES * sizeof(struct dp_reply_source),
-                                    RTE_CACHE_LINE_SIZE);
+    lc->reply_sources = rte_zmalloc(
+        "dp_reply_sources", DP_REPLY_SOURCES * sizeof(struct dp_reply_source), RTE_CACHE_LINE_SIZE);
     return lc->reply_sources ? 0 : -ENOMEM;
 }
 
@@ -353,8 +352,7 @@ unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
          * ring bursts. It waits until its frame's last event for this owner was noted, or
          * a newer group follows it, or DP_ACK_OPEN_NS passed (that event was refused
          * before it could be noted, or dropped). */
-        if (q->head + 1 == q->tail && !g->complete &&
-            dp_now_ns() - g->opened_ns < DP_ACK_OPEN_NS)
+        if (q->head + 1 == q->tail && !g->complete && dp_now_ns() - g->opened_ns < DP_ACK_OPEN_NS)
             break;
         dp_ack_send(lc, g);
         q->head++;

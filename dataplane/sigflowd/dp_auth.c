@@ -115,8 +115,7 @@ static int dp_auth_spec_cmp(const void *a, const void *b)
 }
 
 /* Build the set from n parsed specs (wiped by the caller). Returns 0 or -ENOMEM. */
-static int dp_auth_keys_build(struct sf_auth_key_spec *specs, unsigned n,
-                              struct dp_auth_keys **out)
+static int dp_auth_keys_build(struct sf_auth_key_spec *specs, unsigned n, struct dp_auth_keys **out)
 {
     assert(n <= DP_AUTH_KEYS_MAX);
     struct dp_auth_keys *k = calloc(1, sizeof(*k) + (size_t)n * sizeof(k->keys[0]));
@@ -181,8 +180,8 @@ int dp_auth_keys_parse(const char *text, size_t len, const char *name, struct dp
 {
     assert(name != NULL);
     static const char empty[1] = "";
-    return dp_auth_keys_make(NULL, text != NULL ? text : empty, text != NULL ? len : 0, name,
-                             out, err, err_cap);
+    return dp_auth_keys_make(NULL, text != NULL ? text : empty, text != NULL ? len : 0, name, out,
+                             err, err_cap);
 }
 
 const struct dp_auth_key *dp_auth_keys_find(const struct dp_auth_keys *keys, uint32_t id)
@@ -425,8 +424,7 @@ static bool dp_auth_lease_number(const char **p, unsigned base, uint64_t max, ui
 }
 
 /* One "key ID LIMIT" line of the lease file. NULL or the reason. */
-static const char *dp_auth_lease_parse_key(const char *line, struct dp_auth_lease *l,
-                                           unsigned n)
+static const char *dp_auth_lease_parse_key(const char *line, struct dp_auth_lease *l, unsigned n)
 {
     uint64_t id, limit;
     const char *p = line + 3;
@@ -531,8 +529,7 @@ static int dp_auth_lease_read(struct dp_auth_lease *l, char *err, size_t err_cap
     return dp_auth_lease_parse(l, len, err, err_cap);
 }
 
-static int dp_auth_lease_paths(struct dp_auth_lease *l, const char *path, char *err,
-                               size_t err_cap)
+static int dp_auth_lease_paths(struct dp_auth_lease *l, const char *path, char *err, size_t err_cap)
 {
     size_t len = strlen(path);
     if (len == 0 || len > DP_AUTH_PATH_LEN_MAX) {
@@ -588,8 +585,8 @@ static int dp_auth_lease_cover(struct dp_auth_lease *l, unsigned n, const struct
 }
 
 int dp_auth_lease_open(const char *path, const struct dp_auth_keys *keys, uint64_t now_us,
-                       const struct dp_auth_lease_conf *conf, struct dp_auth_lease **out,
-                       char *err, size_t err_cap)
+                       const struct dp_auth_lease_conf *conf, struct dp_auth_lease **out, char *err,
+                       size_t err_cap)
 {
     assert(path != NULL && out != NULL);
     *out = NULL;
@@ -599,8 +596,8 @@ int dp_auth_lease_open(const char *path, const struct dp_auth_keys *keys, uint64
         return -ENOMEM;
     }
     memset(l, 0, sizeof(*l));
-    l->conf.extension = conf != NULL && conf->extension > 0 ? conf->extension
-                                                              : DP_AUTH_LEASE_EXTENSION_DEFAULT;
+    l->conf.extension =
+        conf != NULL && conf->extension > 0 ? conf->extension : DP_AUTH_LEASE_EXTENSION_DEFAULT;
     l->conf.margin = conf != NULL && conf->margin > 0 ? conf->margin : l->conf.extension / 2;
     if (l->conf.margin >= l->conf.extension) {
         dp_auth_errf(err, err_cap, "%s: lease margin must be below the extension", path);
@@ -686,8 +683,8 @@ int dp_auth_lease_extend(struct dp_auth_lease *l)
     int rc = dp_auth_lease_write(l, n);
     if (rc < 0) {
         for (unsigned i = 0; i < n; i++)
-            l->entries[i].pending = atomic_load_explicit(&l->entries[i].limit,
-                                                         memory_order_relaxed);
+            l->entries[i].pending =
+                atomic_load_explicit(&l->entries[i].limit, memory_order_relaxed);
         atomic_store(&l->asked, 1); /* still wanted: the caller retries later */
         return rc;
     }

@@ -38,14 +38,14 @@
 #include "sf_auth.h"
 #include "sf_proto.h"
 
-#define DP_AUTH_KEYS_MAX              SF_AUTH_KEYFILE_KEYS_MAX /* keys in one key set */
-#define DP_AUTH_LEASE_KEYS_MAX        4096u /* key ids the lease remembers, ever (rotation) */
+#define DP_AUTH_KEYS_MAX                SF_AUTH_KEYFILE_KEYS_MAX /* keys in one key set */
+#define DP_AUTH_LEASE_KEYS_MAX          4096u /* key ids the lease remembers, ever (rotation) */
 #define DP_AUTH_LEASE_EXTENSION_DEFAULT (1ull << 24) /* ~16.8 s of a microsecond counter */
-#define DP_AUTH_LEASE_FILE_BYTES_MAX  (64u + DP_AUTH_LEASE_KEYS_MAX * 40u)
-#define DP_AUTH_WINDOW_BITS           64u   /* counters below the high-water mark remembered */
-#define DP_AUTH_WINDOW_SLOTS          8192u /* per owner: open addressing, load <= 1/2 */
-#define DP_AUTH_WINDOW_SOURCES_MAX    128u  /* rx cores (or rings) feeding one owner */
-#define DP_AUTH_CACHE_LINE            64u
+#define DP_AUTH_LEASE_FILE_BYTES_MAX    (64u + DP_AUTH_LEASE_KEYS_MAX * 40u)
+#define DP_AUTH_WINDOW_BITS             64u   /* counters below the high-water mark remembered */
+#define DP_AUTH_WINDOW_SLOTS            8192u /* per owner: open addressing, load <= 1/2 */
+#define DP_AUTH_WINDOW_SOURCES_MAX      128u  /* rx cores (or rings) feeding one owner */
+#define DP_AUTH_CACHE_LINE              64u
 
 _Static_assert((DP_AUTH_WINDOW_SLOTS & (DP_AUTH_WINDOW_SLOTS - 1)) == 0, "power of 2");
 _Static_assert(DP_AUTH_WINDOW_SLOTS >= 2 * DP_AUTH_LEASE_KEYS_MAX, "a window never fills");
@@ -153,8 +153,8 @@ struct dp_auth_lease_entry; /* one key id's limit, floor and pending request */
  * DP_AUTH_LEASE_KEYS_MAX key ids), -ENOMEM, or the -errno of a failed write or sync.
  */
 int dp_auth_lease_open(const char *path, const struct dp_auth_keys *keys, uint64_t now_us,
-                       const struct dp_auth_lease_conf *conf, struct dp_auth_lease **out,
-                       char *err, size_t err_cap);
+                       const struct dp_auth_lease_conf *conf, struct dp_auth_lease **out, char *err,
+                       size_t err_cap);
 
 /**
  * Give every key id of a reloaded key set that the lease does not know yet a durable
@@ -206,8 +206,8 @@ const char *dp_auth_window_verdict_name(int verdict);
 struct dp_auth_window {
     uint32_t key_id; /* 0: free slot */
     uint32_t reserved;
-    uint64_t hwm;    /* highest counter accepted (the floor before the first) */
-    uint64_t seen;   /* bit i: counter hwm - i was accepted (bit 0 always set) */
+    uint64_t hwm;  /* highest counter accepted (the floor before the first) */
+    uint64_t seen; /* bit i: counter hwm - i was accepted (bit 0 always set) */
     const struct dp_auth_lease_entry *lease; /* this key's limit and floor */
 };
 

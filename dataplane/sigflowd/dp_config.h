@@ -45,15 +45,15 @@ struct dp_config {
     uint64_t keystore_bytes; /* id key store on the whole node */
     char rx_lcores[128];     /* "all" or a list of lcore ids "0,1" */
     char owner_lcores[128];
-    unsigned idle_pause_polls;  /* empty polls spent in rte_pause before sleeping */
-    unsigned idle_sleep_max_us; /* longest back-off sleep */
-    unsigned icmp_rate;         /* ICMP/ICMPv6 echo answers per second per core */
-    unsigned reply_rate;        /* ACK datagrams per second per source, unauthenticated */
+    unsigned idle_pause_polls;   /* empty polls spent in rte_pause before sleeping */
+    unsigned idle_sleep_max_us;  /* longest back-off sleep */
+    unsigned icmp_rate;          /* ICMP/ICMPv6 echo answers per second per core */
+    unsigned reply_rate;         /* ACK datagrams per second per source, unauthenticated */
     char auth_keys[DP_PATH_MAX]; /* [auth] keys: the key file ("" : DIR/keys if present) */
     struct {
         char type[33];
-        uint64_t max; /* workflows of the type on the node (running and tombstones) */
-    } quota[DP_QUOTAS_MAX];     /* [quota] TYPE = N */
+        uint64_t max;       /* workflows of the type on the node (running and tombstones) */
+    } quota[DP_QUOTAS_MAX]; /* [quota] TYPE = N */
     unsigned quota_count;
     /* [wal] */
     bool wal_enabled; /* false only for benchmarks of the volatile path */

@@ -285,8 +285,8 @@ static json_t *dp_ctl_cstr(const char *s)
 static json_t *dp_ctl_entry_json(const struct dp_list_entry *e)
 {
     return json_pack("{s:o, s:o, s:o, s:i, s:I, s:I, s:i}", "type", dp_ctl_cstr(e->type), "id",
-                     dp_ctl_cstr(e->id), "state", dp_ctl_cstr(e->state), "version",
-                     (int)e->version, "signals", (json_int_t)e->signals, "last_event_id",
+                     dp_ctl_cstr(e->id), "state", dp_ctl_cstr(e->state), "version", (int)e->version,
+                     "signals", (json_int_t)e->signals, "last_event_id",
                      (json_int_t)e->last_event_id, "partition", (int)e->partition);
 }
 
@@ -329,8 +329,8 @@ static json_t *dp_ctl_describe_json(const struct rt_describe *d)
             acts, json_pack("{s:s, s:i, s:I, s:I}", "activity", d->activities[a].name, "index",
                             (int)d->activities[a].index, "seq", (json_int_t)d->activities[a].seq,
                             "attempts", (json_int_t)d->activities[a].attempts));
-    return json_pack("{s:b, s:s, s:o, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
-                     "ok", 1, "type", d->type, "id", dp_ctl_text(d->id, d->id_len), "version",
+    return json_pack("{s:b, s:s, s:o, s:i, s:s, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "ok",
+                     1, "type", d->type, "id", dp_ctl_text(d->id, d->id_len), "version",
                      (int)d->version, "state", d->state, "completed", d->completed, "signals",
                      (json_int_t)d->signals, "last_event_id", (json_int_t)d->last_event_id,
                      "dedupe_hwm", (json_int_t)d->dedupe_hwm, "created_ns",
@@ -951,11 +951,12 @@ static json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
             json_t *args = json_array();
             for (int a = 0; a < n; a++)
                 json_array_append_new(args, dp_ctl_value(&vals[a]));
-            json_array_append_new(
-                arr, json_pack("{s:s, s:o, s:s, s:I, s:I, s:o, s:I, s:o}", "type", t->type, "id",
-                               dp_ctl_cstr(t->id), "activity", t->activity, "seq", (json_int_t)t->seq, "attempt",
-                               (json_int_t)t->attempt, "idempotency_key", dp_ctl_cstr(t->idempotency_key),
-                               "dispatched_ns", (json_int_t)t->dispatched_ns, "args", args));
+            json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:I, s:I, s:o, s:I, s:o}", "type",
+                                                 t->type, "id", dp_ctl_cstr(t->id), "activity",
+                                                 t->activity, "seq", (json_int_t)t->seq, "attempt",
+                                                 (json_int_t)t->attempt, "idempotency_key",
+                                                 dp_ctl_cstr(t->idempotency_key), "dispatched_ns",
+                                                 (json_int_t)t->dispatched_ns, "args", args));
         }
     }
     free(tasks);

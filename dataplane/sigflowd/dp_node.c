@@ -20,7 +20,7 @@
 #include "dp.h"
 #include "sf_mem.h"
 
-#define DP_MEMPOOL_CACHE  256
+#define DP_MEMPOOL_CACHE 256
 
 struct dp_node dp_node;
 static struct dp_lcore *dp_lcore_of[RTE_MAX_LCORE];
@@ -55,12 +55,18 @@ static const char *const dp_counter_names[] = {
 };
 
 static const char *const dp_drop_names[] = {
-    [DP_DROP_RING_FULL] = "ring_full",   [DP_DROP_TABLE_FULL] = "table_full",
-    [DP_DROP_TX_FULL] = "tx_full",       [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
-    [DP_DROP_MBUF_ALLOC] = "mbuf_alloc", [DP_DROP_SOCKET_ERRORS] = "socket_errors",
-    [DP_DROP_OVERLOADED] = "overloaded", [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
-    [DP_DROP_ACK_TX] = "ack_tx",         [DP_DROP_EVENT_TOO_LARGE] = "event_too_large",
-    [DP_DROP_REPLY_SUPPRESSED] = "reply_suppressed", [DP_DROP_REPLY_RATE] = "reply_rate_limited",
+    [DP_DROP_RING_FULL] = "ring_full",
+    [DP_DROP_TABLE_FULL] = "table_full",
+    [DP_DROP_TX_FULL] = "tx_full",
+    [DP_DROP_ICMP_RATE] = "icmp_rate_limited",
+    [DP_DROP_MBUF_ALLOC] = "mbuf_alloc",
+    [DP_DROP_SOCKET_ERRORS] = "socket_errors",
+    [DP_DROP_OVERLOADED] = "overloaded",
+    [DP_DROP_ACK_QUEUE_FULL] = "ack_queue_full",
+    [DP_DROP_ACK_TX] = "ack_tx",
+    [DP_DROP_EVENT_TOO_LARGE] = "event_too_large",
+    [DP_DROP_REPLY_SUPPRESSED] = "reply_suppressed",
+    [DP_DROP_REPLY_RATE] = "reply_rate_limited",
     [DP_DROP_QUOTA] = "quota",
 };
 

@@ -515,8 +515,8 @@ bool dp_runtime_quota_refuses(struct dp_lcore *lc, const struct dp_event *ev)
     if (lc->quota_gen != lc->reg_gen) {
         memset(lc->quota_max, 0, sizeof(lc->quota_max));
         for (unsigned q = 0; q < dp_node.cfg.quota_count; q++) {
-            int t = rt_registry_type(reg, dp_node.cfg.quota[q].type,
-                                     strlen(dp_node.cfg.quota[q].type));
+            int t =
+                rt_registry_type(reg, dp_node.cfg.quota[q].type, strlen(dp_node.cfg.quota[q].type));
             if (t >= 0 && (unsigned)t < RT_TYPES_MAX)
                 lc->quota_max[t] =
                     (dp_node.cfg.quota[q].max + dp_node.owner_count - 1) / dp_node.owner_count;
@@ -669,8 +669,8 @@ void dp_runtime_delete(struct dp_lcore *lc, struct dp_req *req)
     if (lc->wal) {
         uint8_t rec[2 + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX];
         uint32_t len = 2u + req->wf_type_len + req->wf_id_len;
-        if (req->wf_type_len == 0 || req->wf_type_len > SF_TYPE_LEN_MAX ||
-            req->wf_id_len == 0 || req->wf_id_len > SF_ID_LEN_MAX) {
+        if (req->wf_type_len == 0 || req->wf_type_len > SF_TYPE_LEN_MAX || req->wf_id_len == 0 ||
+            req->wf_id_len > SF_ID_LEN_MAX) {
             req->result = -EINVAL;
             return;
         }

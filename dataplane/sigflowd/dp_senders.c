@@ -30,9 +30,9 @@
 #include "dp.h"
 #include "dp_auth.h"
 
-#define DP_AUTH_PRIV_OFF     32u /* mbuf private area: u32 key id, u32 0, u64 counter */
-#define DP_AUTH_TICK_US      1000u
-#define DP_AUTH_GRACE_MS     1000u /* longest wait for rx cores to leave an old key set */
+#define DP_AUTH_PRIV_OFF 32u /* mbuf private area: u32 key id, u32 0, u64 counter */
+#define DP_AUTH_TICK_US  1000u
+#define DP_AUTH_GRACE_MS 1000u /* longest wait for rx cores to leave an old key set */
 
 struct dp_auth_priv {
     uint32_t key_id;
@@ -66,8 +66,8 @@ static bool dp_auth_grace(struct dp_node *node)
     for (unsigned waited = 0; waited < DP_AUTH_GRACE_MS * 10; waited++) {
         bool all = true;
         for (unsigned r = 0; r < node->rx_count && all; r++)
-            all = __atomic_load_n(&node->rx_by_index[r]->counters[DP_C_POLLS],
-                                  __ATOMIC_ACQUIRE) > seen[r] + 1;
+            all = __atomic_load_n(&node->rx_by_index[r]->counters[DP_C_POLLS], __ATOMIC_ACQUIRE) >
+                  seen[r] + 1;
         if (all || node->force_quit)
             return all;
         usleep(100);

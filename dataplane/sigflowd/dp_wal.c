@@ -51,8 +51,8 @@
 static uint32_t dp_wal_encode(const struct dp_event *ev, struct rt_hlink prev, uint8_t *out,
                               size_t cap)
 {
-    size_t need = (size_t)DP_WAL_SIGNAL_HDR + ev->type_len + ev->id_len + ev->signal_len +
-                  ev->fields_len;
+    size_t need =
+        (size_t)DP_WAL_SIGNAL_HDR + ev->type_len + ev->id_len + ev->signal_len + ev->fields_len;
     if (unlikely(need > cap))
         return 0;
     const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
@@ -181,8 +181,7 @@ static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, s
      * silently skip what it appends next under reused LSNs). */
     const struct snap_manifest *m = src->manifest;
     for (uint32_t p = 0; node->part_lsn && p < node->cfg.partitions; p++)
-        if ((m ? m->part_core[p] == src->core
-               : wf_partmap_owner(node->partmap, p) == src->core) &&
+        if ((m ? m->part_core[p] == src->core : wf_partmap_owner(node->partmap, p) == src->core) &&
             node->part_lsn[p] > opts.lsn_floor)
             opts.lsn_floor = node->part_lsn[p];
     static struct wal_recover_report rep;
@@ -195,10 +194,11 @@ static int dp_wal_recover_one(struct dp_node *node, struct dp_replay_src *src, s
                 src->epoch, src->core, strerror(-rc), rep.reason ? " (" : "",
                 rep.reason ? rep.reason : "", rep.path[0] ? rep.path : "-", rep.offset);
         if (rc == -EBADMSG)
-            fprintf(stderr, "sigflowd: the log is damaged (not a torn tail: durable records "
-                            "would be lost) or ends below its snapshots' lsn %" PRIu64
-                            "; nothing was truncated. Inspect the file, or restore from a "
-                            "replica.\n",
+            fprintf(stderr,
+                    "sigflowd: the log is damaged (not a torn tail: durable records "
+                    "would be lost) or ends below its snapshots' lsn %" PRIu64
+                    "; nothing was truncated. Inspect the file, or restore from a "
+                    "replica.\n",
                     opts.lsn_floor);
         return rc;
     }

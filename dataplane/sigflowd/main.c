@@ -109,9 +109,11 @@ static int dp_hash_secret(const char *dir)
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
         if (access(manifest, F_OK) == 0) {
-            fprintf(stderr, "sigflowd: WARNING: %s: none; this node's data uses the public "
-                            "workflow hash (ids that collide can be computed offline). A new "
-                            "node gets a secret.\n", path);
+            fprintf(stderr,
+                    "sigflowd: WARNING: %s: none; this node's data uses the public "
+                    "workflow hash (ids that collide can be computed offline). A new "
+                    "node gets a secret.\n",
+                    path);
             return 0;
         }
         if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret))
@@ -142,8 +144,10 @@ static int dp_hash_secret(const char *dir)
     int rc = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
         (st.st_mode & 077) != 0 || st.st_size != (off_t)sizeof(secret)) {
-        fprintf(stderr, "sigflowd: %s: must be a regular file of %u bytes, ours, mode 0600; "
-                        "refusing to start\n", path, WF_KEY_SECRET_LEN);
+        fprintf(stderr,
+                "sigflowd: %s: must be a regular file of %u bytes, ours, mode 0600; "
+                "refusing to start\n",
+                path, WF_KEY_SECRET_LEN);
         rc = -EPERM;
     } else if (read(fd, secret, sizeof(secret)) != (ssize_t)sizeof(secret)) {
         rc = -EIO;
@@ -206,8 +210,7 @@ int main(int argc, char **argv)
     }
     rc = dp_senders_start(&dp_node);
     if (rc != 0) {
-        fprintf(stderr, "sigflowd: authenticated senders: %s; refusing to start\n",
-                strerror(-rc));
+        fprintf(stderr, "sigflowd: authenticated senders: %s; refusing to start\n", strerror(-rc));
         return 78;
     }
     signal(SIGHUP, dp_on_hup);

@@ -5,9 +5,10 @@
  * replay window (dp_auth_window_check) per frame and per further event of a frame.
  *
  * A result's "events" are frames (or window checks); cycles_per_event is TSC ticks per
- * frame (for verify: of the fastest of BAU_SLICES slices, since the cores are shared). Extra members: frame_bytes, cycles_per_byte, sha_ni (the CPU has the SHA
- * extensions, which OpenSSL's SHA-256 uses when present). Before timing, every benchmark
- * datagram must verify and a copy with its last byte changed must not (exit 1 otherwise).
+ * frame (for verify: of the fastest of BAU_SLICES slices, since the cores are shared). Extra
+ * members: frame_bytes, cycles_per_byte, sha_ni (the CPU has the SHA extensions, which OpenSSL's
+ * SHA-256 uses when present). Before timing, every benchmark datagram must verify and a copy with
+ * its last byte changed must not (exit 1 otherwise).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,13 +22,13 @@
 #include "bench.h"
 #include "dp_auth.h"
 
-#define BAU_KEYS          64u /* keys in the set (lookup depth) */
-#define BAU_FRAMES        64u /* distinct datagrams per size, cycled (all in L2) */
-#define BAU_SOURCES       4u  /* rx sources feeding the window bench */
-#define BAU_KEY_ID        17u
-#define BAU_EVENTS_FRAME  8u /* events per frame on one owner, memo bench */
-#define BAU_LEASE_EXT     (1ull << 40) /* no lease waits while timing */
-#define BAU_SLICES        10u /* timed slices of a verify run; the fastest counts */
+#define BAU_KEYS         64u /* keys in the set (lookup depth) */
+#define BAU_FRAMES       64u /* distinct datagrams per size, cycled (all in L2) */
+#define BAU_SOURCES      4u  /* rx sources feeding the window bench */
+#define BAU_KEY_ID       17u
+#define BAU_EVENTS_FRAME 8u           /* events per frame on one owner, memo bench */
+#define BAU_LEASE_EXT    (1ull << 40) /* no lease waits while timing */
+#define BAU_SLICES       10u          /* timed slices of a verify run; the fastest counts */
 
 static const unsigned bau_sizes[] = { 64, 512, 1024, 1472 };
 #define BAU_SIZES (sizeof(bau_sizes) / sizeof(bau_sizes[0]))
@@ -86,8 +87,11 @@ static struct dp_auth_keys *bau_keys(void)
 static void bau_datagram(uint8_t *d, size_t len, const struct dp_auth_key *key, uint64_t counter,
                          struct sf_frame_hdr *hdr)
 {
-    *hdr = (struct sf_frame_hdr){ .flags = SF_FLAG_AUTH, .sender_id = 1, .frame_seq = counter,
-                                  .auth_key_id = BAU_KEY_ID, .auth_counter = counter };
+    *hdr = (struct sf_frame_hdr){ .flags = SF_FLAG_AUTH,
+                                  .sender_id = 1,
+                                  .frame_seq = counter,
+                                  .auth_key_id = BAU_KEY_ID,
+                                  .auth_counter = counter };
     int rc = sf_frame_begin(d, len, hdr);
     if (rc != (int)SF_FRAME_HDR_LEN)
         exit(1);
@@ -139,8 +143,8 @@ static void bau_verify(const struct dp_auth_keys *keys, unsigned size, uint64_t 
         uint64_t t0 = bench_tsc();
         for (uint64_t r = 0; r < per_slice; r++)
             for (unsigned f = 0; f < BAU_FRAMES; f++)
-                ok += dp_auth_verify(keys, frames[f].bytes, size, &frames[f].hdr, &got) ==
-                      DP_AUTH_OK;
+                ok +=
+                    dp_auth_verify(keys, frames[f].bytes, size, &frames[f].hdr, &got) == DP_AUTH_OK;
         uint64_t t1 = bench_tsc();
         best = t1 - t0 < best ? t1 - t0 : best;
     }
@@ -226,8 +230,8 @@ static int bau_window(const struct dp_auth_keys *keys, uint64_t frames, bool sha
     for (uint64_t i = 0; i < frames / BAU_EVENTS_FRAME; i++) {
         uint64_t token = ++tokens[0];
         for (unsigned e = 0; e < BAU_EVENTS_FRAME; e++)
-            fresh += dp_auth_window_check(&table, 0, token, BAU_KEY_ID, base + i) ==
-                     DP_AUTH_WIN_FRESH;
+            fresh +=
+                dp_auth_window_check(&table, 0, token, BAU_KEY_ID, base + i) == DP_AUTH_WIN_FRESH;
     }
     t1 = bench_tsc();
     bench_region_end();

@@ -25,7 +25,10 @@ struct render_case {
     const char *out;
 };
 
-#define CASE(lit, fl, o) { lit, sizeof(lit) - 1, fl, o }
+#define CASE(lit, fl, o)            \
+    {                               \
+        lit, sizeof(lit) - 1, fl, o \
+    }
 
 static const struct render_case cases[] = {
     CASE("order-42", 0, "order-42"),
@@ -35,7 +38,11 @@ static const struct render_case cases[] = {
     CASE("a\nb\tc\rd", 0, "a\\x0ab\\x09c\\x0dd"),
     CASE("a\nb\tc", CTL_TEXT_NEWLINES, "a\nb\\x09c"),
     CASE("del\x7f", 0, "del\\x7f"),
-    CASE("c1 \xc2\x9b" "31m \xc2\x85 \xc2\xa0", 0, "c1 \\xc2\\x9b" "31m \\xc2\\x85 \xc2\xa0"),
+    CASE("c1 \xc2\x9b"
+         "31m \xc2\x85 \xc2\xa0",
+         0,
+         "c1 \\xc2\\x9b"
+         "31m \\xc2\\x85 \xc2\xa0"),
     CASE("bad \xff \xfe", 0, "bad \\xff \\xfe"),
     CASE("overlong \xc0\xaf \xe0\x80\xaf", 0, "overlong \\xc0\\xaf \\xe0\\x80\\xaf"),
     CASE("surrogate \xed\xa0\x80", 0, "surrogate \\xed\\xa0\\x80"),

@@ -130,8 +130,8 @@ static void test_lists_and_errors_escape(void **state)
     const char *args_tasks[] = { "activity", "list", NULL };
     assert_int_equal(run_ctl(tasks, args_tasks, out), 0);
     assert_terminal_safe(out);
-    const char *defs = "{\"ok\":true,\"definitions\":[{\"type\":\"" HOSTILE "\",\"states\":{\"" HOSTILE
-                       "\":3}}]}\n";
+    const char *defs = "{\"ok\":true,\"definitions\":[{\"type\":\"" HOSTILE
+                       "\",\"states\":{\"" HOSTILE "\":3}}]}\n";
     const char *args_defs[] = { "definition", "list", NULL };
     assert_int_equal(run_ctl(defs, args_defs, out), 0);
     assert_terminal_safe(out);
@@ -161,9 +161,8 @@ static void test_deploy_non_utf8_name(void **state)
     const char *args[] = { "definition", "deploy", path, NULL };
     assert_int_equal(run_ctl("{\"ok\":true}\n", args, out), 0);
     assert_terminal_safe(out);
-    assert_int_equal(run_ctl("{\"ok\":false,\"error\":\"e.flow:1:1: " HOSTILE "\\nsecond\"}\n", args,
-                             out),
-                     65);
+    assert_int_equal(
+        run_ctl("{\"ok\":false,\"error\":\"e.flow:1:1: " HOSTILE "\\nsecond\"}\n", args, out), 65);
     assert_terminal_safe(out);
     assert_non_null(strstr(out, "\nsecond"));
     unlink(path);

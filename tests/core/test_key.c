@@ -183,9 +183,12 @@ static void test_keyed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_boundary_distinct),  cmocka_unit_test(test_key_stable_values),
-        cmocka_unit_test(test_key_matches_definition), cmocka_unit_test(test_key_partition_spread),
-        cmocka_unit_test(test_partmap_validation),     cmocka_unit_test(test_partmap_even),
+        cmocka_unit_test(test_key_boundary_distinct),
+        cmocka_unit_test(test_key_stable_values),
+        cmocka_unit_test(test_key_matches_definition),
+        cmocka_unit_test(test_key_partition_spread),
+        cmocka_unit_test(test_partmap_validation),
+        cmocka_unit_test(test_partmap_even),
         cmocka_unit_test(test_keyed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,16 +22,16 @@
 
 #include "sf_flow.h"
 
-#define HEAD                                                                                       \
-    "workflow t version 1\nsignal x()\nvar a: int\nvar b: bool\nvar f: float\n"                  \
+#define HEAD                                                                    \
+    "workflow t version 1\nsignal x()\nvar a: int\nvar b: bool\nvar f: float\n" \
     "queue q: int[4]\nactivity act(n: int)\nstate s:\n  on x:\n"
-#define HEAD_LINES     10u          /* the handler body starts on this line */
-#define DEEP           50000u       /* nesting of the hostile inputs */
-#define FLAT_BYTES     (1000u << 10) /* flat inputs: just under FLOW_SOURCE_LEN_MAX */
-#define SRC_CAP        (2u << 20)
-#define TIME_MAX_S     5.0          /* one compile of a hostile input, generous */
-#define SMALL_STACK    (1u << 20)   /* sigflowd's threads have 8 MB */
-#define ELIF_CHAIN     15000u /* 4 instructions each, within FLOW_CODE_MAX */
+#define HEAD_LINES  10u           /* the handler body starts on this line */
+#define DEEP        50000u        /* nesting of the hostile inputs */
+#define FLAT_BYTES  (1000u << 10) /* flat inputs: just under FLOW_SOURCE_LEN_MAX */
+#define SRC_CAP     (2u << 20)
+#define TIME_MAX_S  5.0        /* one compile of a hostile input, generous */
+#define SMALL_STACK (1u << 20) /* sigflowd's threads have 8 MB */
+#define ELIF_CHAIN  15000u     /* 4 instructions each, within FLOW_CODE_MAX */
 
 struct src {
     char *p;

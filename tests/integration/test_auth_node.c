@@ -46,8 +46,8 @@ static long long it_drop(const char *reason)
 /* Signals applied to device ID (0 when it does not exist). */
 static long long it_signals(const char *id)
 {
-    json_t *d = it_ctl_at(it_dir, json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type",
-                                            "device", "id", id));
+    json_t *d = it_ctl_at(
+        it_dir, json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "device", "id", id));
     assert_non_null(d);
     long long n = json_is_true(json_object_get(d, "ok"))
                       ? json_integer_value(json_object_get(d, "signals"))
@@ -114,15 +114,19 @@ static void test_signed_and_refused(void **state)
     assert_int_equal(it_drop("auth_bad_tag") - before, 100);
     assert_int_equal(it_signals("forged"), 0);
     /* every frame with one bit flipped: refused (by the tag check or the parser) */
-    snprintf(a, sizeof(a), "-t device -i flipped -s telemetry --key-file %s --key-id 7 "
-                           "--attack bitflip --attack-count 300", it_keys);
+    snprintf(a, sizeof(a),
+             "-t device -i flipped -s telemetry --key-file %s --key-id 7 "
+             "--attack bitflip --attack-count 300",
+             it_keys);
     assert_int_equal(it_send(a), 0);
     it_settle();
     assert_int_equal(it_signals("flipped"), 0);
     /* replay: one valid frame, then 50 copies of its bytes: applied once */
     before = it_drop("auth_replayed");
-    snprintf(a, sizeof(a), "-t device -i replayed -s telemetry --key-file %s --key-id 7 "
-                           "--attack replay --attack-count 50", it_keys);
+    snprintf(a, sizeof(a),
+             "-t device -i replayed -s telemetry --key-file %s --key-id 7 "
+             "--attack replay --attack-count 50",
+             it_keys);
     assert_int_equal(it_send(a), 0);
     it_settle();
     assert_int_equal(it_signals("replayed"), 1);
@@ -148,15 +152,16 @@ static void test_restart_with_keys(void **state)
 {
     (void)state;
     char a[512];
-    snprintf(a, sizeof(a), "-t device -i again -s telemetry --key-file %s --key-id 7 "
-                           "--attack replay --attack-count 1", it_keys);
+    snprintf(a, sizeof(a),
+             "-t device -i again -s telemetry --key-file %s --key-id 7 "
+             "--attack replay --attack-count 1",
+             it_keys);
     assert_int_equal(it_send(a), 0);
     it_settle();
     assert_int_equal(it_signals("again"), 1);
     it_node_stop(it_top, it_build, it_dir);
-    assert_int_equal(it_node_start(it_top, it_build, it_ns, it_dir,
-                                   "--rx-queues 2 --capacity 100000"),
-                     0);
+    assert_int_equal(
+        it_node_start(it_top, it_build, it_ns, it_dir, "--rx-queues 2 --capacity 100000"), 0);
     assert_int_equal(it_signals("again"), 1);
     assert_int_equal(it_signals("good"), 1); /* recovered from the log */
 }

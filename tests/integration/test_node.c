@@ -71,8 +71,8 @@ static long long it_drop(json_t *st, const char *reason)
 }
 
 /* inbox has a quota of 4 workflows on this node (test_quota) */
-#define IT_NODE_OPTS                                                                        \
-    "--rx-queues 2 --capacity 200000 --conf-extra "                                         \
+#define IT_NODE_OPTS                                \
+    "--rx-queues 2 --capacity 200000 --conf-extra " \
     "'[quota];inbox = 4;[runtime];tasks_per_partition = 2'"
 
 static int it_setup(void **state)
@@ -244,8 +244,10 @@ static void test_malformed_datagrams(void **state)
 static json_t *it_reflect(unsigned frames, unsigned events)
 {
     char cmd[1024], out[4096];
-    snprintf(cmd, sizeof(cmd), "ip netns exec %s python3 %s/tests/integration/reflect.py "
-             "198.18.0.2 7700 %u %u 1.0", it_ns, it_top, frames, events);
+    snprintf(cmd, sizeof(cmd),
+             "ip netns exec %s python3 %s/tests/integration/reflect.py "
+             "198.18.0.2 7700 %u %u 1.0",
+             it_ns, it_top, frames, events);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     size_t n = fread(out, 1, sizeof(out) - 1, f);
@@ -267,13 +269,14 @@ static void test_reflection_bounded(void **state)
     (void)state;
     json_t *j = it_reflect(20, 53);
     long long sent = IT_JI(j, "sent_bytes"), recv = IT_JI(j, "recv_bytes");
-    fprintf(stderr, "reflection, 20 frames x 53 events: sent %lld B, received %lld B in %lld "
-                    "datagrams, %lld entries\n",
+    fprintf(stderr,
+            "reflection, 20 frames x 53 events: sent %lld B, received %lld B in %lld "
+            "datagrams, %lld entries\n",
             sent, recv, IT_JI(j, "recv_datagrams"), IT_JI(j, "entries"));
     assert_true(IT_JI(j, "sent_datagrams") == 20);
     assert_true(recv <= sent);
     assert_true(IT_JI(j, "recv_datagrams") <= 20 * 2); /* two owner cores */
-    assert_true(IT_JI(j, "entries") > 0);             /* the refusals are still answered */
+    assert_true(IT_JI(j, "entries") > 0);              /* the refusals are still answered */
     json_t *st = json_object_get(j, "statuses");
     assert_int_equal(json_object_size(st), 1);
     assert_true(IT_JI(st, "3") == IT_JI(j, "entries")); /* all `unknown` */
@@ -284,8 +287,9 @@ static void test_reflection_bounded(void **state)
     j = it_reflect(300, 2);
     sent = IT_JI(j, "sent_bytes");
     recv = IT_JI(j, "recv_bytes");
-    fprintf(stderr, "reflection, 300 frames x 2 events: sent %lld B, received %lld B in %lld "
-                    "datagrams\n",
+    fprintf(stderr,
+            "reflection, 300 frames x 2 events: sent %lld B, received %lld B in %lld "
+            "datagrams\n",
             sent, recv, IT_JI(j, "recv_datagrams"));
     assert_true(recv <= sent);
     assert_true(IT_JI(j, "recv_datagrams") > 0);
@@ -301,7 +305,8 @@ static void test_reflection_bounded(void **state)
 static json_t *it_send_file(const char *path, unsigned batch)
 {
     char cmd[1024], out[4096];
-    snprintf(cmd, sizeof(cmd), "ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
+    snprintf(cmd, sizeof(cmd),
+             "ip netns exec %s %s/control/send/sigflow-send --host 198.18.0.2 "
              "--port 7700 --file %s --batch %u --ack --summary-json 2>/dev/null | tail -1",
              it_ns, it_build, path, batch);
     FILE *f = popen(cmd, "r");
@@ -356,8 +361,8 @@ static void test_starvation(void **state)
     for (unsigned i = 0; i < 2000; i += 97) {
         char id[32];
         snprintf(id, sizeof(id), "victim-%05u", i);
-        json_t *d = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "device",
-                                     "id", id));
+        json_t *d =
+            it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "device", "id", id));
         assert_true(json_is_true(json_object_get(d, "ok")));
         assert_int_equal(json_integer_value(json_object_get(d, "signals")), 1);
         json_decref(d);
@@ -390,8 +395,8 @@ static void test_quota(void **state)
     for (unsigned i = 0; i < 20; i++) {
         char id[16];
         snprintf(id, sizeof(id), "box-%02u", i);
-        json_t *d = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "inbox", "id",
-                                     id));
+        json_t *d =
+            it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "describe", "type", "inbox", "id", id));
         created += json_is_true(json_object_get(d, "ok"));
         json_decref(d);
     }
@@ -424,8 +429,8 @@ static void test_workflow_delete(void **state)
                            it_ns, it_build),
                      0);
     assert_int_equal(it_signals_of("device", "doomed"), 1);
-    json_t *r = it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "delete", "type", "device", "id",
-                                 "doomed"));
+    json_t *r =
+        it_ctl(json_pack("{s:s, s:s, s:s}", "cmd", "delete", "type", "device", "id", "doomed"));
     assert_true(json_is_true(json_object_get(r, "ok")));
     json_decref(r);
     assert_int_equal(it_signals_of("device", "doomed"), -1);
@@ -444,9 +449,7 @@ static void test_workflow_delete(void **state)
     json_decref(r);
     /* recovery replays the deletion */
     it_node_stop(it_top, it_build, it_dir);
-    assert_int_equal(it_node_start(it_top, it_build, it_ns, it_dir,
-                                   IT_NODE_OPTS),
-                     0);
+    assert_int_equal(it_node_start(it_top, it_build, it_ns, it_dir, IT_NODE_OPTS), 0);
     assert_int_equal(it_signals_of("device", "doomed"), -1);
 }
 

@@ -181,9 +181,9 @@ static void test_ack_vs_frame(void **state)
 static void test_status_names(void **state)
 {
     (void)state;
-    static const char *want[SF_ACK_STATUS_COUNT] = { "applied",  "duplicate",  "stale",
-                                                     "unknown",  "overloaded", "unauthenticated",
-                                                     "malformed", "full",      "busy" };
+    static const char *want[SF_ACK_STATUS_COUNT] = { "applied",   "duplicate",  "stale",
+                                                     "unknown",   "overloaded", "unauthenticated",
+                                                     "malformed", "full",       "busy" };
     for (int i = 0; i < SF_ACK_STATUS_COUNT; i++)
         assert_string_equal(sf_ack_status_name((enum sf_ack_status)i), want[i]);
     assert_string_equal(sf_ack_status_name((enum sf_ack_status)SF_ACK_STATUS_COUNT),

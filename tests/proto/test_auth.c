@@ -138,11 +138,17 @@ static void test_hmac_vs_openssl(void **state)
 
 static size_t t_frame(uint8_t *out, size_t cap, uint8_t flags)
 {
-    struct sf_frame_hdr hdr = { .flags = flags, .sender_id = 3, .frame_seq = 4,
-                                .auth_key_id = 5, .auth_counter = 6 };
+    struct sf_frame_hdr hdr = {
+        .flags = flags, .sender_id = 3, .frame_seq = 4, .auth_key_id = 5, .auth_counter = 6
+    };
     int len = sf_frame_begin(out, cap, &hdr);
-    struct sf_event ev = { .type = "device", .type_len = 6, .id = "sensor-1", .id_len = 8,
-                           .signal = "telemetry", .signal_len = 9, .event_id = 1 };
+    struct sf_event ev = { .type = "device",
+                           .type_len = 6,
+                           .id = "sensor-1",
+                           .id_len = 8,
+                           .signal = "telemetry",
+                           .signal_len = 9,
+                           .event_id = 1 };
     len = sf_frame_add_event(out, cap, (size_t)len, &ev);
     len = sf_frame_end(out, cap, (size_t)len);
     assert_true(len > 0);
@@ -228,8 +234,7 @@ static void test_keyfile_parse(void **state)
     assert_string_equal(err, "f:3: more than 2 keys");
     /* a comment line past the maximum is fine */
     text = "key 1 " T_KEY_HEX "\n# more\n";
-    assert_int_equal(sf_auth_keyfile_parse(text, strlen(text), "f", specs, 1, err, sizeof(err)),
-                     1);
+    assert_int_equal(sf_auth_keyfile_parse(text, strlen(text), "f", specs, 1, err, sizeof(err)), 1);
     sf_auth_specs_clear(specs, 4);
     for (size_t i = 0; i < sizeof(specs); i++)
         assert_int_equal(((const uint8_t *)specs)[i], 0);
@@ -347,8 +352,8 @@ static void test_send_signed(void **state)
     t_rx_open(&r);
     static struct t_got got[T_FRAMES_MAX];
     uint64_t t0 = t_now_us();
-    const char *one[] = { "-t", "device", "-i", "sensor-1", "-s", "telemetry", "-f", "1",
-                          "--key-file", t_key_path, "--key-id", "5", NULL };
+    const char *one[] = { "-t", "device",     "-i",       "sensor-1", "-s", "telemetry", "-f",
+                          "1",  "--key-file", t_key_path, "--key-id", "5",  NULL };
     assert_int_equal(t_send(&r, one), 0);
     assert_int_equal(t_collect(&r, got, T_FRAMES_MAX, 500), 1);
     struct sf_frame_hdr hdr;
@@ -360,18 +365,19 @@ static void test_send_signed(void **state)
     assert_true(sf_auth_frame_check(&t_mac, got[0].b, got[0].len));
 
     /* a key bound to a sender sets it; another --sender-id is refused */
-    const char *bound[] = { "-t", "device", "-i", "sensor-1", "-s", "telemetry",
-                            "--key-file", t_key_path, "--key-id", "6", NULL };
+    const char *bound[] = { "-t",         "device",   "-i",       "sensor-1", "-s", "telemetry",
+                            "--key-file", t_key_path, "--key-id", "6",        NULL };
     assert_int_equal(t_send(&r, bound), 0);
     assert_int_equal(t_collect(&r, got, T_FRAMES_MAX, 500), 1);
     assert_int_equal(sf_datagram_parse(got[0].b, got[0].len, &hdr, evs, 1), 1);
     assert_int_equal(hdr.sender_id, 77);
     assert_true(sf_auth_frame_check(&t_mac, got[0].b, got[0].len));
-    const char *clash[] = { "-t", "device", "-i", "sensor-1", "-s", "telemetry", "--sender-id",
-                            "78", "--key-file", t_key_path, "--key-id", "6", NULL };
+    const char *clash[] = { "-t",        "device",      "-i", "sensor-1",   "-s",
+                            "telemetry", "--sender-id", "78", "--key-file", t_key_path,
+                            "--key-id",  "6",           NULL };
     assert_int_equal(t_send(&r, clash), 64);
-    const char *missing[] = { "-t", "device", "-i", "sensor-1", "-s", "telemetry",
-                              "--key-file", t_key_path, "--key-id", "7", NULL };
+    const char *missing[] = { "-t",         "device",   "-i",       "sensor-1", "-s", "telemetry",
+                              "--key-file", t_key_path, "--key-id", "7",        NULL };
     assert_int_equal(t_send(&r, missing), 1);
     /* a key file others may read is refused */
     chmod(t_key_path, 0644);
@@ -390,8 +396,8 @@ static void test_send_counters_and_resends(void **state)
     struct t_rx r;
     t_rx_open(&r);
     static struct t_got got[T_FRAMES_MAX];
-    const char *fleet[] = { "--fleet", "40", "--rounds", "1", "--batch", "1", "--key-file",
-                            t_key_path, "--key-id", "5", NULL };
+    const char *fleet[] = { "--fleet",    "40",       "--rounds", "1", "--batch", "1",
+                            "--key-file", t_key_path, "--key-id", "5", NULL };
     assert_int_equal(t_send(&r, fleet), 0);
     unsigned n = t_collect(&r, got, T_FRAMES_MAX, 500);
     assert_int_equal(n, 40);
@@ -406,9 +412,9 @@ static void test_send_counters_and_resends(void **state)
     }
 
     /* nobody answers: the frame goes out 1 + 3 times, each time signed anew */
-    const char *acked[] = { "-t", "device", "-i", "sensor-9", "-s", "telemetry", "-e", "4242",
-                            "--ack", "--timeout-ms", "30", "--retries", "3", "--key-file",
-                            t_key_path, "--key-id", "5", NULL };
+    const char *acked[] = { "-t", "device",     "-i",       "sensor-9",     "-s", "telemetry",
+                            "-e", "4242",       "--ack",    "--timeout-ms", "30", "--retries",
+                            "3",  "--key-file", t_key_path, "--key-id",     "5",  NULL };
     assert_int_equal(t_send(&r, acked), 1); /* never acknowledged */
     n = t_collect(&r, got, T_FRAMES_MAX, 500);
     assert_int_equal(n, 4);
@@ -445,8 +451,9 @@ static void test_send_attacks(void **state)
         assert_false(sf_auth_frame_check(&t_mac, got[i].b, got[i].len));
     }
 
-    const char *flip[] = { "--attack", "bitflip", "--attack-count", "40", "--key-file",
-                           t_key_path, "--key-id", "5", NULL };
+    const char *flip[] = { "--attack", "bitflip",    "--attack-count",
+                           "40",       "--key-file", t_key_path,
+                           "--key-id", "5",          NULL };
     assert_int_equal(t_send(&r, flip), 0);
     n = t_collect(&r, got, T_FRAMES_MAX, 500);
     assert_int_equal(n, 40);
@@ -458,8 +465,10 @@ static void test_send_attacks(void **state)
                      sf_auth_frame_check(&t_mac, got[i].b, got[i].len));
     }
 
-    const char *replay[] = { "--attack", "replay", "--attack-count", "3", "--key-file",
-                             t_key_path, "--key-id", "5", "-e", "99", NULL };
+    const char *replay[] = { "--attack", "replay",     "--attack-count",
+                             "3",        "--key-file", t_key_path,
+                             "--key-id", "5",          "-e",
+                             "99",       NULL };
     assert_int_equal(t_send(&r, replay), 0);
     n = t_collect(&r, got, T_FRAMES_MAX, 500);
     assert_int_equal(n, 4);

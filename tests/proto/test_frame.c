@@ -563,16 +563,16 @@ static void test_name_utf8(void **state)
         { "\xf0\x9f\x98\x80", true },  /* U+1F600 */
         { "\xef\xbf\xbf", true },      /* U+FFFF */
         { "\xf4\x8f\xbf\xbf", true },  /* U+10FFFF */
-        { "\x80", false },              /* continuation first */
-        { "\xc3", false },              /* cut */
-        { "\xc3\x28", false },          /* bad continuation */
-        { "\xc0\xaf", false },          /* overlong '/' */
-        { "\xe0\x80\xaf", false },      /* overlong */
-        { "\xed\xa0\x80", false },      /* surrogate U+D800 */
-        { "\xf4\x90\x80\x80", false },  /* above U+10FFFF */
-        { "\xf5\x80\x80\x80", false },  /* 0xf5 */
+        { "\x80", false },             /* continuation first */
+        { "\xc3", false },             /* cut */
+        { "\xc3\x28", false },         /* bad continuation */
+        { "\xc0\xaf", false },         /* overlong '/' */
+        { "\xe0\x80\xaf", false },     /* overlong */
+        { "\xed\xa0\x80", false },     /* surrogate U+D800 */
+        { "\xf4\x90\x80\x80", false }, /* above U+10FFFF */
+        { "\xf5\x80\x80\x80", false }, /* 0xf5 */
         { "\xff", false },
-        { "\xe2\x82", false },          /* cut 3-byte */
+        { "\xe2\x82", false }, /* cut 3-byte */
     };
     char n[SF_ID_LEN_MAX + 8];
     for (size_t k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {

@@ -655,9 +655,9 @@ int main(void)
         cmocka_unit_test(test_timers_silence_reset), cmocka_unit_test(test_timers_many_in_order),
         cmocka_unit_test(test_timers_rebuild),       cmocka_unit_test(test_activity_tasks),
         cmocka_unit_test(test_tasks_queue_full),     cmocka_unit_test(test_tasks_pool_full),
-        cmocka_unit_test(test_table_full),
-        cmocka_unit_test(test_delete),           cmocka_unit_test(test_versioning),
-        cmocka_unit_test(test_determinism),          cmocka_unit_test(test_list_and_counts),
+        cmocka_unit_test(test_table_full),           cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_versioning),           cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_list_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

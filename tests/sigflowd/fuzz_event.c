@@ -81,39 +81,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned seed);
 
-#define FE_PARTITIONS       64u
-#define FE_CAPACITY         4096u        /* workflows: a table that fills (then `full`) */
-#define FE_KEYSTORE_BYTES   (1u << 20)
-#define FE_RING_SIZE        256u
-#define FE_MEMPOOL_SIZE     1023u
-#define FE_ACK_GROUPS       64u          /* power of 2 */
-#define FE_SEGMENT_BYTES    (256u << 10) /* log segment */
-#define FE_BATCH_BYTES_MAX  (64u << 10)
-#define FE_SNAP_LOG_BYTES   (1u << 20)   /* a snapshot per MiB of log ... */
-#define FE_HISTORY_BYTES    (1u << 20)   /* ... then segments beyond 1 MiB of history go */
-#define FE_TOMBSTONE_S      1u           /* completed workflows are swept soon */
-#define FE_SETTLE_NS        5000000000ull
-#define FE_SRC_PORT         40000u
-#define FE_CHECK_EVERY      65536u       /* inputs between log-size checks */
-#define FE_DIR_BYTES_MAX    (64ull << 20) /* DIR may not grow beyond this */
-#define FE_PATH_BYTES       256u
-#define FE_FLOW_BYTES_MAX   (1u << 16)
-#define FE_REPAIR_ODDS      8u           /* 7 of 8 mutated frames get their lengths repaired */
-#define FE_RESULT_MOD       7u           /* activity results 0..6; every third run fails */
+#define FE_PARTITIONS      64u
+#define FE_CAPACITY        4096u /* workflows: a table that fills (then `full`) */
+#define FE_KEYSTORE_BYTES  (1u << 20)
+#define FE_RING_SIZE       256u
+#define FE_MEMPOOL_SIZE    1023u
+#define FE_ACK_GROUPS      64u          /* power of 2 */
+#define FE_SEGMENT_BYTES   (256u << 10) /* log segment */
+#define FE_BATCH_BYTES_MAX (64u << 10)
+#define FE_SNAP_LOG_BYTES  (1u << 20) /* a snapshot per MiB of log ... */
+#define FE_HISTORY_BYTES   (1u << 20) /* ... then segments beyond 1 MiB of history go */
+#define FE_TOMBSTONE_S     1u         /* completed workflows are swept soon */
+#define FE_SETTLE_NS       5000000000ull
+#define FE_SRC_PORT        40000u
+#define FE_CHECK_EVERY     65536u        /* inputs between log-size checks */
+#define FE_DIR_BYTES_MAX   (64ull << 20) /* DIR may not grow beyond this */
+#define FE_PATH_BYTES      256u
+#define FE_FLOW_BYTES_MAX  (1u << 16)
+#define FE_REPAIR_ODDS     8u /* 7 of 8 mutated frames get their lengths repaired */
+#define FE_RESULT_MOD      7u /* activity results 0..6; every third run fails */
 
-#define FE_CHECK(cond)                                                               \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_event: check failed at line %d: %s\n", __LINE__,   \
-                    #cond);                                                          \
-            abort();                                                                 \
-        }                                                                            \
+#define FE_CHECK(cond)                                                                     \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "fuzz_event: check failed at line %d: %s\n", __LINE__, #cond); \
+            abort();                                                                       \
+        }                                                                                  \
     } while (0)
 
 static char fe_dir[FE_PATH_BYTES];
 static char fe_eal_dir[FE_PATH_BYTES]; /* EAL's runtime directory (empty with --no-shconf) */
-static int fe_reply_fd = -1; /* lc->sock_fd: one end of a socketpair */
-static int fe_peer_fd = -1;  /* the other end: must never have anything to read */
+static int fe_reply_fd = -1;           /* lc->sock_fd: one end of a socketpair */
+static int fe_peer_fd = -1;            /* the other end: must never have anything to read */
 static struct dp_lcore *fe_lc;
 static uint64_t fe_inputs;
 static uint64_t fe_task_cursor; /* next dispatched task (lc->tasks) to finish */
@@ -128,9 +127,18 @@ struct fe_seed_event {
     unsigned nvals;
 };
 
-#define FE_INT(v)  { .type = SF_VAL_INT, .i = (v) }
-#define FE_FLT(v)  { .type = SF_VAL_FLOAT, .f = (v) }
-#define FE_TXT(s)  { .type = SF_VAL_TEXT, .text = { .ptr = (s), .len = sizeof(s) - 1 } }
+#define FE_INT(v)                    \
+    {                                \
+        .type = SF_VAL_INT, .i = (v) \
+    }
+#define FE_FLT(v)                      \
+    {                                  \
+        .type = SF_VAL_FLOAT, .f = (v) \
+    }
+#define FE_TXT(s)                                                        \
+    {                                                                    \
+        .type = SF_VAL_TEXT, .text = {.ptr = (s), .len = sizeof(s) - 1 } \
+    }
 
 static const struct fe_seed_event fe_seed_events[] = {
     { "device", "sensor-1", "telemetry", { FE_FLT(21.5), FE_INT(0) }, 2 },
@@ -226,16 +234,15 @@ static int fe_write_seeds(const char *dir)
     /* one event each, with ACK_REQ: every type and signal */
     for (unsigned i = 0; i < FE_SEED_EVENTS && rc == 0; i++) {
         size_t len = fe_seed_frame(frame, sizeof(frame), i, 1, true, 0, 100 + i);
-        snprintf(name, sizeof(name), "one_%s_%s", fe_seed_events[i].type,
-                 fe_seed_events[i].signal);
+        snprintf(name, sizeof(name), "one_%s_%s", fe_seed_events[i].type, fe_seed_events[i].signal);
         rc = len ? fe_write_file(dir, name, frame, len) : -EINVAL;
     }
     /* a workflow's life in one frame per type, with and without ACK_REQ */
     static const struct {
         unsigned first, n;
         const char *name;
-    } lives[] = { { 0, 4, "life_device" },  { 4, 3, "life_loyalty" }, { 7, 4, "life_order" },
-                  { 11, 5, "life_approval" }, { 16, 1, "life_inbox" }, { 17, 4, "life_rollout" } };
+    } lives[] = { { 0, 4, "life_device" },    { 4, 3, "life_loyalty" }, { 7, 4, "life_order" },
+                  { 11, 5, "life_approval" }, { 16, 1, "life_inbox" },  { 17, 4, "life_rollout" } };
     for (unsigned i = 0; i < sizeof(lives) / sizeof(lives[0]) && rc == 0; i++) {
         for (unsigned ack = 0; ack < 2 && rc == 0; ack++) {
             size_t len = fe_seed_frame(frame, sizeof(frame), lives[i].first, lives[i].n, ack, 1,
@@ -404,7 +411,7 @@ static void fe_settle(struct dp_lcore *lc)
 
 static void fe_deploy_examples(void)
 {
-    static const char *const flows[] = { "device",  "loyalty", "order",
+    static const char *const flows[] = { "device",   "loyalty", "order",
                                          "approval", "inbox",   "rollout" };
     static char src[FE_FLOW_BYTES_MAX];
     for (size_t i = 0; i < sizeof(flows) / sizeof(flows[0]); i++) {
@@ -482,8 +489,8 @@ static int fe_reply_socket(void)
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(FE_SRC_PORT) };
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     uint8_t probe = 0;
-    FE_CHECK(sendto(sv[0], &probe, 1, MSG_DONTWAIT, (const struct sockaddr *)&sin,
-                    sizeof(sin)) < 0 &&
+    FE_CHECK(sendto(sv[0], &probe, 1, MSG_DONTWAIT, (const struct sockaddr *)&sin, sizeof(sin)) <
+                 0 &&
              errno == EINVAL);
     fe_reply_fd = sv[0];
     fe_peer_fd = sv[1];
@@ -505,9 +512,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FE_CHECK(sched_getaffinity(0, sizeof(cpus), &cpus) == 0);
     char prefix[64];
     snprintf(prefix, sizeof(prefix), "--file-prefix=fuzz_event_%d", (int)getpid());
-    char *eal[] = { "fuzz_event", "--no-huge",    "-m",       "64",   "--no-pci",
-                    "--no-shconf", "--no-telemetry", prefix, "-l", "0",
-                    "--log-level=*:error", NULL };
+    char *eal[] = { "fuzz_event",
+                    "--no-huge",
+                    "-m",
+                    "64",
+                    "--no-pci",
+                    "--no-shconf",
+                    "--no-telemetry",
+                    prefix,
+                    "-l",
+                    "0",
+                    "--log-level=*:error",
+                    NULL };
     FE_CHECK(rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) >= 0);
     FE_CHECK(sched_setaffinity(0, sizeof(cpus), &cpus) == 0);
     snprintf(fe_eal_dir, sizeof(fe_eal_dir), "%s", rte_eal_get_runtime_dir());

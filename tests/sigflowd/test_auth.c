@@ -87,9 +87,14 @@ static size_t t_frame(uint8_t *out, const uint8_t key[SF_AUTH_KEY_LEN], uint32_t
     for (unsigned i = 0; i < T_EVENTS; i++) {
         char id[16];
         int id_len = snprintf(id, sizeof(id), "sensor-%u", i);
-        struct sf_event ev = { .type = "device", .type_len = 6, .id = id,
-                               .id_len = (uint8_t)id_len, .signal = "telemetry",
-                               .signal_len = 9, .event_id = 100 + i, .fields = fields,
+        struct sf_event ev = { .type = "device",
+                               .type_len = 6,
+                               .id = id,
+                               .id_len = (uint8_t)id_len,
+                               .signal = "telemetry",
+                               .signal_len = 9,
+                               .event_id = 100 + i,
+                               .fields = fields,
                                .fields_len = sizeof(fields) };
         len = sf_frame_add_event(out, T_DGRAM_MAX, (size_t)len, &ev);
         assert_true(len > 0);
@@ -178,8 +183,8 @@ static void test_keys_errors(void **state)
     t_expect_refused("key 1\n", 1, "64 hex digits");
     t_expect_refused("key 1 " T_KEY1_HEX "0\n", 1, "64 hex digits");
     t_expect_refused("key 1 00010203\n", 1, "64 hex digits");
-    t_expect_refused("key 1 g00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
-                     1, "64 hex digits");
+    t_expect_refused("key 1 g00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", 1,
+                     "64 hex digits");
     snprintf(buf, sizeof(buf), "%s\n\nkey 1 " T_KEY2_HEX "\n", k1);
     t_expect_refused(buf, 4, "already on line 1");
     t_expect_refused("key 2 " T_KEY1_HEX " types=\n", 1, "types=");
@@ -329,18 +334,22 @@ static void test_verify_refusals(void **state)
     /* no AUTH flag while keys are required */
     struct sf_frame_hdr hdr = { .sender_id = 5, .frame_seq = 1 };
     int plain = sf_frame_begin(dgram, sizeof(dgram), &hdr);
-    struct sf_event ev = { .type = "device", .type_len = 6, .id = "sensor-1", .id_len = 8,
-                           .signal = "telemetry", .signal_len = 9, .event_id = 1 };
+    struct sf_event ev = { .type = "device",
+                           .type_len = 6,
+                           .id = "sensor-1",
+                           .id_len = 8,
+                           .signal = "telemetry",
+                           .signal_len = 9,
+                           .event_id = 1 };
     plain = sf_frame_add_event(dgram, sizeof(dgram), (size_t)plain, &ev);
     plain = sf_frame_end(dgram, sizeof(dgram), (size_t)plain);
     assert_int_equal(t_receive(k, dgram, (size_t)plain, &key), DP_AUTH_UNAUTHENTICATED);
     assert_int_equal(t_receive(NULL, dgram, (size_t)plain, &key), DP_AUTH_OK);
     /* a header too short for a tag never passes */
-    assert_int_equal(dp_auth_verify(k, dgram, SF_FRAME_HDR_LEN + SF_AUTH_TAG_LEN - 1,
-                                    &(struct sf_frame_hdr){ .flags = SF_FLAG_AUTH,
-                                                            .auth_key_id = 1 },
-                                    &key),
-                     DP_AUTH_BAD_TAG);
+    assert_int_equal(
+        dp_auth_verify(k, dgram, SF_FRAME_HDR_LEN + SF_AUTH_TAG_LEN - 1,
+                       &(struct sf_frame_hdr){ .flags = SF_FLAG_AUTH, .auth_key_id = 1 }, &key),
+        DP_AUTH_BAD_TAG);
     /* names */
     assert_string_equal(dp_auth_verdict_name(DP_AUTH_BAD_TAG), "auth_bad_tag");
     assert_string_equal(dp_auth_verdict_name(DP_AUTH_UNAUTHENTICATED), "auth_unauthenticated");
@@ -373,8 +382,8 @@ static void test_verify_bitflips(void **state)
     }
     assert_int_equal(refused, len * 8);
     assert_true(by_tag > len * 4); /* most flips reach the tag check */
-    print_message("bit flips: %u refused (%u by the parser, %u by the tag)\n", refused,
-                  by_parser, by_tag);
+    print_message("bit flips: %u refused (%u by the parser, %u by the tag)\n", refused, by_parser,
+                  by_tag);
     assert_int_equal(t_receive(k, dgram, len, &key), DP_AUTH_OK);
     dp_auth_keys_free(k);
 }
@@ -680,8 +689,7 @@ static void test_lease_damaged(void **state)
         memcpy(bad, text, cut);
         bad[cut] = '\0';
         t_write(path, bad, 0600);
-        assert_int_equal(dp_auth_lease_open(path, NULL, 0, NULL, &l, err, sizeof(err)),
-                         -EINVAL);
+        assert_int_equal(dp_auth_lease_open(path, NULL, 0, NULL, &l, err, sizeof(err)), -EINVAL);
     }
     snprintf(bad, sizeof(bad), "%sx\n", text);
     t_expect_damaged(bad, 4, "after the 'end' line");

@@ -32,12 +32,12 @@
 #define SEED_SNAP_PARTS     4u
 #define SEED_MANIFEST_PARTS 8u
 
-#define SEED_CHECK(cond)                                                                    \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "fuzz_seeds: failed at line %d: %s\n", __LINE__, #cond);        \
-            exit(1);                                                                        \
-        }                                                                                   \
+#define SEED_CHECK(cond)                                                             \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "fuzz_seeds: failed at line %d: %s\n", __LINE__, #cond); \
+            exit(1);                                                                 \
+        }                                                                            \
     } while (0)
 
 static int seed_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -39,12 +39,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FS_OLDER_BYTES  100u
 #define FS_PARTS_LISTED 16u
 
-#define FS_CHECK(cond)                                                                          \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
+#define FS_CHECK(cond)                                                                         \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
             fprintf(stderr, "fuzz_snap_load: check failed at line %d: %s\n", __LINE__, #cond); \
-            abort();                                                                            \
-        }                                                                                       \
+            abort();                                                                           \
+        }                                                                                      \
     } while (0)
 
 static char fs_dir[FS_PATH_BYTES];  /* the node directory the input becomes */

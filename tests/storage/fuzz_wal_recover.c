@@ -46,13 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint32_t FW_PREFIX[8] = { 64, 128, 256, 512, 1024, 2048, 4096, 4096 };
 
-#define FW_CHECK(cond)                                                                   \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "fuzz_wal_recover: check failed at line %d: %s\n", __LINE__, \
-                    #cond);                                                              \
-            abort();                                                                     \
-        }                                                                                \
+#define FW_CHECK(cond)                                                                           \
+    do {                                                                                         \
+        if (!(cond)) {                                                                           \
+            fprintf(stderr, "fuzz_wal_recover: check failed at line %d: %s\n", __LINE__, #cond); \
+            abort();                                                                             \
+        }                                                                                        \
     } while (0)
 
 static char fw_dir[FW_PATH_BYTES];
@@ -291,7 +290,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         FW_CHECK(rep.records == ro.count && (ro.count == 0 || rep.last_lsn == ro.last));
     if (getenv("FUZZ_WAL_VERBOSE")) /* for looking at seeds and crashes */
-        fprintf(stderr, "fuzz_wal_recover: %u files, rc %d, %llu records, last lsn %llu, tail %d (%s)\n",
+        fprintf(stderr,
+                "fuzz_wal_recover: %u files, rc %d, %llu records, last lsn %llu, tail %d (%s)\n",
                 f.n, rc, (unsigned long long)ro.count, (unsigned long long)rep.last_lsn, rep.tail,
                 rep.reason ? rep.reason : "-");
     fw_check_untouched(&f);

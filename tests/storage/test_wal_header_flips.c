@@ -114,8 +114,7 @@ static void hf_reset_work(struct hf_log *l)
     assert_int_equal(system(cmd), 0);
 }
 
-static void hf_work_path(const struct hf_log *l, const struct hf_segment *s, char *buf,
-                         size_t len)
+static void hf_work_path(const struct hf_log *l, const struct hf_segment *s, char *buf, size_t len)
 {
     wal_segment_path(l->work, 0, s->id, buf, (unsigned)len);
 }
@@ -128,8 +127,7 @@ static void hf_pwrite(const char *path, const void *buf, size_t len, uint64_t of
     close(fd);
 }
 
-static void hf_make(struct hf_log *l, bool no_recycle, uint64_t seg, uint64_t offset,
-                    bool release)
+static void hf_make(struct hf_log *l, bool no_recycle, uint64_t seg, uint64_t offset, bool release)
 {
     memset(l, 0, sizeof(*l));
     l->dir = wt_mkdtemp();
@@ -191,9 +189,8 @@ static void hf_check_ro(const struct hf_log *l, const char *what, uint64_t pos)
         struct stat st;
         if (rep.tail != WAL_TAIL_CORRUPT || !rep.reason || stat(rep.path, &st) != 0 ||
             rep.offset >= (uint64_t)st.st_size || strncmp(rep.path, l->work, strlen(l->work)))
-            fail_msg("%s byte %llu: -EBADMSG without a place: tail %d path '%s' offset %llu",
-                     what, (unsigned long long)pos, rep.tail, rep.path,
-                     (unsigned long long)rep.offset);
+            fail_msg("%s byte %llu: -EBADMSG without a place: tail %d path '%s' offset %llu", what,
+                     (unsigned long long)pos, rep.tail, rep.path, (unsigned long long)rep.offset);
         return;
     }
     if (rc != 0 || c.bad != 0 || c.count != l->last_lsn - l->first_lsn + 1 ||
@@ -272,8 +269,7 @@ static void hf_check_rw(struct hf_log *l, const struct hf_segment *s, uint64_t p
         uint64_t last = wal_durable_lsn(w);
         assert_int_equal(wal_close(w), 0);
         struct wt_check c2 = { .max = HF_MAX_PAYLOAD, .any_start = true };
-        assert_int_equal(wal_recover(&o, wt_check_cb, &c2, WAL_RECOVER_READ_ONLY, &rep, NULL),
-                         0);
+        assert_int_equal(wal_recover(&o, wt_check_cb, &c2, WAL_RECOVER_READ_ONLY, &rep, NULL), 0);
         assert_int_equal(c2.bad, 0);
         assert_int_equal(rep.last_lsn, last);
         assert_int_equal(c2.first_seen, l->first_lsn);
@@ -425,9 +421,9 @@ static void test_salvage_ends(void **state)
     struct wt_check c = { .max = HF_MAX_PAYLOAD, .any_start = true };
     struct wal_recover_report rep;
     assert_int_equal(wal_recover(&o, NULL, NULL, WAL_RECOVER_READ_ONLY, &rep, NULL), -EBADMSG);
-    assert_int_equal(wal_recover(&o, wt_check_cb, &c, WAL_RECOVER_SALVAGE | WAL_RECOVER_READ_ONLY,
-                                 &rep, NULL),
-                     0);
+    assert_int_equal(
+        wal_recover(&o, wt_check_cb, &c, WAL_RECOVER_SALVAGE | WAL_RECOVER_READ_ONLY, &rep, NULL),
+        0);
     assert_int_equal(rep.tail, WAL_TAIL_SALVAGED);
     assert_true(rep.segments <= l.nseg);
     assert_true(c.count > 0 && c.count < l.last_lsn - l.first_lsn + 1);

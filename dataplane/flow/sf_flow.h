@@ -48,11 +48,12 @@
 #define FLOW_BLOB_FORMAT     1u /* version of the serialized definition format */
 /* Nesting: the compiler's passes recurse over these, so each is bounded (and so is the stack
  * a hostile source can make them use). */
-#define FLOW_EXPR_NEST_MAX  64u  /* '(', '-', 'not' and call arguments inside one another */
-#define FLOW_EXPR_DEPTH_MAX 256u /* operators from an expression's root to a leaf: a + b + c is 2 \
-                                  */
-#define FLOW_BLOCK_NEST_MAX 32u  /* if/elif/else bodies inside one another (one-line or indented) \
-                                  */
+/* '(', '-', 'not' and call arguments inside one another */
+#define FLOW_EXPR_NEST_MAX 64u
+/* operators from an expression's root to a leaf: a + b + c is 2 */
+#define FLOW_EXPR_DEPTH_MAX 256u
+/* if/elif/else bodies inside one another (one-line or indented) */
+#define FLOW_BLOCK_NEST_MAX 32u
 
 _Static_assert(FLOW_FIELDS_MAX == SF_JSON_FIELDS_MAX, "signal fields fit one JSON event");
 

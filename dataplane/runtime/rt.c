@@ -247,6 +247,17 @@ static inline void rt_timers_sync(struct rt_run *r)
     }
 }
 
+/* No effects yet (runs[] is written only as runs are scheduled: not cleared). */
+static inline void rt_fx_reset(struct rt_effects *fx)
+{
+    fx->inst_ref = RT_NONE;
+    fx->def_id = RT_DEF_NONE;
+    fx->tasks = 0;
+    fx->cancels = 0;
+    fx->completed = false;
+    fx->vm_rc = 0;
+}
+
 static inline __attribute__((always_inline)) void rt_run_end(struct rt_run *r, int ncmds,
                                                              struct rt_effects *fx)
 {
@@ -256,8 +267,11 @@ static inline __attribute__((always_inline)) void rt_run_end(struct rt_run *r, i
         switch (m->kind) {
         case VM_CMD_ACTIVITY_RUN:
             rt_task_create(c, r->pidx, r->p, r->ref, r->in, m, r->cause);
-            if (fx)
+            if (fx) {
+                if (fx->tasks < RT_EFFECT_RUNS)
+                    fx->runs[fx->tasks] = (struct rt_run_id){ .act = m->index, .seq = m->seq };
                 fx->tasks++;
+            }
             break;
         case VM_CMD_ACTIVITY_CANCEL:
             rt_task_finish(c, r->pidx, r->p, r->in, m->index, m->seq);
@@ -341,7 +355,7 @@ static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c,
 {
     assert(p->magic == RT_PART_MAGIC && c->reg != NULL);
     if (fx)
-        *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
+        rt_fx_reset(fx);
     const struct rt_registry *reg = c->reg;
     const struct rt_def *d;
     struct rt_inst *in = NULL;
@@ -447,8 +461,7 @@ uint32_t rt_prefetch_instance_ref(const struct rt_part *p, struct wf_key key)
     return ref;
 }
 
-int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
-                        uint32_t ref, struct rt_effects *fx)
+uint32_t rt_inst_current(const struct rt_part *p, struct wf_key key, uint32_t ref)
 {
     _Static_assert(RT_NONE == WF_REC_NONE, "one 'no instance' value");
     /* an absent key may have been created, a tombstone restarted on another record (its old
@@ -456,7 +469,19 @@ int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_ev
      * never changes; a freed slot is reused only by its own def, which is not the newest,
      * so not within the burst) */
     if (ref == RT_NONE || (rt_part_inst(p, ref)->flags & (RT_INST_F_COMPLETED | RT_INST_F_FREE)))
-        ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, ev->key);
+        ref = wf_buckets_find(rt_part_buckets(p), p->bucket_count, key);
+    return ref;
+}
+
+int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                        uint32_t ref, struct rt_effects *fx)
+{
+    return rt_signal_at(c, p, ev, rt_inst_current(p, ev->key, ref), fx);
+}
+
+int rt_apply_signal_current(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                            uint32_t ref, struct rt_effects *fx)
+{
     return rt_signal_at(c, p, ev, ref, fx);
 }
 
@@ -499,7 +524,7 @@ int rt_apply_timer(struct rt_core *c, struct rt_part *p, struct wf_key key, unsi
                    uint64_t due_ns, uint64_t cause, struct rt_effects *fx)
 {
     if (fx)
-        *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
+        rt_fx_reset(fx);
     struct rt_run r;
     int st = rt_input_instance(c, p, key, &r);
     if (st != RT_APPLIED)
@@ -554,7 +579,7 @@ int rt_apply_activity_result(struct rt_core *c, struct rt_part *p, struct wf_key
                              uint64_t cause, struct rt_effects *fx)
 {
     if (fx)
-        *fx = (struct rt_effects){ .inst_ref = RT_NONE, .def_id = RT_DEF_NONE };
+        rt_fx_reset(fx);
     struct rt_run r;
     int st = rt_input_instance(c, p, key, &r);
     if (st != RT_APPLIED)

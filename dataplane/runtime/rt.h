@@ -356,13 +356,22 @@ void rt_event_from_sf(struct rt_event *out, const struct sf_event *ev, struct wf
                       uint64_t now_ns, uint64_t cause);
 
 /** What one apply did (optional out-parameter). */
+/** One activity run: activity index in its definition, and its sequence number. */
+struct rt_run_id {
+    uint16_t act;
+    uint32_t seq;
+};
+
+#define RT_EFFECT_RUNS 8 /* runs an rt_effects lists (it counts them all in `tasks`) */
+
 struct rt_effects {
     uint32_t inst_ref; /* RT_NONE when no instance was involved */
     uint16_t def_id;
-    uint16_t tasks;   /* activity tasks created */
-    uint16_t cancels; /* activity runs cancelled */
-    bool completed;   /* this call completed the instance */
-    int vm_rc;        /* the VM's return (commands) or enum vm_err */
+    uint16_t tasks; /* activity tasks created: the first RT_EFFECT_RUNS are in runs[] */
+    struct rt_run_id runs[RT_EFFECT_RUNS]; /* in the order the handler scheduled them */
+    uint16_t cancels;                      /* activity runs cancelled */
+    bool completed;                        /* this call completed the instance */
+    int vm_rc;                             /* the VM's return (commands) or enum vm_err */
 };
 
 /** Burst stage 1: prefetch the table line of key. Can't fail. */
@@ -396,6 +405,21 @@ int rt_apply_signal(struct rt_core *c, struct rt_part *p, const struct rt_event 
  */
 int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
                         uint32_t ref, struct rt_effects *fx);
+
+/**
+ * The instance of key now (what rt_inst_find would return), given `ref` from
+ * rt_prefetch_instance_ref(p, key) earlier in the same burst under the conditions of
+ * rt_apply_signal_ref: ref itself when it still names key's live instance (no lookup),
+ * else a fresh lookup. RT_NONE when key has no instance. Can't fail.
+ */
+uint32_t rt_inst_current(const struct rt_part *p, struct wf_key key, uint32_t ref);
+
+/**
+ * rt_apply_signal with `ref` = rt_inst_current(p, ev->key, ...) taken since the last change
+ * to p (no lookup at all). Same result, effects and state as rt_apply_signal.
+ */
+int rt_apply_signal_current(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
+                            uint32_t ref, struct rt_effects *fx);
 
 /**
  * Fire timer `slot` of instance key, armed for due_ns (a firing from rt_timers_due, as

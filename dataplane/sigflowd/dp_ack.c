@@ -36,6 +36,7 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_ack.h"
 
 #define DP_ACK_LOOKBACK     8           /* open groups searched for an event's frame */
 #define DP_ACK_OPEN_NS      200000u     /* longest wait for a frame's last event (see release) */
@@ -200,8 +201,8 @@ unsigned dp_ack_drain(struct dp_lcore *lc)
 
 /* ---- groups (owner) ------------------------------------------------------------------ */
 
-/* Build the reply datagram of group g and hand it to the rx lcore that received the frame. */
-static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
+/* Build the reply datagram of group g. NULL (counted) when there is no mbuf. */
+static struct rte_mbuf *dp_ack_build(struct dp_lcore *lc, const struct dp_ack_group *g)
 {
     uint8_t payload[SF_ACK_HDR_LEN + SF_FRAME_EVENTS_MAX * SF_ACK_ENTRY_LEN];
     struct sf_ack_hdr hdr = g->hdr;
@@ -212,7 +213,7 @@ static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
     struct rte_mbuf *m = rte_pktmbuf_alloc(dp_node.pool);
     if (!m) {
         lc->drop[DP_DROP_MBUF_ALLOC]++;
-        return;
+        return NULL;
     }
     struct dp_reply_meta *meta = dp_reply_meta(m);
     memset(meta, 0, sizeof(*meta));
@@ -248,48 +249,57 @@ static void dp_ack_send(struct dp_lcore *lc, const struct dp_ack_group *g)
     }
     rte_pktmbuf_data_len(m) = (uint16_t)len;
     rte_pktmbuf_pkt_len(m) = (uint32_t)len;
-    bool nack = g->lsn == 0;
-    if (lc->rx && lc->index == g->src_lcore) {
-        if (dp_reply_tx(lc, &m, 1) != 1)
-            return;
-    } else if (rte_ring_sp_enqueue(lc->ack_out[g->src_lcore], m) != 0) {
-        rte_pktmbuf_free(m);
-        lc->drop[DP_DROP_ACK_TX]++;
-        return;
-    }
-    /* counted when handed over: the rx lcore may still suppress it (its own counters) */
-    lc->counters[nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
-    lc->counters[DP_C_ACK_ENTRIES] += hdr.entry_count;
+    return m;
 }
 
-/* Where the frame came from (the packet headers, or the sender's sockaddr) and who it is
- * (sender id, frame sequence). False when the frame's headers no longer classify. */
+/* Hand the replies built for rx lcore r over to it, in one burst (or transmit them, when
+ * r is this lcore). */
+static void dp_ack_hand_over(struct dp_lcore *lc, unsigned r, struct rte_mbuf **ms, unsigned n)
+{
+    if (n == 0)
+        return;
+    if (lc->rx && lc->index == r) {
+        dp_reply_tx(lc, ms, n);
+        return;
+    }
+    unsigned done = rte_ring_sp_enqueue_burst(lc->ack_out[r], (void **)ms, n, NULL);
+    for (unsigned k = done; k < n; k++) {
+        rte_pktmbuf_free(ms[k]);
+        lc->drop[DP_DROP_ACK_TX]++;
+    }
+}
+
+void dp_reply_origin_set(struct rte_mbuf *m, const struct sf_frame_hdr *hdr,
+                         const struct pkt_info *req)
+{
+    struct dp_reply_origin *o = &dp_mbuf_priv(m)->origin;
+    o->sender_id = hdr->sender_id;
+    o->frame_seq = hdr->frame_seq;
+    o->has_req = req != NULL;
+    if (req)
+        o->req = *req;
+}
+
+/* Where the frame came from and who it is, as the rx core recorded it (dp_reply_origin_set).
+ * False when it recorded no packet headers for a frame from a port. */
 static bool dp_ack_origin(struct dp_ack_group *g, const struct dp_event *ev)
 {
+    const struct dp_mbuf_priv *pv = dp_mbuf_priv(ev->m);
     g->frame_no = ev->frame_no;
     g->port = ev->port;
     g->queue = ev->queue;
     g->src_lcore = ev->src_lcore;
     g->authed = (ev->flags & DP_EV_AUTHED) != 0;
     g->via_socket = ev->port == UINT8_MAX;
-    const uint8_t *base = rte_pktmbuf_mtod(ev->m, const uint8_t *);
-    uint16_t payload_off = 0, payload_len = (uint16_t)rte_pktmbuf_data_len(ev->m);
-    if (g->via_socket) {
-        memcpy(g->sa, rte_mbuf_to_priv(ev->m), sizeof(g->sa));
-    } else {
-        const struct dp_port *p = &dp_node.ports[ev->port];
-        if (pkt_classify(base, rte_pktmbuf_data_len(ev->m), &p->addr, &g->req) != PKT_EVENT)
-            return false;
-        payload_off = g->req.payload_off;
-        payload_len = g->req.payload_len;
-    }
-    struct sf_frame_hdr fh;
-    size_t off;
+    if (g->via_socket)
+        memcpy(g->sa, pv->sa, sizeof(g->sa));
+    else if (!pv->origin.has_req)
+        return false;
+    else
+        g->req = pv->origin.req;
     memset(&g->hdr, 0, sizeof(g->hdr));
-    if (sf_frame_parse_header(base + payload_off, payload_len, &fh, &off) == SF_OK) {
-        g->hdr.sender_id = fh.sender_id;
-        g->hdr.frame_seq = fh.frame_seq;
-    }
+    g->hdr.sender_id = pv->origin.sender_id;
+    g->hdr.frame_seq = pv->origin.frame_seq;
     return true;
 }
 
@@ -343,6 +353,8 @@ void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status,
 unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
 {
     struct dp_ack_queue *q = lc->acks;
+    struct rte_mbuf *out[DP_LCORES_MAX][DP_TX_BURST_MAX];
+    unsigned nout[DP_LCORES_MAX] = { 0 };
     unsigned n = 0;
     while (q->head < q->tail) {
         struct dp_ack_group *g = &q->groups[q->head & q->mask];
@@ -354,9 +366,45 @@ unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
          * before it could be noted, or dropped). */
         if (q->head + 1 == q->tail && !g->complete && dp_now_ns() - g->opened_ns < DP_ACK_OPEN_NS)
             break;
-        dp_ack_send(lc, g);
+        unsigned r = g->src_lcore;
+        if (nout[r] == DP_TX_BURST_MAX) {
+            dp_ack_hand_over(lc, r, out[r], nout[r]);
+            nout[r] = 0;
+        }
+        struct rte_mbuf *m = dp_ack_build(lc, g);
+        if (m) {
+            out[r][nout[r]++] = m;
+            /* counted when built: the rx lcore may still suppress it (its own counters) */
+            lc->counters[g->lsn == 0 ? DP_C_NACKS : DP_C_ACKS_SENT]++;
+            lc->counters[DP_C_ACK_ENTRIES] += g->hdr.entry_count;
+        }
         q->head++;
         n++;
     }
+    for (unsigned r = 0; r < dp_node.lcore_count; r++) /* src_lcore: a dense lcore index */
+        dp_ack_hand_over(lc, r, out[r], nout[r]);
     return n;
+}
+
+int dp_ack_queues_init(struct dp_node *node)
+{
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        struct dp_lcore *lc = node->owner_by_index[o];
+        size_t qbytes = sizeof(struct dp_ack_queue) +
+                        (size_t)node->cfg.ack_groups * sizeof(struct dp_ack_group);
+        lc->acks = rte_zmalloc("dp_acks", qbytes, RTE_CACHE_LINE_SIZE);
+        if (!lc->acks)
+            return -ENOMEM;
+        lc->acks->size = node->cfg.ack_groups;
+        lc->acks->mask = node->cfg.ack_groups - 1;
+    }
+    return 0;
+}
+
+void dp_ack_queues_free(struct dp_node *node)
+{
+    for (unsigned o = 0; o < node->owner_count; o++) {
+        rte_free(node->owner_by_index[o]->acks);
+        node->owner_by_index[o]->acks = NULL;
+    }
 }

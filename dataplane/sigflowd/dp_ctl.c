@@ -23,6 +23,13 @@
 #include <rte_ethdev.h>
 
 #include "dp.h"
+#include "dp_ctl.h"
+#include "dp_fault.h"
+#include "dp_record.h"
+#include "dp_req.h"
+#include "dp_runtime.h"
+#include "dp_senders.h"
+#include "dp_wal.h"
 #include "dp_ctl_parse.h"
 #include "dp_ctl_req.h"
 #include "dp_ctl_server.h"
@@ -407,33 +414,27 @@ static void dp_ctl_time(json_t *e, const char *key, uint64_t ns)
 static int dp_ctl_history_entry(const struct wal_record_view *v, const struct flow_def *def,
                                 json_t **out, struct rt_hlink *prev)
 {
-    const uint8_t *p = v->payload;
+    struct dp_rec rec;
+    if (dp_rec_decode(v->type, v->payload, v->len, &rec) != 0)
+        return -EBADMSG;
     json_t *e = json_object();
     json_object_set_new(e, "lsn", json_integer((json_int_t)v->lsn));
-    switch (v->type) {
-    case DP_WAL_SIGNAL: {
-        if (v->len < DP_WAL_SIGNAL_HDR)
-            goto bad;
-        uint8_t flags = p[16], type_len = p[17], id_len = p[18], sig_len = p[19];
-        uint16_t fields_len = (uint16_t)(p[20] | p[21] << 8);
-        if (DP_WAL_SIGNAL_HDR + (uint32_t)type_len + id_len + sig_len + fields_len != v->len)
-            goto bad;
-        *prev = dp_hlink_get(p + 24);
-        const char *sig = (const char *)p + DP_WAL_SIGNAL_HDR + type_len + id_len;
-        const uint8_t *fields = (const uint8_t *)sig + sig_len;
+    switch (rec.type) {
+    case DP_REC_SIGNAL: {
+        const struct dp_rec_signal *s = &rec.u.signal;
         json_object_set_new(e, "kind", json_string("signal"));
-        json_object_set_new(e, "signal", dp_ctl_text(sig, sig_len));
-        if (flags & DP_EV_HAS_EVENT_ID)
-            json_object_set_new(e, "event_id", json_integer((json_int_t)dp_get64(p)));
-        dp_ctl_time(e, "received", dp_get64(p + 8));
-        json_object_set_new(e, "received_ns", json_integer((json_int_t)dp_get64(p + 8)));
+        json_object_set_new(e, "signal", dp_ctl_text(s->signal, s->signal_len));
+        if (s->flags & DP_REC_SIG_HAS_EVENT_ID)
+            json_object_set_new(e, "event_id", json_integer((json_int_t)s->event_id));
+        dp_ctl_time(e, "received", s->rx_ns);
+        json_object_set_new(e, "received_ns", json_integer((json_int_t)s->rx_ns));
         json_t *fj = NULL;
-        if (flags & DP_EV_FIELDS_JSON) {
-            fj = json_loadb((const char *)fields, fields_len, 0, NULL);
+        if (s->flags & DP_REC_SIG_FIELDS_JSON) {
+            fj = json_loadb((const char *)s->fields, s->fields_len, 0, NULL);
         } else {
             struct sf_value vals[FLOW_FIELDS_MAX];
-            int n = sf_fields_decode(fields, fields_len, vals, FLOW_FIELDS_MAX);
-            int si = def ? flow_def_signal_index(def, sig, sig_len) : -1;
+            int n = sf_fields_decode(s->fields, s->fields_len, vals, FLOW_FIELDS_MAX);
+            int si = def ? flow_def_signal_index(def, s->signal, s->signal_len) : -1;
             bool named = si >= 0 && flow_def_signal_field_count(def, (unsigned)si) == n;
             fj = named ? json_object() : json_array();
             for (int i = 0; i < n; i++) {
@@ -448,52 +449,42 @@ static int dp_ctl_history_entry(const struct wal_record_view *v, const struct fl
         json_object_set_new(e, "fields", fj ? fj : json_null());
         break;
     }
-    case DP_WAL_TIMER:
-        if (v->len != 28)
-            goto bad;
-        *prev = dp_hlink_get(p + 12);
+    case DP_REC_TIMER:
         json_object_set_new(e, "kind", json_string("timer"));
-        json_object_set_new(e, "slot", json_integer(dp_get32(p)));
-        dp_ctl_time(e, "due", dp_get64(p + 4));
+        json_object_set_new(e, "slot", json_integer(rec.u.timer.slot));
+        dp_ctl_time(e, "due", rec.u.timer.due_ns);
         break;
-    case DP_WAL_ACTIVITY: {
-        if (v->len != 40)
-            goto bad;
-        *prev = dp_hlink_get(p + 24);
-        unsigned act = (unsigned)(p[0] | p[1] << 8);
+    case DP_REC_ACTIVITY: {
+        const struct dp_rec_activity *a = &rec.u.activity;
         struct flow_activity_info info = { .name = NULL };
-        json_object_set_new(e, "kind", json_string(p[2] ? "activity_failed" : "activity_done"));
-        if (def && flow_def_activity(def, act, &info) == 0 && info.name)
+        json_object_set_new(e, "kind",
+                            json_string(a->failed ? "activity_failed" : "activity_done"));
+        if (def && flow_def_activity(def, a->act, &info) == 0 && info.name)
             json_object_set_new(e, "activity", json_string(info.name));
-        json_object_set_new(e, "activity_index", json_integer(act));
-        json_object_set_new(e, "seq", json_integer(dp_get32(p + 4)));
-        if (!p[2])
-            json_object_set_new(e, "result", json_integer((json_int_t)dp_get64(p + 8)));
-        dp_ctl_time(e, "time", dp_get64(p + 16));
+        json_object_set_new(e, "activity_index", json_integer(a->act));
+        json_object_set_new(e, "seq", json_integer(a->seq));
+        if (!a->failed)
+            json_object_set_new(e, "result", json_integer((json_int_t)a->result));
+        dp_ctl_time(e, "time", a->now_ns);
         break;
     }
-    case DP_WAL_NOTE: {
-        if (v->len < 24 || v->len != 24u + 8u * p[19])
-            goto bad;
-        *prev = dp_hlink_get(p);
-        unsigned def_id = (unsigned)(p[16] | p[17] << 8);
-        const struct flow_def *nd = dp_ctl_def(def_id);
+    case DP_REC_NOTE: {
+        const struct dp_rec_note *n = &rec.u.note;
+        const struct flow_def *nd = dp_ctl_def(n->def_id);
         json_object_set_new(e, "kind", json_string("effects"));
-        if (p[18] & 1) {
+        if (n->flags & DP_REC_NOTE_CREATED) {
             json_object_set_new(e, "created", json_true());
             if (nd)
                 json_object_set_new(e, "version", json_integer(flow_def_version(nd)));
         }
-        if (p[18] & 2)
+        if (n->flags & DP_REC_NOTE_COMPLETED)
             json_object_set_new(e, "completed", json_true());
         json_t *sched = json_array();
-        for (unsigned i = 0; i < p[19]; i++) {
-            const uint8_t *t = p + 24 + 8 * i;
-            unsigned act = (unsigned)(t[0] | t[1] << 8);
+        for (unsigned i = 0; i < n->nruns; i++) {
             struct flow_activity_info info = { .name = NULL };
-            json_t *a = json_pack("{s:i, s:I}", "activity_index", (int)act, "seq",
-                                  (json_int_t)dp_get32(t + 4));
-            if (nd && flow_def_activity(nd, act, &info) == 0 && info.name)
+            json_t *a = json_pack("{s:i, s:I}", "activity_index", (int)n->runs[i].act, "seq",
+                                  (json_int_t)n->runs[i].seq);
+            if (nd && flow_def_activity(nd, n->runs[i].act, &info) == 0 && info.name)
                 json_object_set_new(a, "activity", json_string(info.name));
             json_array_append_new(sched, a);
         }
@@ -501,13 +492,12 @@ static int dp_ctl_history_entry(const struct wal_record_view *v, const struct fl
         break;
     }
     default:
-        goto bad;
+        json_decref(e);
+        return -EBADMSG;
     }
+    *prev = dp_rec_prev(&rec);
     *out = e;
     return 0;
-bad:
-    json_decref(e);
-    return -EBADMSG;
 }
 
 static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
@@ -542,8 +532,7 @@ static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
     struct sf_io_read_counters io0, io1;
     sf_io_read_counters_get(&io0);
     struct wal_read_cache cache = { 0 };
-    static uint8_t buf[DP_WAL_SIGNAL_HDR + SF_TYPE_LEN_MAX + SF_ID_LEN_MAX + SF_SIGNAL_LEN_MAX +
-                       SF_EVENT_LEN_MAX + WAL_RECORD_HEADER_BYTES + 64];
+    static uint8_t buf[DP_REC_READ_MAX + WAL_RECORD_HEADER_BYTES + 64];
     json_t *entries = json_array();
     const char *end = "start";
     struct rt_hlink link = req->head;
@@ -553,13 +542,13 @@ static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
             end = "limit";
             break;
         }
-        uint64_t epoch = link.b >> 48, lsn_lo = link.b & 0xffffffffffull;
-        unsigned core = (unsigned)(link.b >> 40 & 0xff);
+        struct dp_hlink_parts at = dp_hlink_split(link);
+        uint64_t epoch = at.epoch, lsn_lo = at.lsn_low;
+        unsigned core = at.core;
         char edir[DP_PATH_MAX + 40];
         snap_epoch_path(dp_node.cfg.dir, epoch, edir, sizeof(edir));
         struct wal_record_view v;
-        rc = wal_read_record(edir, core, link.a >> 32, link.a & 0xffffffffu, buf, sizeof(buf), &v,
-                             &cache);
+        rc = wal_read_record(edir, core, at.segment, at.offset, buf, sizeof(buf), &v, &cache);
         bool match = rc == 0 && (v.lsn & 0xffffffffffull) == lsn_lo && v.key.hi == req->key.hi &&
                      v.key.lo == req->key.lo;
         if (!match && epoch == (dp_node.epoch & 0xffff) && core == owner &&
@@ -813,7 +802,7 @@ static json_t *dp_ctl_keys_reload(void)
 static json_t *dp_ctl_fault(const struct dp_ctl_cmd *cmd)
 {
     const char *kind = cmd->fault_kind;
-    int rc = dp_wal_fault(&dp_node, kind, cmd->fault_skip, cmd->fault_seed);
+    int rc = dp_fault_arm(&dp_node, kind, cmd->fault_skip, cmd->fault_seed);
     if (rc == -EPERM)
         return dp_ctl_error("fault injection is off ([wal] fault_injection = false)");
     if (rc == -ENOENT)

@@ -18,6 +18,11 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_ack.h"
+#include "dp_owner.h"
+#include "dp_req.h"
+#include "dp_runtime.h"
+#include "dp_rx.h"
 #include "sf_mem.h"
 
 #define DP_MEMPOOL_CACHE 256

@@ -13,6 +13,7 @@
 #include <rte_log.h>
 
 #include "dp.h"
+#include "dp_rx.h"
 
 #define DP_LOG(level, fmt, ...) RTE_LOG(level, USER1, "sigflowd: " fmt "\n", ##__VA_ARGS__)
 

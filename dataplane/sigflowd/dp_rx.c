@@ -18,6 +18,9 @@
 #include <rte_ring_elem.h>
 
 #include "dp.h"
+#include "dp_ack.h"
+#include "dp_rx.h"
+#include "dp_senders.h"
 
 #define DP_RX_BURST_MAX 256
 
@@ -125,7 +128,7 @@ static void dp_rx_route_json(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t o
  * place in its owner's stage slot (no intermediate copy).
  */
 void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, uint16_t len,
-                         uint8_t port, uint8_t queue, uint64_t rx_ns)
+                         uint8_t port, uint8_t queue, uint64_t rx_ns, const struct pkt_info *req)
 {
     const uint8_t *base = rte_pktmbuf_mtod(m, const uint8_t *);
     if (unlikely(len > 0 && base[off] == '{')) {
@@ -157,6 +160,8 @@ void dp_rx_route_payload(struct dp_lcore *lc, struct rte_mbuf *m, uint16_t off, 
     rte_mbuf_refcnt_set(m, (uint16_t)n);
     const uint8_t flags =
         DP_EV_HAS_EVENT_ID | authed | ((hdr.flags & SF_FLAG_ACK_REQ) ? DP_EV_ACK_REQ : 0);
+    if (flags & DP_EV_ACK_REQ)
+        dp_reply_origin_set(m, &hdr, req);
     const uint8_t src_lcore = (uint8_t)lc->index;
     const uint32_t frame_no = lc->frame_no++;
     const struct wf_partmap *partmap = dp_node.partmap;
@@ -266,7 +271,7 @@ static void dp_rx_packet(struct dp_lcore *lc, struct rte_mbuf *m, const struct d
         /* what this source sent: the bound of what the node may send back (dp_ack.c) */
         dp_reply_credit(lc, info.src_ip, info.ip_version, rte_pktmbuf_data_len(m));
         dp_rx_route_payload(lc, m, info.payload_off, info.payload_len, (uint8_t)p->port_id,
-                            (uint8_t)queue, rx_ns);
+                            (uint8_t)queue, rx_ns, &info);
         return;
     case PKT_ARP_REQUEST:
     case PKT_ICMP_ECHO:
@@ -359,7 +364,7 @@ static unsigned dp_rx_poll_socket(struct dp_lcore *lc)
         else
             dp_reply_credit(lc, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr, 4,
                             len + 28u);
-        dp_rx_route_payload(lc, pkts[i], 0, len, UINT8_MAX, (uint8_t)lc->index, rx_ns);
+        dp_rx_route_payload(lc, pkts[i], 0, len, UINT8_MAX, (uint8_t)lc->index, rx_ns, NULL);
     }
     for (unsigned i = (unsigned)n; i < burst; i++)
         rte_pktmbuf_free(pkts[i]);

@@ -28,6 +28,7 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_senders.h"
 #include "dp_auth.h"
 
 #define DP_AUTH_PRIV_OFF 32u /* mbuf private area: u32 key id, u32 0, u64 counter */

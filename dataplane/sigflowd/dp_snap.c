@@ -38,6 +38,11 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_recover.h"
+#include "dp_runtime.h"
+#include "dp_snap.h"
+#include "dp_wal.h"
+#include "sf_le.h"
 #include "snap.h"
 
 #define DP_SNAP_SLICE_BYTES (256u << 10) /* one slice per loop step: bounds the stall */
@@ -107,7 +112,7 @@ static int dp_snap_load_one(void *arg, uint32_t part_id, uint64_t lsn, const voi
     struct dp_replay_src *src = ctx->src;
     (void)digest;
     if (part_id == dp_node.cfg.partitions) { /* the registry generation of the snapshot */
-        uint64_t gen = len == 8 ? dp_get64(bytes) : UINT64_MAX;
+        uint64_t gen = len == 8 ? sf_le64_get(bytes) : UINT64_MAX;
         if (gen >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[gen])
             return -ENOENT;
         src->gen = gen;
@@ -256,7 +261,7 @@ int dp_snap_checkpoint(struct dp_node *node, uint64_t epoch)
         if (rc == 0)
             rc = snap_writer_begin(w, epoch);
         uint8_t gen[8];
-        dp_put64(gen, lc->reg_gen);
+        sf_le64_put(gen, lc->reg_gen);
         if (rc == 0)
             rc = snap_writer_part_begin(w, node->cfg.partitions, 0, sizeof(gen));
         if (rc == 0)
@@ -376,7 +381,7 @@ static int dp_snap_step(struct dp_lcore *lc, uint64_t now)
         if (rc != 0)
             return rc == -EAGAIN || rc == -EBUSY ? 0 : rc;
         uint8_t gen[8];
-        dp_put64(gen, lc->reg_gen);
+        sf_le64_put(gen, lc->reg_gen);
         rc = snap_writer_part_begin(s->writer, dp_node.cfg.partitions, next_lsn - 1, 8);
         if (rc == 0)
             rc = snap_writer_write(s->writer, gen, sizeof(gen));

@@ -30,6 +30,16 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_ack.h"
+#include "dp_ctl.h"
+#include "dp_fault.h"
+#include "dp_owner.h"
+#include "dp_recover.h"
+#include "dp_runtime.h"
+#include "dp_rx.h"
+#include "dp_senders.h"
+#include "dp_snap.h"
+#include "dp_wal.h"
 #include "sf_mem.h"
 
 static void dp_on_signal(int sig)
@@ -203,7 +213,7 @@ int main(int argc, char **argv)
     if (dp_node.cfg.wal_enabled)
         rc = dp_snap_init(&dp_node);
     if (rc == 0)
-        rc = dp_wal_open_all(&dp_node);
+        rc = dp_recover_all(&dp_node);
     if (rc != 0) {
         fprintf(stderr, "sigflowd: start-up failed: %s\n", strerror(-rc));
         return 1;
@@ -233,7 +243,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "sigflowd: stopping\n");
     dp_ctl_stop();
     if (dp_node.power_cut_seed)
-        dp_wal_power_cut_finish(&dp_node);
+        dp_fault_power_cut_finish(&dp_node);
     if (dp_node.fatal) {
         /* A failed log: exit at once, for a clean recovery; never flush what failed. */
         fprintf(stderr, "sigflowd: %s\n", dp_node.fatal_reason);

@@ -25,6 +25,13 @@
 
 #include "bench.h"
 #include "dp.h"
+#include "dp_input.h"
+#include "dp_owner.h"
+#include "dp_recover.h"
+#include "dp_req.h"
+#include "dp_runtime.h"
+#include "dp_rx.h"
+#include "dp_wal.h"
 
 #define BP_EVENTS_PER_FRAME 8
 #define BP_FRAME_POOL       4096 /* distinct pre-built frames, cycled */
@@ -112,7 +119,8 @@ static void bp_chunk(struct dp_lcore *lc, struct rte_mbuf **mbufs, unsigned fram
         bench_region_begin();
     uint64_t t0 = bench_tsc();
     for (unsigned i = 0; i < frames; i++)
-        dp_rx_route_payload(lc, mbufs[i], 0, (uint16_t)rte_pktmbuf_data_len(mbufs[i]), 0, 0, now);
+        dp_rx_route_payload(lc, mbufs[i], 0, (uint16_t)rte_pktmbuf_data_len(mbufs[i]), 0, 0, now,
+                            NULL);
     dp_rx_flush(lc);
     uint64_t t1 = bench_tsc();
     if (region) {
@@ -188,7 +196,7 @@ static void bp_rx_only(struct dp_lcore *lc, struct rte_mbuf **mbufs, uint64_t wo
         uint64_t t0 = bench_tsc();
         for (unsigned i = 0; i < frames; i++)
             dp_rx_route_payload(lc, mbufs[i], 0, (uint16_t)rte_pktmbuf_data_len(mbufs[i]), 0, 0,
-                                now);
+                                now, NULL);
         dp_rx_flush(lc);
         uint64_t t1 = bench_tsc();
         if (one_region)

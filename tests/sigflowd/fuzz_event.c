@@ -2,7 +2,7 @@
  * fuzz_event — libFuzzer target for the daemon's own per-event path: one input is one UDP
  * payload received by the socket source, and runs end to end through sigflowd's code —
  * dp_rx_route_payload (frame or JSON parse, key hash, partition, stage), dp_rx_flush (ring),
- * dp_owner_poll (log reserve + DP_WAL_SIGNAL encode + append, apply through the runtime and
+ * dp_owner_poll (log reserve + DP_REC_SIGNAL encode + append, apply through the runtime and
  * the VM, ACK grouping), dp_wal_poll (group commit, fdatasync, reply release) — with the
  * snapshots, timers, tasks and tombstone sweeps the owner loop drives between inputs.
  *
@@ -16,7 +16,7 @@
  *   is none: every input waits for its fdatasync, which a disk makes a thousand times
  *   slower), removed at exit (or by a later run when this one crashed). The six
  *   examples/NAME.flow are deployed with dp_runtime_deploy and adopted by the owner (a
- *   logged DP_WAL_DEPLOY) first.
+ *   logged DP_REC_DEPLOY) first.
  *   Replies: the lcore is rx and owner at once, so a reply goes straight to dp_reply_tx,
  *   which (socket source) calls sendto on lc->sock_fd. That fd is one end of an AF_UNIX
  *   datagram socketpair: sendto with the frame's sockaddr_in fails (EINVAL) before anything
@@ -75,6 +75,13 @@
 #include <rte_mempool.h>
 
 #include "dp.h"
+#include "dp_input.h"
+#include "dp_owner.h"
+#include "dp_recover.h"
+#include "dp_req.h"
+#include "dp_runtime.h"
+#include "dp_rx.h"
+#include "dp_wal.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -116,7 +123,6 @@ static int fe_peer_fd = -1;            /* the other end: must never have anythin
 static struct dp_lcore *fe_lc;
 static uint64_t fe_inputs;
 static uint64_t fe_task_cursor; /* next dispatched task (lc->tasks) to finish */
-static struct dp_req *fe_req;   /* an activity result, as `sigflowctl activity` posts it */
 static const uint8_t fe_secret[WF_KEY_SECRET_LEN] = { 0x5f, 0x1e, 0x77, 0x03, 0xc2, 0x9a };
 
 /* ---- seeds --------------------------------------------------------------------------- */
@@ -465,8 +471,6 @@ static void fe_shutdown(void)
         dp_node_free(&dp_node);
         rte_mempool_free(dp_node.pool);
         fe_lc = NULL;
-        free(fe_req);
-        fe_req = NULL;
         rte_eal_cleanup();
         rmdir(fe_eal_dir);
     }
@@ -549,12 +553,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FE_CHECK(dp_node_setup(&dp_node) == 0);
     FE_CHECK(dp_node.lcore_count == 1 && dp_node.owner_count == 1 && dp_node.rx_count == 1);
     FE_CHECK(dp_snap_init(&dp_node) == 0);
-    FE_CHECK(dp_wal_open_all(&dp_node) == 0);
+    FE_CHECK(dp_recover_all(&dp_node) == 0);
     fe_lc = dp_node.lcores[0];
     FE_CHECK(fe_lc->rx && fe_lc->owner && fe_lc->wal != NULL);
     fe_lc->sock_fd = fe_reply_socket();
-    fe_req = calloc(1, sizeof(*fe_req));
-    FE_CHECK(fe_req != NULL);
     fe_deploy_examples();
     return 0;
 }
@@ -607,7 +609,7 @@ static void fe_renumber(uint8_t *d, size_t size)
 }
 
 /* Finish the oldest dispatched activity run still open (complete or fail it), as the
- * owner does for `sigflowctl activity complete|fail`: a logged DP_WAL_ACTIVITY applied
+ * owner does for `sigflowctl activity complete|fail`: a logged DP_REC_ACTIVITY applied
  * through the runtime. Without it every workflow would wait on its first activity. */
 static void fe_finish_one_task(struct dp_lcore *lc)
 {
@@ -619,16 +621,10 @@ static void fe_finish_one_task(struct dp_lcore *lc)
     if (fe_task_cursor == tl->next)
         return;
     const struct dp_task *t = &tl->task[fe_task_cursor++ % DP_TASK_LIST_MAX];
-    memset(fe_req, 0, sizeof(*fe_req));
-    fe_req->kind = DP_REQ_ACTIVITY;
-    fe_req->key = t->key;
-    fe_req->partition = t->part_id;
-    fe_req->seq = t->seq;
-    fe_req->failed = fe_inputs % 3 == 0;
-    fe_req->activity_result = (int64_t)(fe_inputs % FE_RESULT_MOD);
-    dp_runtime_activity(lc, fe_req);
-    FE_CHECK(fe_req->result == 0 || fe_req->result == -ENOENT || fe_req->result == -ESRCH ||
-             fe_req->result == -EAGAIN);
+    int st;
+    int rc = dp_input_activity(lc, t->part_id, t->key, t->act_index, t->seq, fe_inputs % 3 == 0,
+                               (int64_t)(fe_inputs % FE_RESULT_MOD), &st);
+    FE_CHECK(rc == 0 || rc == -EAGAIN);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -656,7 +652,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lc->counters[DP_C_RX_PACKETS]++;
     lc->counters[DP_C_RX_BYTES] += size;
     dp_reply_credit(lc, (const uint8_t *)&sin.sin_addr, 4, (uint32_t)size + 28u);
-    dp_rx_route_payload(lc, m, 0, (uint16_t)size, UINT8_MAX, (uint8_t)lc->index, dp_now_ns());
+    dp_rx_route_payload(lc, m, 0, (uint16_t)size, UINT8_MAX, (uint8_t)lc->index, dp_now_ns(), NULL);
     dp_rx_flush(lc);
     fe_settle(lc);
     fe_check_after(lc, replies_before);

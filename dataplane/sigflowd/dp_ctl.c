@@ -42,11 +42,12 @@ _Static_assert(DP_CTL_TYPE_LEN_MAX == SF_TYPE_LEN_MAX, "the parser's type limit"
 _Static_assert(DP_CTL_ID_LEN_MAX == SF_ID_LEN_MAX, "the parser's id limit");
 _Static_assert(DP_CTL_STATE_LEN_MAX == FLOW_NAME_LEN_MAX, "the parser's state limit");
 _Static_assert(DP_CTL_LIST_LIMIT_MAX == DP_LIST_LIMIT_MAX, "the parser's list limit");
-_Static_assert(DP_CTL_TUNE_KEY_LEN_MAX < sizeof(((struct dp_req *)0)->tune_key), "tune key");
+_Static_assert(DP_CTL_TUNE_KEY_LEN_MAX < sizeof(((struct dp_req *)0)->u.tune.key), "tune key");
 
 static struct dp_ctl_server *dp_ctl_server;
 
 static int dp_ctl_ask(unsigned owner, struct dp_req *req);
+static struct dp_req *dp_ctl_req_new(enum dp_req_kind kind);
 
 static json_t *dp_ctl_error(const char *msg)
 {
@@ -107,22 +108,22 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
         json_object_set_new(c, "signals", st);
     }
     if (lc->owner) {
-        struct dp_req *req = calloc(1, sizeof(*req));
+        struct dp_req *req = dp_ctl_req_new(DP_REQ_WAL_STATS);
         if (req) {
-            req->kind = DP_REQ_WAL_STATS;
             int rc = dp_ctl_ask(lc->owner_index, req);
             if (rc == 0 && req->result == 0) {
-                const struct wal_stats *w = &req->wal_stats;
+                const struct dp_req_wal_stats *ws = &req->u.wal_stats;
+                const struct wal_stats *w = &ws->wal;
                 json_object_set_new(
                     c, "wal",
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I}", "durable_lsn",
-                              (json_int_t)req->durable_lsn, "next_lsn", (json_int_t)req->next_lsn,
+                              (json_int_t)ws->durable_lsn, "next_lsn", (json_int_t)ws->next_lsn,
                               "records", (json_int_t)w->records, "batches", (json_int_t)w->batches,
                               "bytes_written", (json_int_t)w->bytes_written, "reserve_overloaded",
                               (json_int_t)w->reserve_overloaded, "segments_created",
                               (json_int_t)w->segments_created, "inflight", (int)w->inflight,
                               "inflight_peak", (int)w->inflight_peak, "acks_waiting",
-                              (json_int_t)req->acks_waiting));
+                              (json_int_t)ws->acks_waiting));
                 const struct dp_snap *sn = &lc->snap;
                 json_object_set_new(c, "snapshots",
                                     json_pack("{s:I, s:I, s:I, s:f, s:f, s:s}", "taken",
@@ -144,9 +145,10 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
                               (double)sn->stall_phase_ns[DP_SNAP_COMMIT] / 1e3, "wait",
                               (double)sn->stall_phase_ns[DP_SNAP_WAIT] / 1e3, "manifest",
                               (double)sn->stall_phase_ns[DP_SNAP_MANIFEST] / 1e3));
-                free(req);
+                dp_ctl_req_free(req);
             } else if (rc != -ETIMEDOUT) {
-                free(req); /* no log, or the mailbox was full; on a timeout the owner frees it */
+                /* no log, or the mailbox was full; on a timeout the owner frees it */
+                dp_ctl_req_free(req);
             }
         }
     }
@@ -248,10 +250,50 @@ static int dp_ctl_ask(unsigned owner, struct dp_req *req)
     return dp_ctl_req_abandon(&req->state) ? -ETIMEDOUT : 0;
 }
 
+/* A request of kind, zeroed, with the buffer its answer needs for a describe or counts
+ * (lists and tasks size theirs by their limit: the caller hangs them on). NULL when out of
+ * memory. */
+static struct dp_req *dp_ctl_req_new(enum dp_req_kind kind)
+{
+    struct dp_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->kind = kind;
+    if (kind == DP_REQ_DESCRIBE) {
+        req->u.describe.out = malloc(sizeof(*req->u.describe.out));
+        if (!req->u.describe.out)
+            goto out_free_req;
+    } else if (kind == DP_REQ_COUNTS) {
+        req->u.counts.defs = calloc(1, sizeof(*req->u.counts.defs));
+        if (!req->u.counts.defs)
+            goto out_free_req;
+    }
+    return req;
+out_free_req:
+    free(req);
+    return NULL;
+}
+
 void dp_ctl_req_free(struct dp_req *req)
 {
-    free(req->task_out);
-    free(req->entries);
+    if (!req)
+        return;
+    switch (req->kind) {
+    case DP_REQ_DESCRIBE:
+        free(req->u.describe.out);
+        break;
+    case DP_REQ_LIST:
+        free(req->u.list.entries);
+        break;
+    case DP_REQ_COUNTS:
+        free(req->u.counts.defs);
+        break;
+    case DP_REQ_TASKS:
+        free(req->u.tasks.out);
+        break;
+    default:
+        break; /* no buffer of its own */
+    }
     free(req);
 }
 
@@ -345,45 +387,42 @@ static json_t *dp_ctl_describe_json(const struct rt_describe *d)
                      "activities", acts);
 }
 
-/* A request about workflow (type, id) for its owner: kind, key and partition filled; *owner
- * gets the owner index. NULL when out of memory. */
-static struct dp_req *dp_ctl_workflow_req(enum dp_req_kind kind, const char *type, size_t type_len,
-                                          const char *id, size_t id_len, unsigned *owner)
+/* Workflow (type, id): its key and partition; *owner gets the owner index. Can't fail. */
+static struct dp_req_workflow dp_ctl_workflow(const char *type, size_t type_len, const char *id,
+                                              size_t id_len, unsigned *owner)
 {
-    struct dp_req *req = calloc(1, sizeof(*req));
-    if (!req)
-        return NULL;
-    req->kind = kind;
-    req->key = wf_key_make(type, type_len, id, id_len);
-    req->partition = wf_key_partition(req->key, dp_node.partmap->count);
-    *owner = wf_partmap_owner(dp_node.partmap, req->partition);
-    return req;
+    struct dp_req_workflow wf;
+    wf.key = wf_key_make(type, type_len, id, id_len);
+    wf.partition = wf_key_partition(wf.key, dp_node.partmap->count);
+    *owner = wf_partmap_owner(dp_node.partmap, wf.partition);
+    return wf;
 }
 
 static json_t *dp_ctl_describe(const struct dp_ctl_cmd *cmd)
 {
     const char *type = cmd->type, *id = cmd->id;
     unsigned owner;
-    struct dp_req *req =
-        dp_ctl_workflow_req(DP_REQ_DESCRIBE, type, cmd->type_len, id, cmd->id_len, &owner);
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_DESCRIBE);
     if (!req)
         return dp_ctl_error("out of memory");
+    struct dp_req_describe *r = &req->u.describe;
+    r->wf = dp_ctl_workflow(type, cmd->type_len, id, cmd->id_len, &owner);
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
         return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
     json_t *out;
     if (rc != 0)
         out = dp_ctl_error("owner mailbox full, retry");
-    else if (!req->found)
+    else if (!r->found)
         out = json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error", "workflow not found", "type",
                         type, "id", id);
     else {
-        out = dp_ctl_describe_json(&req->desc);
-        json_object_set_new(out, "partition", json_integer(req->partition));
+        out = dp_ctl_describe_json(&r->out->desc);
+        json_object_set_new(out, "partition", json_integer(r->wf.partition));
         json_object_set_new(out, "owner_lcore",
                             json_integer(dp_node.owner_by_index[owner]->lcore_id));
     }
-    free(req);
+    dp_ctl_req_free(req);
     return out;
 }
 
@@ -506,19 +545,20 @@ static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
     size_t type_len = cmd->type_len;
     json_int_t limit = cmd->limit;
     unsigned owner;
-    struct dp_req *req =
-        dp_ctl_workflow_req(DP_REQ_HISTORY, type, type_len, id, cmd->id_len, &owner);
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_HISTORY);
     if (!req)
         return dp_ctl_error("out of memory");
+    struct dp_req_history *r = &req->u.history;
+    r->wf = dp_ctl_workflow(type, type_len, id, cmd->id_len, &owner);
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
         return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
-    if (rc != 0 || req->result != 0 || !req->found) {
+    if (rc != 0 || req->result != 0 || !r->found) {
         json_t *out = rc != 0            ? dp_ctl_error("owner mailbox full, retry")
                       : req->result != 0 ? dp_ctl_error("history needs the log ([wal])")
                                          : json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error",
                                                      "workflow not found", "type", type, "id", id);
-        free(req);
+        dp_ctl_req_free(req);
         return out;
     }
     /* the instance's definition names fields and activities (older incarnations may have
@@ -535,7 +575,8 @@ static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
     static uint8_t buf[DP_REC_READ_MAX + WAL_RECORD_HEADER_BYTES + 64];
     json_t *entries = json_array();
     const char *end = "start";
-    struct rt_hlink link = req->head;
+    struct rt_hlink link = r->head;
+    const struct wf_key key = r->wf.key;
     uint64_t waited_ms = 0;
     while (link.a != 0) {
         if ((json_int_t)json_array_size(entries) >= limit) {
@@ -549,16 +590,15 @@ static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
         snap_epoch_path(dp_node.cfg.dir, epoch, edir, sizeof(edir));
         struct wal_record_view v;
         rc = wal_read_record(edir, core, at.segment, at.offset, buf, sizeof(buf), &v, &cache);
-        bool match = rc == 0 && (v.lsn & 0xffffffffffull) == lsn_lo && v.key.hi == req->key.hi &&
-                     v.key.lo == req->key.lo;
+        bool match = rc == 0 && (v.lsn & 0xffffffffffull) == lsn_lo && v.key.hi == key.hi &&
+                     v.key.lo == key.lo;
         if (!match && epoch == (dp_node.epoch & 0xffff) && core == owner &&
-            lsn_lo > (req->durable_lsn & 0xffffffffffull) && waited_ms < DP_HISTORY_WAIT_MS) {
+            lsn_lo > (r->durable_lsn & 0xffffffffffull) && waited_ms < DP_HISTORY_WAIT_MS) {
             /* not on disk yet: wait for the owner's log to get there */
             struct timespec ms = { 0, 1000000 };
             nanosleep(&ms, NULL);
             waited_ms++;
-            req->kind = DP_REQ_HISTORY;
-            rc = dp_ctl_ask(owner, req);
+            rc = dp_ctl_ask(owner, req); /* again: the head and the durable LSN */
             if (rc == -ETIMEDOUT)
                 req = NULL; /* abandoned: the owner frees it */
             if (rc != 0) {
@@ -589,7 +629,7 @@ static json_t *dp_ctl_history(const struct dp_ctl_cmd *cmd)
                             "id", id, "entries", entries, "count", (int)json_array_size(entries),
                             "end", end, "io", "reads", (json_int_t)(io1.calls - io0.calls), "bytes",
                             (json_int_t)(io1.bytes - io0.bytes));
-    free(req);
+    dp_ctl_req_free(req); /* NULL when abandoned to the owner */
     return out;
 }
 
@@ -615,14 +655,14 @@ static void dp_ctl_reqs_free(struct dp_req **reqs, unsigned n)
 static json_t *dp_ctl_list_ask(const struct dp_ctl_cmd *cmd, struct dp_req **reqs)
 {
     for (unsigned o = 0; o < dp_node.owner_count; o++) {
-        struct dp_req *r = calloc(1, sizeof(*r)); /* large: heap, off the data path */
-        if (!r)
+        struct dp_req *req = dp_ctl_req_new(DP_REQ_LIST);
+        if (!req)
             return dp_ctl_error("out of memory");
-        reqs[o] = r;
+        reqs[o] = req;
+        struct dp_req_list *r = &req->u.list;
         r->entries = calloc(cmd->limit, sizeof(*r->entries));
         if (!r->entries)
             return dp_ctl_error("out of memory");
-        r->kind = DP_REQ_LIST;
         r->start_partition = cmd->after_partition;
         r->start_cursor = cmd->after_cursor;
         r->limit = cmd->limit;
@@ -630,7 +670,7 @@ static json_t *dp_ctl_list_ask(const struct dp_ctl_cmd *cmd, struct dp_req **req
             snprintf(r->type_filter, sizeof(r->type_filter), "%s", cmd->type);
         if (cmd->has_state)
             snprintf(r->state_filter, sizeof(r->state_filter), "%s", cmd->state);
-        int rc = dp_ctl_ask(o, r);
+        int rc = dp_ctl_ask(o, req);
         if (rc == -ETIMEDOUT)
             reqs[o] = NULL; /* abandoned: the owner frees r and its entries */
         if (rc != 0)
@@ -655,10 +695,11 @@ static json_t *dp_ctl_list(const struct dp_ctl_cmd *cmd)
     unsigned total = 0;
     bool more = false;
     for (unsigned o = 0; o < owners; o++) {
-        unsigned n = reqs[o]->entry_count <= limit ? reqs[o]->entry_count : limit;
-        memcpy(all + total, reqs[o]->entries, n * sizeof(*all));
+        const struct dp_req_list *r = &reqs[o]->u.list;
+        unsigned n = r->entry_count <= limit ? r->entry_count : limit;
+        memcpy(all + total, r->entries, n * sizeof(*all));
         total += n;
-        more = more || reqs[o]->more;
+        more = more || r->more;
     }
     dp_ctl_reqs_free(reqs, owners);
     qsort(all, total, sizeof(*all), dp_ctl_entry_cmp);
@@ -716,17 +757,16 @@ static json_t *dp_ctl_tune(const struct dp_ctl_cmd *cmd)
         break;
     case DP_CTL_TUNE_WAL:
         for (unsigned o = 0; o < dp_node.owner_count; o++) {
-            struct dp_req *req = calloc(1, sizeof(*req));
+            struct dp_req *req = dp_ctl_req_new(DP_REQ_TUNE);
             if (!req)
                 return dp_ctl_error("out of memory");
-            req->kind = DP_REQ_TUNE;
-            snprintf(req->tune_key, sizeof(req->tune_key), "%s", key);
-            req->tune_value = v;
+            snprintf(req->u.tune.key, sizeof(req->u.tune.key), "%s", key);
+            req->u.tune.value = v;
             int rc = dp_ctl_ask(o, req);
             if (rc == -ETIMEDOUT)
                 return dp_ctl_error("owner core did not answer in time"); /* the owner frees */
             rc = rc != 0 ? rc : req->result;
-            free(req);
+            dp_ctl_req_free(req);
             if (rc == -EAGAIN)
                 return dp_ctl_error("owner mailbox full, retry");
             if (rc == -ENOENT)
@@ -742,20 +782,48 @@ static json_t *dp_ctl_tune(const struct dp_ctl_cmd *cmd)
     return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
 }
 
-/* Tests only: needs [wal] fault_injection = true in the configuration. */
+/* Wait (up to DP_HISTORY_WAIT_MS) until owner's log is durable up to lsn (0: nothing to
+ * wait for). 0, or -ETIMEDOUT / -EAGAIN / -ENOMEM when that was not confirmed. */
+static int dp_ctl_wait_durable(unsigned owner, uint64_t lsn)
+{
+    if (lsn == 0)
+        return 0;
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_WAL_STATS);
+    if (!req)
+        return -ENOMEM;
+    int rc = -ETIMEDOUT;
+    for (unsigned waited = 0; waited < DP_HISTORY_WAIT_MS; waited++) {
+        int ask = dp_ctl_ask(owner, req);
+        if (ask == -ETIMEDOUT)
+            return -ETIMEDOUT; /* abandoned: the owner frees req */
+        if (ask != 0) {
+            rc = ask;
+            break;
+        }
+        if (req->u.wal_stats.durable_lsn >= lsn) {
+            rc = 0;
+            break;
+        }
+        usleep(1000);
+    }
+    dp_ctl_req_free(req);
+    return rc;
+}
+
 /* Delete a workflow: the owner logs it and applies it; the answer waits until the record
  * is durable (up to DP_HISTORY_WAIT_MS), so a deletion that was answered survives a crash. */
 static json_t *dp_ctl_delete(const struct dp_ctl_cmd *cmd)
 {
     unsigned owner;
-    struct dp_req *req =
-        dp_ctl_workflow_req(DP_REQ_DELETE, cmd->type, cmd->type_len, cmd->id, cmd->id_len, &owner);
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_DELETE);
     if (!req)
         return dp_ctl_error("out of memory");
-    memcpy(req->wf_type, cmd->type, cmd->type_len);
-    memcpy(req->wf_id, cmd->id, cmd->id_len);
-    req->wf_type_len = (uint8_t)cmd->type_len;
-    req->wf_id_len = (uint8_t)cmd->id_len;
+    struct dp_req_delete *r = &req->u.del;
+    r->wf = dp_ctl_workflow(cmd->type, cmd->type_len, cmd->id, cmd->id_len, &owner);
+    memcpy(r->type, cmd->type, cmd->type_len);
+    memcpy(r->id, cmd->id, cmd->id_len);
+    r->type_len = (uint8_t)cmd->type_len;
+    r->id_len = (uint8_t)cmd->id_len;
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
         return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
@@ -764,27 +832,17 @@ static json_t *dp_ctl_delete(const struct dp_ctl_cmd *cmd)
         out = dp_ctl_error("owner busy (mailbox full or log behind), retry");
     } else if (req->result != 0) {
         out = dp_ctl_error(strerror(-req->result));
-    } else if (req->rt_status != RT_APPLIED) {
+    } else if (r->rt_status != RT_APPLIED) {
         out = json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "error", "workflow not found", "type",
                         cmd->type, "id", cmd->id);
     } else {
-        uint64_t lsn = req->next_lsn;
-        bool durable = lsn == 0;
-        for (unsigned waited = 0; !durable && waited < DP_HISTORY_WAIT_MS; waited++) {
-            req->kind = DP_REQ_WAL_STATS;
-            if (dp_ctl_ask(owner, req) != 0) {
-                req = NULL; /* timed out: the owner has it now */
-                break;
-            }
-            durable = req->durable_lsn >= lsn;
-            if (!durable)
-                usleep(1000);
-        }
-        out = durable ? json_pack("{s:b, s:s, s:s, s:b, s:I}", "ok", 1, "type", cmd->type, "id",
-                                  cmd->id, "deleted", 1, "lsn", (json_int_t)lsn)
-                      : dp_ctl_error("deleted, but the log did not confirm it durable in time");
+        uint64_t lsn = r->lsn;
+        out = dp_ctl_wait_durable(owner, lsn) == 0
+                  ? json_pack("{s:b, s:s, s:s, s:b, s:I}", "ok", 1, "type", cmd->type, "id",
+                              cmd->id, "deleted", 1, "lsn", (json_int_t)lsn)
+                  : dp_ctl_error("deleted, but the log did not confirm it durable in time");
     }
-    free(req);
+    dp_ctl_req_free(req);
     return out;
 }
 
@@ -852,10 +910,9 @@ static json_t *dp_ctl_deploy(const struct dp_ctl_cmd *cmd)
 static json_t *dp_ctl_counts(struct dp_req **reqs)
 {
     for (unsigned o = 0; o < dp_node.owner_count; o++) {
-        reqs[o] = calloc(1, sizeof(*reqs[o]));
+        reqs[o] = dp_ctl_req_new(DP_REQ_COUNTS);
         if (!reqs[o])
             return dp_ctl_error("out of memory");
-        reqs[o]->kind = DP_REQ_COUNTS;
         int rc = dp_ctl_ask(o, reqs[o]);
         if (rc == -ETIMEDOUT)
             reqs[o] = NULL; /* abandoned: the owner frees it */
@@ -877,13 +934,15 @@ static json_t *dp_ctl_definitions(void)
         return err;
     }
     json_t *arr = json_array();
-    for (unsigned i = 0; i < reqs[0]->def_count; i++) {
-        const struct dp_def_counts *d0 = &reqs[0]->defs[i];
+    const struct dp_def_counts_list *defs0 = reqs[0]->u.counts.defs;
+    for (unsigned i = 0; i < defs0->count; i++) {
+        const struct dp_def_counts *d0 = &defs0->def[i];
         uint64_t running = 0, completed = 0;
         json_t *states = json_object();
         for (unsigned o = 0; o < dp_node.owner_count; o++) {
-            for (unsigned j = 0; j < reqs[o]->def_count; j++) {
-                const struct dp_def_counts *d = &reqs[o]->defs[j];
+            const struct dp_def_counts_list *defs = reqs[o]->u.counts.defs;
+            for (unsigned j = 0; j < defs->count; j++) {
+                const struct dp_def_counts *d = &defs->def[j];
                 if (d->def_id != d0->def_id)
                     continue;
                 running += d->running;
@@ -911,20 +970,18 @@ static json_t *dp_ctl_definitions(void)
 static json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
 {
     unsigned limit = cmd->limit;
-    struct dp_task *tasks = calloc(limit, sizeof(*tasks));
-    struct dp_req *req = calloc(1, sizeof(*req));
-    if (!tasks || !req) {
-        free(tasks);
-        free(req);
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_TASKS);
+    struct dp_task *tasks = req ? calloc(limit, sizeof(*tasks)) : NULL;
+    if (!tasks) {
+        dp_ctl_req_free(req);
         return dp_ctl_error("out of memory");
     }
-    req->task_out = tasks; /* freed with req: by us, or by an owner it was abandoned to */
+    struct dp_req_tasks *r = &req->u.tasks;
+    r->out = tasks; /* freed with req: by us, or by an owner it was abandoned to */
     json_t *arr = json_array();
     for (unsigned o = 0; o < dp_node.owner_count && json_array_size(arr) < limit; o++) {
-        memset(req, 0, sizeof(*req));
-        req->kind = DP_REQ_TASKS;
-        req->limit = limit - (unsigned)json_array_size(arr);
-        req->task_out = tasks;
+        r->limit = limit - (unsigned)json_array_size(arr);
+        r->count = 0;
         int rc = dp_ctl_ask(o, req);
         if (rc != 0) {
             if (rc != -ETIMEDOUT)
@@ -933,7 +990,7 @@ static json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
             return dp_ctl_error(rc == -EAGAIN ? "owner mailbox full, retry"
                                               : "owner core did not answer in time");
         }
-        for (unsigned i = 0; i < req->task_count && i < req->limit; i++) {
+        for (unsigned i = 0; i < r->count && i < r->limit; i++) {
             const struct dp_task *t = &tasks[i];
             struct sf_value vals[VM_ARGS_MAX];
             int n = sf_fields_decode(t->args, t->args_len, vals, VM_ARGS_MAX);
@@ -948,21 +1005,21 @@ static json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
                                                  (json_int_t)t->dispatched_ns, "args", args));
         }
     }
-    free(tasks);
-    free(req);
+    dp_ctl_req_free(req);
     return json_pack("{s:b, s:o}", "ok", 1, "tasks", arr);
 }
 
 static json_t *dp_ctl_activity_result(const struct dp_ctl_cmd *cmd)
 {
     unsigned owner;
-    struct dp_req *req = dp_ctl_workflow_req(DP_REQ_ACTIVITY, cmd->type, cmd->type_len, cmd->id,
-                                             cmd->id_len, &owner);
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_ACTIVITY);
     if (!req)
         return dp_ctl_error("out of memory");
-    req->seq = cmd->seq;
-    req->failed = cmd->failed;
-    req->activity_result = cmd->result;
+    struct dp_req_activity *r = &req->u.activity;
+    r->wf = dp_ctl_workflow(cmd->type, cmd->type_len, cmd->id, cmd->id_len, &owner);
+    r->seq = cmd->seq;
+    r->failed = cmd->failed;
+    r->result = cmd->result;
     int rc = dp_ctl_ask(owner, req);
     if (rc == -ETIMEDOUT)
         return dp_ctl_error("owner core did not answer in time"); /* the owner frees req */
@@ -976,8 +1033,8 @@ static json_t *dp_ctl_activity_result(const struct dp_ctl_cmd *cmd)
     else if (req->result == -EAGAIN)
         out = dp_ctl_error("the log is behind (overloaded): retry");
     else
-        out = json_pack("{s:b, s:s}", "ok", 1, "status", rt_status_name(req->rt_status));
-    free(req);
+        out = json_pack("{s:b, s:s}", "ok", 1, "status", rt_status_name(r->rt_status));
+    dp_ctl_req_free(req);
     return out;
 }
 

@@ -17,129 +17,142 @@
 #include "dp_req.h"
 #include "dp_wal.h"
 
-static const char *dp_arena_put(struct dp_req *req, const char *s, size_t len)
+static const char *dp_arena_put(struct dp_req_describe_out *out, const char *s, size_t len)
 {
-    if (req->arena_used + len + 1 > sizeof(req->arena))
+    if (out->arena_used + len + 1 > sizeof(out->arena))
         return "";
-    char *out = req->arena + req->arena_used;
-    memcpy(out, s, len);
-    out[len] = '\0';
-    req->arena_used += len + 1;
-    return out;
+    char *copy = out->arena + out->arena_used;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    out->arena_used += len + 1;
+    return copy;
 }
 
-static void dp_copy_value(struct dp_req *req, struct sf_value *v)
+static void dp_copy_value(struct dp_req_describe_out *out, struct sf_value *v)
 {
     if (v->type == SF_VAL_TEXT) {
-        v->text.ptr = dp_arena_put(req, v->text.ptr, v->text.len);
+        v->text.ptr = dp_arena_put(out, v->text.ptr, v->text.len);
     }
 }
 
-static void dp_req_describe(struct dp_lcore *lc, struct dp_req *req)
+static void dp_req_describe(struct dp_lcore *lc, struct dp_req_describe *r)
 {
-    struct rt_describe *d = &req->desc;
-    int rc = rt_describe(lc->rt, dp_node.parts[req->partition], req->key, d);
-    req->found = rc == 0;
+    struct dp_req_describe_out *out = r->out;
+    struct rt_describe *d = &out->desc;
+    out->arena_used = 0;
+    int rc = rt_describe(lc->rt, dp_node.parts[r->wf.partition], r->wf.key, d);
+    r->found = rc == 0;
     if (rc != 0)
         return;
     /* views into the record and the key store are copied: they change after we answer */
-    d->id = dp_arena_put(req, d->id, d->id_len);
+    d->id = dp_arena_put(out, d->id, d->id_len);
     for (unsigned i = 0; i < d->nvars; i++)
-        dp_copy_value(req, &d->vars[i].value);
+        dp_copy_value(out, &d->vars[i].value);
     for (unsigned q = 0; q < d->nqueues; q++)
         for (unsigned i = 0; i < d->queues[q].len; i++)
-            dp_copy_value(req, &d->queues[q].items[i]);
+            dp_copy_value(out, &d->queues[q].items[i]);
 }
 
-static void dp_req_list(struct dp_lcore *lc, struct dp_req *req)
+/* One listed instance into *out (its counters from a describe into scratch d). */
+static void dp_req_list_entry(struct dp_lcore *lc, const struct rt_part *part, uint32_t p,
+                              uint64_t cursor, const struct rt_list_entry *e, struct rt_describe *d,
+                              struct dp_list_entry *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->partition = p;
+    out->cursor_after = cursor;
+    snprintf(out->type, sizeof(out->type), "%s", e->type);
+    memcpy(out->id, e->id, e->id_len);
+    snprintf(out->state, sizeof(out->state), "%s", e->completed ? "completed" : e->state);
+    if (rt_describe(lc->rt, part, e->key, d) == 0) {
+        out->signals = d->signals;
+        out->last_event_id = d->last_event_id;
+        out->version = d->version;
+    }
+}
+
+static void dp_req_list(struct dp_lcore *lc, struct dp_req_list *r)
 {
     struct rt_list_filter f = { .type_id = -1,
-                                .state = req->state_filter[0] ? req->state_filter : NULL };
-    if (req->type_filter[0]) {
+                                .state = r->state_filter[0] ? r->state_filter : NULL };
+    r->entry_count = 0;
+    r->more = false;
+    if (r->type_filter[0]) {
         f.type_id =
-            rt_registry_type(rt_core_registry(lc->rt), req->type_filter, strlen(req->type_filter));
+            rt_registry_type(rt_core_registry(lc->rt), r->type_filter, strlen(r->type_filter));
         if (f.type_id < 0)
             return; /* no such type: nothing to list */
     }
-    req->entry_count = 0;
-    req->more = false;
-    for (uint32_t p = req->start_partition; p < dp_node.partmap->count; p++) {
+    struct rt_describe d; /* scratch: only the counters are kept */
+    for (uint32_t p = r->start_partition; p < dp_node.partmap->count; p++) {
         if (wf_partmap_owner(dp_node.partmap, p) != lc->owner_index)
             continue;
         const struct rt_part *part = dp_node.parts[p];
-        uint64_t cursor = p == req->start_partition ? req->start_cursor : 0;
+        uint64_t cursor = p == r->start_partition ? r->start_cursor : 0;
         while (cursor != UINT64_MAX) {
             struct rt_list_entry e;
             if (rt_list(lc->rt, part, &f, &cursor, &e, 1) == 0)
                 continue;
-            if (req->entry_count == req->limit) {
-                req->more = true;
+            if (r->entry_count == r->limit) {
+                r->more = true;
                 return;
             }
-            struct dp_list_entry *out = &req->entries[req->entry_count++];
-            memset(out, 0, sizeof(*out));
-            out->partition = p;
-            out->cursor_after = cursor;
-            snprintf(out->type, sizeof(out->type), "%s", e.type);
-            memcpy(out->id, e.id, e.id_len);
-            snprintf(out->state, sizeof(out->state), "%s", e.completed ? "completed" : e.state);
-            struct rt_describe *d = &req->desc;
-            if (rt_describe(lc->rt, part, e.key, d) == 0) {
-                out->signals = d->signals;
-                out->last_event_id = d->last_event_id;
-                out->version = d->version;
-            }
+            dp_req_list_entry(lc, part, p, cursor, &e, &d, &r->entries[r->entry_count++]);
         }
     }
 }
 
-static void dp_req_activity(struct dp_lcore *lc, struct dp_req *req)
+/* The pending activity index of run seq of the instance, or -1. */
+static int dp_req_pending_act(struct dp_lcore *lc, const struct dp_req_workflow *wf, uint32_t seq)
 {
-    struct rt_describe *d = &req->desc;
-    if (rt_describe(lc->rt, dp_node.parts[req->partition], req->key, d) != 0) {
-        req->result = -ENOENT;
-        return;
-    }
-    int act = -1;
-    for (unsigned i = 0; i < d->nactivities; i++)
-        if (d->activities[i].seq == req->seq)
-            act = (int)d->activities[i].index;
-    if (act < 0) {
-        req->result = -ESRCH; /* no pending run with that sequence number */
-        return;
-    }
+    struct rt_describe d;
+    if (rt_describe(lc->rt, dp_node.parts[wf->partition], wf->key, &d) != 0)
+        return -ENOENT;
+    for (unsigned i = 0; i < d.nactivities; i++)
+        if (d.activities[i].seq == seq)
+            return (int)d.activities[i].index;
+    return -ESRCH; /* no pending run with that sequence number */
+}
+
+static int dp_req_activity(struct dp_lcore *lc, struct dp_req_activity *r)
+{
+    int act = dp_req_pending_act(lc, &r->wf, r->seq);
+    if (act < 0)
+        return act;
     int st;
-    req->result = dp_input_activity(lc, req->partition, req->key, (unsigned)act, req->seq,
-                                    req->failed, req->activity_result, &st);
-    if (req->result != 0)
-        return; /* -EAGAIN: the log is behind, nothing applied */
-    req->rt_status = st;
+    int rc = dp_input_activity(lc, r->wf.partition, r->wf.key, (unsigned)act, r->seq, r->failed,
+                               r->result, &st);
+    if (rc != 0)
+        return rc; /* -EAGAIN: the log is behind, nothing applied */
+    r->rt_status = st;
     struct dp_task_list *tl = lc->tasks;
     for (unsigned i = 0; i < DP_TASK_LIST_MAX; i++)
-        if (tl->task[i].seq == req->seq && wf_key_equal(tl->task[i].key, req->key))
+        if (tl->task[i].seq == r->seq && wf_key_equal(tl->task[i].key, r->wf.key))
             tl->task[i].done = true;
+    return 0;
 }
 
-static void dp_req_history_head(struct dp_lcore *lc, struct dp_req *req)
+static int dp_req_history_head(struct dp_lcore *lc, struct dp_req_history *r)
 {
-    const struct rt_part *part = dp_node.parts[req->partition];
-    uint32_t ref = rt_inst_find(part, req->key);
-    req->found = ref != RT_NONE;
-    req->head = req->found ? rt_inst_hlink(part, ref) : (struct rt_hlink){ 0, 0 };
-    req->durable_lsn = lc->wal ? wal_durable_lsn(lc->wal) : 0;
-    req->next_lsn = lc->wal ? wal_next_lsn(lc->wal) : 0;
-    req->result = lc->wal ? 0 : -ENOTSUP;
+    const struct rt_part *part = dp_node.parts[r->wf.partition];
+    uint32_t ref = rt_inst_find(part, r->wf.key);
+    r->found = ref != RT_NONE;
+    r->head = r->found ? rt_inst_hlink(part, ref) : (struct rt_hlink){ 0, 0 };
+    r->durable_lsn = lc->wal ? wal_durable_lsn(lc->wal) : 0;
+    r->next_lsn = lc->wal ? wal_next_lsn(lc->wal) : 0;
+    return lc->wal ? 0 : -ENOTSUP;
 }
 
-static void dp_req_counts(struct dp_lcore *lc, struct dp_req *req)
+static void dp_req_counts(struct dp_lcore *lc, struct dp_req_counts *r)
 {
     const struct rt_registry *reg = rt_core_registry(lc->rt);
-    req->def_count = 0;
-    for (unsigned id = 0; id < RT_DEFS_MAX && req->def_count < DP_DEFS_REPORT_MAX; id++) {
+    struct dp_def_counts_list *out = r->defs;
+    out->count = 0;
+    for (unsigned id = 0; id < RT_DEFS_MAX && out->count < DP_DEFS_REPORT_MAX; id++) {
         const struct rt_def *def = rt_registry_def(reg, id);
         if (!def)
             continue;
-        struct dp_def_counts *c = &req->defs[req->def_count++];
+        struct dp_def_counts *c = &out->def[out->count++];
         c->def_id = (uint16_t)id;
         c->def = def->def;
         rt_core_def_counts(lc->rt, id, &c->running, &c->completed);
@@ -149,35 +162,79 @@ static void dp_req_counts(struct dp_lcore *lc, struct dp_req *req)
             c->in_state[s] = rt_core_state_count(lc->rt, id, s);
     }
     uint32_t queued;
-    rt_tasks_pending(lc->rt, &queued, &req->tasks_flagged);
-    req->tasks_queued = queued;
-    req->timers_armed = rt_timers_armed(lc->rt);
+    rt_tasks_pending(lc->rt, &queued, &r->tasks_flagged);
+    r->tasks_queued = queued;
+    r->timers_armed = rt_timers_armed(lc->rt);
 }
 
-static void dp_req_tasks_copy(struct dp_lcore *lc, struct dp_req *req)
+static void dp_req_tasks_copy(struct dp_lcore *lc, struct dp_req_tasks *r)
 {
     const struct dp_task_list *tl = lc->tasks;
-    req->task_count = 0;
-    for (unsigned i = 0; i < DP_TASK_LIST_MAX && req->task_count < req->limit; i++) {
+    r->count = 0;
+    for (unsigned i = 0; i < DP_TASK_LIST_MAX && r->count < r->limit; i++) {
         const struct dp_task *t = &tl->task[i];
         if (t->seq == 0 || t->done)
             continue;
-        req->task_out[req->task_count++] = *t;
+        r->out[r->count++] = *t;
     }
 }
 
-static void dp_req_delete(struct dp_lcore *lc, struct dp_req *req)
+static int dp_req_delete(struct dp_lcore *lc, struct dp_req_delete *r)
 {
-    struct dp_rec_delete names = { .type_len = req->wf_type_len,
-                                   .id_len = req->wf_id_len,
-                                   .type = req->wf_type,
-                                   .id = req->wf_id };
-    if (req->wf_type_len > SF_TYPE_LEN_MAX || req->wf_id_len > SF_ID_LEN_MAX) {
-        req->result = -EINVAL;
-        return;
+    struct dp_rec_delete names = {
+        .type_len = r->type_len, .id_len = r->id_len, .type = r->type, .id = r->id
+    };
+    if (r->type_len > SF_TYPE_LEN_MAX || r->id_len > SF_ID_LEN_MAX)
+        return -EINVAL;
+    return dp_input_delete(lc, r->wf.partition, r->wf.key, &names, &r->lsn, &r->rt_status);
+}
+
+static int dp_req_wal_stats(struct dp_lcore *lc, struct dp_req_wal_stats *r)
+{
+    if (lc->wal) {
+        wal_get_stats(lc->wal, &r->wal);
+        r->durable_lsn = wal_durable_lsn(lc->wal);
+        r->next_lsn = wal_next_lsn(lc->wal);
     }
-    req->result =
-        dp_input_delete(lc, req->partition, req->key, &names, &req->next_lsn, &req->rt_status);
+    r->acks_waiting = lc->acks ? lc->acks->tail - lc->acks->head : 0;
+    return lc->wal ? 0 : -ENOTSUP;
+}
+
+/* Answer one request into itself: its kind's member of u, and result. */
+static void dp_req_answer(struct dp_lcore *lc, struct dp_req *req)
+{
+    req->result = 0;
+    switch (req->kind) {
+    case DP_REQ_DESCRIBE:
+        dp_req_describe(lc, &req->u.describe);
+        break;
+    case DP_REQ_LIST:
+        dp_req_list(lc, &req->u.list);
+        break;
+    case DP_REQ_ACTIVITY:
+        req->result = dp_req_activity(lc, &req->u.activity);
+        break;
+    case DP_REQ_COUNTS:
+        dp_req_counts(lc, &req->u.counts);
+        break;
+    case DP_REQ_TASKS:
+        dp_req_tasks_copy(lc, &req->u.tasks);
+        break;
+    case DP_REQ_HISTORY:
+        req->result = dp_req_history_head(lc, &req->u.history);
+        break;
+    case DP_REQ_DELETE:
+        req->result = dp_req_delete(lc, &req->u.del);
+        break;
+    case DP_REQ_WAL_STATS:
+        req->result = dp_req_wal_stats(lc, &req->u.wal_stats);
+        break;
+    case DP_REQ_TUNE:
+        req->result = dp_wal_tune(lc, req->u.tune.key, req->u.tune.value);
+        break;
+    default:
+        RTE_VERIFY(!"unknown request kind"); /* the control thread built it: a bug */
+    }
 }
 
 void dp_owner_req_serve(struct dp_lcore *lc)
@@ -185,41 +242,8 @@ void dp_owner_req_serve(struct dp_lcore *lc)
     void *msg;
     while (rte_ring_sc_dequeue(lc->mailbox, &msg) == 0) {
         struct dp_req *req = msg;
-        switch (req->kind) {
-        case DP_REQ_DESCRIBE:
-            dp_req_describe(lc, req);
-            break;
-        case DP_REQ_LIST:
-            dp_req_list(lc, req);
-            break;
-        case DP_REQ_ACTIVITY:
-            dp_req_activity(lc, req);
-            break;
-        case DP_REQ_COUNTS:
-            dp_req_counts(lc, req);
-            break;
-        case DP_REQ_TASKS:
-            dp_req_tasks_copy(lc, req);
-            break;
-        case DP_REQ_HISTORY:
-            dp_req_history_head(lc, req);
-            break;
-        case DP_REQ_DELETE:
-            dp_req_delete(lc, req);
-            break;
-        case DP_REQ_WAL_STATS:
-            if (lc->wal) {
-                wal_get_stats(lc->wal, &req->wal_stats);
-                req->durable_lsn = wal_durable_lsn(lc->wal);
-                req->next_lsn = wal_next_lsn(lc->wal);
-            }
-            req->acks_waiting = lc->acks ? lc->acks->tail - lc->acks->head : 0;
-            req->result = lc->wal ? 0 : -ENOTSUP;
-            break;
-        case DP_REQ_TUNE:
-            req->result = dp_wal_tune(lc, req->tune_key, req->tune_value);
-            break;
-        }
+        RTE_ASSERT(atomic_load_explicit(&req->state, memory_order_relaxed) != DP_CTL_REQ_IDLE);
+        dp_req_answer(lc, req);
         if (!dp_ctl_req_finish(&req->state))
             dp_ctl_req_free(req); /* the control thread gave up waiting: ours to free */
     }

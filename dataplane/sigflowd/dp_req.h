@@ -1,6 +1,7 @@
 /*
  * dp_req.h — control requests to an owner core: what the control thread asks through the
  * owner's mailbox ring (dp_owner_req.c answers), and the dispatched-task list it reads.
+ * A request is a tagged union: one kind, and only that kind's arguments and answers.
  * Who holds a request at any moment is dp_ctl_req.h's protocol.
  */
 #ifndef DP_REQ_H
@@ -66,50 +67,111 @@ struct dp_list_entry {
     uint64_t last_ts_ns;
 };
 
-struct dp_req {
-    enum dp_req_kind kind;
-    /* describe */
+/* What a request about one workflow names: its key and the partition that holds it. */
+struct dp_req_workflow {
     struct wf_key key;
     uint32_t partition;
-    bool found;
+};
+
+/* describe: the instance, with copies of the texts it points to (they change after the
+ * owner answers). The control thread allocates it for a describe request only. */
+#define DP_REQ_ARENA_BYTES 65536u
+struct dp_req_describe_out {
     struct rt_describe desc;
-    char arena[65536]; /* copies of the texts desc points to */
     size_t arena_used;
-    /* list */
+    char arena[DP_REQ_ARENA_BYTES];
+};
+
+struct dp_req_describe {
+    struct dp_req_workflow wf;
+    bool found;                      /* answer: the workflow exists */
+    struct dp_req_describe_out *out; /* the control thread's malloc, freed with the request */
+};
+
+struct dp_req_list {
     uint32_t start_partition;
     uint64_t start_cursor;
-    unsigned limit;
-    char type_filter[SF_TYPE_LEN_MAX + 1];
-    char state_filter[FLOW_NAME_LEN_MAX + 1];
-    /* activity */
+    unsigned limit;                           /* entries[] holds limit entries */
+    char type_filter[SF_TYPE_LEN_MAX + 1];    /* "" : any type */
+    char state_filter[FLOW_NAME_LEN_MAX + 1]; /* "" : any state */
+    struct dp_list_entry *entries;            /* the control thread's malloc */
+    unsigned entry_count;                     /* answer */
+    bool more; /* answer: the owner stopped at limit with partitions left */
+};
+
+struct dp_req_wal_stats {
+    struct wal_stats wal; /* answers */
+    uint64_t durable_lsn, next_lsn, acks_waiting;
+};
+
+struct dp_req_tune {
+    char key[48]; /* "wal.batch_bytes_max", ... */
+    uint64_t value;
+};
+
+/* complete or fail an activity run by hand */
+struct dp_req_activity {
+    struct dp_req_workflow wf;
     uint32_t seq;
     bool failed;
-    int64_t activity_result;
-    int rt_status;
-    /* counts */
-    struct dp_def_counts defs[DP_DEFS_REPORT_MAX];
-    unsigned def_count;
+    int64_t result;
+    int rt_status; /* answer: enum rt_status of the apply */
+};
+
+/* counts: instances by definition and state, tasks, timers */
+struct dp_def_counts_list {
+    unsigned count;
+    struct dp_def_counts def[DP_DEFS_REPORT_MAX];
+};
+
+struct dp_req_counts {
+    struct dp_def_counts_list *defs; /* the control thread's malloc */
     uint64_t tasks_queued, tasks_flagged, timers_armed;
-    /* tasks */
-    struct dp_task *task_out;
-    unsigned task_count;
-    struct dp_list_entry *entries;
-    unsigned entry_count;
-    bool more; /* the owner stopped at limit with partitions left */
-    /* wal stats */
-    struct wal_stats wal_stats;
-    uint64_t durable_lsn, next_lsn, acks_waiting;
-    /* history */
+};
+
+struct dp_req_tasks {
+    unsigned limit;      /* out[] holds limit tasks */
+    struct dp_task *out; /* the control thread's malloc */
+    unsigned count;      /* answer */
+};
+
+/* the head of a workflow's history chain, and how far the owner's log is durable */
+struct dp_req_history {
+    struct dp_req_workflow wf;
+    bool found;
     struct rt_hlink head;
-    /* delete: the workflow's names (logged with the record) */
-    char wf_type[SF_TYPE_LEN_MAX];
-    char wf_id[SF_ID_LEN_MAX];
-    uint8_t wf_type_len, wf_id_len;
-    /* tune */
-    char tune_key[48];
-    uint64_t tune_value;
-    int result;       /* 0 or -errno */
+    uint64_t durable_lsn, next_lsn;
+};
+
+/* delete a workflow: its names are logged with the record */
+struct dp_req_delete {
+    struct dp_req_workflow wf;
+    char type[SF_TYPE_LEN_MAX];
+    char id[SF_ID_LEN_MAX];
+    uint8_t type_len, id_len;
+    uint64_t lsn;  /* answer: the record's LSN (0: nothing logged) */
+    int rt_status; /* answer: RT_APPLIED or RT_NOT_FOUND */
+};
+
+/*
+ * A request: its kind selects the member of u that both sides use; each kind's large
+ * answers hang off it as their own allocations (dp_ctl_req_free frees them by kind).
+ */
+struct dp_req {
+    enum dp_req_kind kind;
     atomic_int state; /* enum dp_ctl_req_state: who holds it; the owner's finish is last */
+    int result;       /* 0 or -errno */
+    union {
+        struct dp_req_describe describe;
+        struct dp_req_list list;
+        struct dp_req_wal_stats wal_stats;
+        struct dp_req_tune tune;
+        struct dp_req_activity activity;
+        struct dp_req_counts counts;
+        struct dp_req_tasks tasks;
+        struct dp_req_history history;
+        struct dp_req_delete del;
+    } u;
 };
 
 /** Owner: answer every request waiting in lc's mailbox. Can't fail (each request carries

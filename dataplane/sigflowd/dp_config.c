@@ -1,5 +1,8 @@
 /*
- * dp_config.c — INI configuration of sigflowd (see dp_config.h).
+ * dp_config.c — INI configuration of sigflowd (see dp_config.h). Numeric keys are read
+ * through the table of knobs (dp_tune.c): their ranges, units and refusals are the ones
+ * `tune` applies to a running node. The other keys (addresses, names, lists, booleans,
+ * [quota]) are parsed here.
  */
 #include "dp_config.h"
 
@@ -13,12 +16,15 @@
 
 #include <ini.h>
 
+#include "dp_tune.h"
+
 struct dp_config_parse {
     struct dp_config *cfg;
     FILE *file;
     int line;      /* line being parsed (the reader counts them) */
     int fail_line; /* line of the first key the handler refused */
     char reason[DP_CONFIG_ERROR_MAX];
+    char tune_error[DP_TUNE_ERROR_MAX];
     bool failed;
 };
 
@@ -30,45 +36,6 @@ static int cfg_fail(struct dp_config_parse *p, const char *fmt, const char *a, c
         p->fail_line = p->line;
     }
     return 0; /* inih: non-zero = ok, zero = error on this line */
-}
-
-static bool cfg_u64(const char *value, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (value[0] == '-' || value[0] == '\0')
-        return false;
-    unsigned long long v = strtoull(value, &end, 0);
-    uint64_t mult = 1;
-    if (*end == 'k' || *end == 'K')
-        mult = 1000ull, end++;
-    else if (*end == 'M')
-        mult = 1000000ull, end++;
-    else if (*end == 'G')
-        mult = 1000000000ull, end++;
-    if (errno != 0 || *end != '\0' || end == value)
-        return false;
-    if (v > UINT64_MAX / mult)
-        return false;
-    v *= mult;
-    if (v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool cfg_uint(const char *value, unsigned min, unsigned max, unsigned *out)
-{
-    uint64_t v;
-    if (!cfg_u64(value, min, max, &v))
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
-static bool cfg_pow2(uint64_t v)
-{
-    return v != 0 && (v & (v - 1)) == 0;
 }
 
 int dp_config_lcore_list(const char *spec, unsigned *ids, unsigned max)
@@ -124,7 +91,6 @@ static int cfg_ports(struct dp_config_parse *p, const char *value)
 static int cfg_node(struct dp_config_parse *p, const char *name, const char *value)
 {
     struct dp_config *cfg = p->cfg;
-    unsigned u;
     if (strcmp(name, "ipv4") == 0) {
         if (inet_pton(AF_INET, value, cfg->ipv4) != 1)
             return cfg_fail(p, "ipv4: '%s' is not an IPv4 address%s", value, "");
@@ -133,10 +99,6 @@ static int cfg_node(struct dp_config_parse *p, const char *name, const char *val
         if (inet_pton(AF_INET6, value, cfg->ipv6) != 1)
             return cfg_fail(p, "ipv6: '%s' is not an IPv6 address%s", value, "");
         cfg->has_ipv6 = true;
-    } else if (strcmp(name, "udp_port") == 0) {
-        if (!cfg_uint(value, 1, 65535, &u))
-            return cfg_fail(p, "udp_port: '%s' is not a port number 1..65535%s", value, "");
-        cfg->udp_port = (uint16_t)u;
     } else if (strcmp(name, "dir") == 0) {
         if (value[0] == '\0' || strlen(value) >= DP_PATH_MAX)
             return cfg_fail(p, "dir: empty or longer than 255 bytes%s%s", "", "");
@@ -147,59 +109,9 @@ static int cfg_node(struct dp_config_parse *p, const char *name, const char *val
     return 1;
 }
 
-struct cfg_uint_key {
-    const char *name;
-    size_t offset;
-    unsigned min, max;
-    bool pow2;
-};
-
-#define CFG_TABLE(t) (t), sizeof(t) / sizeof((t)[0])
-
-/* Look name up in a table of integer keys and store its value. Returns 1 (stored), 0 (bad
- * value: reason recorded) or -1 (not a key of this table). */
-static int cfg_uint_table(struct dp_config_parse *p, const struct cfg_uint_key *keys, size_t n,
-                          const char *name, const char *value)
-{
-    for (size_t i = 0; i < n; i++) {
-        const struct cfg_uint_key *k = &keys[i];
-        if (strcmp(name, k->name) != 0)
-            continue;
-        unsigned v;
-        char range[64];
-        snprintf(range, sizeof(range), "%u..%u%s", k->min, k->max, k->pow2 ? ", a power of 2" : "");
-        if (!cfg_uint(value, k->min, k->max, &v) || (k->pow2 && !cfg_pow2(v)))
-            return cfg_fail(p, "%s: must be an integer in %s", k->name, range);
-        memcpy((char *)p->cfg + k->offset, &v, sizeof(v));
-        return 1;
-    }
-    return -1;
-}
-
-#define CFG_KEY(field, lo, hi, p2)                            \
-    {                                                         \
-#field, offsetof(struct dp_config, field), lo, hi, p2 \
-    }
-static const struct cfg_uint_key cfg_dataplane_keys[] = {
-    CFG_KEY(rx_queues, 1, DP_RX_QUEUES_MAX, false),
-    CFG_KEY(rx_desc, 64, 16384, true),
-    CFG_KEY(tx_desc, 64, 16384, true),
-    CFG_KEY(burst, 1, 256, false),
-    CFG_KEY(ring_size, 64, 1u << 20, true),
-    CFG_KEY(mempool_size, 1024, 1u << 24, false),
-    CFG_KEY(idle_pause_polls, 0, 1000000, false),
-    CFG_KEY(idle_sleep_max_us, 0, 100000, false),
-    CFG_KEY(icmp_rate, 0, 1000000, false),
-    CFG_KEY(reply_rate, 0, 10000000, false),
-};
-
 static int cfg_dataplane(struct dp_config_parse *p, const char *name, const char *value)
 {
     struct dp_config *cfg = p->cfg;
-    int found = cfg_uint_table(p, CFG_TABLE(cfg_dataplane_keys), name, value);
-    if (found >= 0)
-        return found;
-    uint64_t v;
     if (strcmp(name, "source") == 0) {
         if (strcmp(value, "ethdev") == 0)
             cfg->source = DP_SOURCE_ETHDEV;
@@ -209,18 +121,6 @@ static int cfg_dataplane(struct dp_config_parse *p, const char *name, const char
             return cfg_fail(p, "source: '%s' is neither 'ethdev' nor 'socket'%s", value, "");
     } else if (strcmp(name, "ports") == 0) {
         return cfg_ports(p, value);
-    } else if (strcmp(name, "partitions") == 0) {
-        if (!cfg_u64(value, 1, 65536, &v) || !cfg_pow2(v))
-            return cfg_fail(p, "partitions: '%s' must be a power of 2 in 1..65536%s", value, "");
-        cfg->partitions = (uint32_t)v;
-    } else if (strcmp(name, "table_capacity") == 0) {
-        if (!cfg_u64(value, 1024, 4000000000ull, &v))
-            return cfg_fail(p, "table_capacity: '%s' must be in 1024..4G workflows%s", value, "");
-        cfg->table_capacity = v;
-    } else if (strcmp(name, "keystore_bytes") == 0) {
-        if (!cfg_u64(value, 65536, 1ull << 40, &v))
-            return cfg_fail(p, "keystore_bytes: '%s' must be in 64k..1T%s", value, "");
-        cfg->keystore_bytes = v;
     } else if (strcmp(name, "rx_lcores") == 0 || strcmp(name, "owner_lcores") == 0) {
         unsigned ids[DP_LCORES_MAX];
         char *dst = name[0] == 'r' ? cfg->rx_lcores : cfg->owner_lcores;
@@ -247,20 +147,9 @@ static bool cfg_bool(const char *value, bool *out)
     return true;
 }
 
-static const struct cfg_uint_key cfg_wal_keys[] = {
-    { "batch_bytes_max", offsetof(struct dp_config, wal_batch_bytes_max), 4096, 1u << 20, false },
-    { "batch_deadline_us", offsetof(struct dp_config, wal_batch_deadline_us), 0, 100000, false },
-    { "inflight_max", offsetof(struct dp_config, wal_inflight_max), 2, 16, false },
-    { "ack_groups", offsetof(struct dp_config, ack_groups), 64, 1u << 20, true },
-};
-
 static int cfg_wal(struct dp_config_parse *p, const char *name, const char *value)
 {
     struct dp_config *cfg = p->cfg;
-    int found = cfg_uint_table(p, CFG_TABLE(cfg_wal_keys), name, value);
-    if (found >= 0)
-        return found;
-    uint64_t v;
     if (strcmp(name, "enabled") == 0) {
         if (!cfg_bool(value, &cfg->wal_enabled))
             return cfg_fail(p, "enabled: '%s' is not true/false%s", value, "");
@@ -270,62 +159,8 @@ static int cfg_wal(struct dp_config_parse *p, const char *name, const char *valu
     } else if (strcmp(name, "direct_io") == 0) {
         if (!cfg_bool(value, &cfg->wal_direct_io))
             return cfg_fail(p, "direct_io: '%s' is not true/false%s", value, "");
-    } else if (strcmp(name, "segment_bytes") == 0) {
-        if (!cfg_u64(value, 1u << 20, 1ull << 32, &v) || v % 4096 != 0)
-            return cfg_fail(p, "segment_bytes: '%s' must be 1M..4G, a multiple of 4096%s", value,
-                            "");
-        cfg->wal_segment_bytes = v;
     } else {
         return cfg_fail(p, "unknown key '%s' in section [%s]", name, "wal");
-    }
-    return 1;
-}
-
-static const struct cfg_uint_key cfg_runtime_keys[] = {
-    { "instance_bytes", offsetof(struct dp_config, instance_bytes), 64, 16384, false },
-    { "tasks_per_partition", offsetof(struct dp_config, tasks_per_partition), 1, 65536, false },
-    { "tombstone_retention_s", offsetof(struct dp_config, tombstone_retention_s), 0, 365u * 86400u,
-      false },
-};
-
-static int cfg_runtime(struct dp_config_parse *p, const char *name, const char *value)
-{
-    int found = cfg_uint_table(p, CFG_TABLE(cfg_runtime_keys), name, value);
-    if (found >= 0)
-        return found;
-    return cfg_fail(p, "unknown key '%s' in section [%s]", name, "runtime");
-}
-
-static int cfg_snapshot(struct dp_config_parse *p, const char *name, const char *value)
-{
-    uint64_t v;
-    if (strcmp(name, "interval_s") == 0) {
-        if (!cfg_u64(value, 0, 7u * 86400u, &v))
-            return cfg_fail(p, "interval_s: '%s' must be 0..604800 seconds%s", value, "");
-        p->cfg->snapshot_interval_s = (unsigned)v;
-    } else if (strcmp(name, "log_bytes") == 0) {
-        if (!cfg_u64(value, 0, 1ull << 40, &v))
-            return cfg_fail(p, "log_bytes: '%s' must be 0..1T%s", value, "");
-        p->cfg->snapshot_log_bytes = v;
-    } else {
-        return cfg_fail(p, "unknown key '%s' in section [%s]", name, "snapshot");
-    }
-    return 1;
-}
-
-static int cfg_history(struct dp_config_parse *p, const char *name, const char *value)
-{
-    uint64_t v;
-    if (strcmp(name, "retention_s") == 0) {
-        if (!cfg_u64(value, 0, 3650u * 86400u, &v))
-            return cfg_fail(p, "retention_s: '%s' must be 0..315360000 seconds%s", value, "");
-        p->cfg->history_retention_s = (unsigned)v;
-    } else if (strcmp(name, "retention_bytes") == 0) {
-        if (!cfg_u64(value, 0, 1ull << 50, &v))
-            return cfg_fail(p, "retention_bytes: '%s' must be 0..1P%s", value, "");
-        p->cfg->history_retention_bytes = v;
-    } else {
-        return cfg_fail(p, "unknown key '%s' in section [%s]", name, "history");
     }
     return 1;
 }
@@ -354,7 +189,7 @@ static int cfg_quota(struct dp_config_parse *p, const char *name, const char *va
     if (!ident)
         return cfg_fail(p, "[quota] '%s': not a workflow type name%s", name, "");
     uint64_t v;
-    if (!cfg_u64(value, 1, 4000000000ull, &v))
+    if (dp_tune_number(value, &v) != 0 || v < 1 || v > 4000000000ull)
         return cfg_fail(p, "[quota] %s: '%s' must be a number of workflows in 1..4G", name, value);
     for (unsigned i = 0; i < cfg->quota_count; i++)
         if (strcmp(cfg->quota[i].type, name) == 0)
@@ -366,15 +201,31 @@ static int cfg_quota(struct dp_config_parse *p, const char *name, const char *va
     return 1;
 }
 
+/* A numeric key: range, unit and field come from the table of knobs (dp_tune.c), which
+ * `tune` checks against too. 1: stored; 0: refused (reason recorded). */
+static int cfg_number(struct dp_config_parse *p, const struct dp_tunable *t, const char *value)
+{
+    uint64_t v;
+    if (dp_tune_parse(t, value, &v, p->tune_error, sizeof(p->tune_error)) != 0)
+        return cfg_fail(p, "%s%s", p->tune_error, "");
+    dp_tune_store(t, p->cfg, v);
+    return 1;
+}
+
+static int cfg_unknown(struct dp_config_parse *p, const char *section, const char *name)
+{
+    return cfg_fail(p, "unknown key '%s' in section [%s]", name, section);
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct dp_config_parse *p = user;
-    if (strcmp(section, "history") == 0)
-        return cfg_history(p, name, value);
-    if (strcmp(section, "snapshot") == 0)
-        return cfg_snapshot(p, name, value);
-    if (strcmp(section, "runtime") == 0)
-        return cfg_runtime(p, name, value);
+    const struct dp_tunable *t = dp_tune_find_config(section, name);
+    if (t)
+        return cfg_number(p, t, value);
+    if (strcmp(section, "history") == 0 || strcmp(section, "snapshot") == 0 ||
+        strcmp(section, "runtime") == 0)
+        return cfg_unknown(p, section, name); /* all their keys are numbers */
     if (strcmp(section, "wal") == 0)
         return cfg_wal(p, name, value);
     if (strcmp(section, "node") == 0)

@@ -1,6 +1,8 @@
 /*
  * dp_config.h — sigflowd's configuration: an INI file (libinih), every key documented in
  * README.md ("Configuration"). A bad key or value refuses to start with "file:line: reason".
+ * Numeric keys, their ranges and units are the rows of dp_tune.h's table, which `tune`
+ * reads too: a number the file refuses, `tune` refuses with the same reason.
  */
 #ifndef DP_CONFIG_H
 #define DP_CONFIG_H

@@ -29,6 +29,7 @@
 #include "dp_req.h"
 #include "dp_runtime.h"
 #include "dp_senders.h"
+#include "dp_tune.h"
 #include "dp_wal.h"
 #include "dp_ctl_parse.h"
 #include "dp_ctl_req.h"
@@ -42,7 +43,6 @@ _Static_assert(DP_CTL_TYPE_LEN_MAX == SF_TYPE_LEN_MAX, "the parser's type limit"
 _Static_assert(DP_CTL_ID_LEN_MAX == SF_ID_LEN_MAX, "the parser's id limit");
 _Static_assert(DP_CTL_STATE_LEN_MAX == FLOW_NAME_LEN_MAX, "the parser's state limit");
 _Static_assert(DP_CTL_LIST_LIMIT_MAX == DP_LIST_LIMIT_MAX, "the parser's list limit");
-_Static_assert(DP_CTL_TUNE_KEY_LEN_MAX < sizeof(((struct dp_req *)0)->u.tune.key), "tune key");
 
 static struct dp_ctl_server *dp_ctl_server;
 
@@ -728,56 +728,47 @@ static json_t *dp_ctl_list(const struct dp_ctl_cmd *cmd)
     return out;
 }
 
-/* Tunables: the idle back-off (read by every lcore, a plain store suffices) and the log's
- * group commit (applied by each owner on its own thread, through its mailbox). */
+/* Apply a checked owner knob t = v on every owner's log, one owner at a time through its
+ * mailbox. NULL or the error reply (owners before the failing one keep the new value). */
+static json_t *dp_ctl_tune_owners(const struct dp_tunable *t, uint64_t v)
+{
+    for (unsigned o = 0; o < dp_node.owner_count; o++) {
+        struct dp_req *req = dp_ctl_req_new(DP_REQ_TUNE);
+        if (!req)
+            return dp_ctl_error("out of memory");
+        req->u.tune.tunable = t;
+        req->u.tune.value = v;
+        int rc = dp_ctl_ask(o, req);
+        if (rc == -ETIMEDOUT)
+            return dp_ctl_error("owner core did not answer in time"); /* the owner frees */
+        rc = rc != 0 ? rc : req->result;
+        dp_ctl_req_free(req);
+        if (rc == -EAGAIN)
+            return dp_ctl_error("owner mailbox full, retry");
+        if (rc == -ENOTSUP)
+            return dp_ctl_error("the node runs without a log ([wal] enabled = false)");
+        if (rc != 0)
+            return dp_ctl_error("the log refused the value");
+    }
+    return NULL;
+}
+
+/* tune KEY VALUE: the key's range and unit are the configuration file's (dp_tune.c, the
+ * same refusal words); node-wide words are stored here, each owner applies its log's. */
 static json_t *dp_ctl_tune(const struct dp_ctl_cmd *cmd)
 {
     const char *key = cmd->tune_key;
-    uint64_t v = cmd->tune_value; /* in the key's range (dp_ctl_parse), but for wal.* */
-    struct dp_config *c = &dp_node.cfg;
-    switch (cmd->tune_target) {
-    case DP_CTL_TUNE_IDLE_SLEEP_MAX_US:
-        c->idle_sleep_max_us = (unsigned)v;
-        break;
-    case DP_CTL_TUNE_IDLE_PAUSE_POLLS:
-        c->idle_pause_polls = (unsigned)v;
-        break;
-    /* snapshot and retention policy: plain words the owners read at their next check */
-    case DP_CTL_TUNE_SNAPSHOT_INTERVAL_S:
-        __atomic_store_n(&c->snapshot_interval_s, (unsigned)v, __ATOMIC_RELAXED);
-        break;
-    case DP_CTL_TUNE_SNAPSHOT_LOG_BYTES:
-        __atomic_store_n(&c->snapshot_log_bytes, v, __ATOMIC_RELAXED);
-        break;
-    case DP_CTL_TUNE_HISTORY_RETENTION_S:
-        __atomic_store_n(&c->history_retention_s, (unsigned)v, __ATOMIC_RELAXED);
-        break;
-    case DP_CTL_TUNE_HISTORY_RETENTION_BYTES:
-        __atomic_store_n(&c->history_retention_bytes, v, __ATOMIC_RELAXED);
-        break;
-    case DP_CTL_TUNE_WAL:
-        for (unsigned o = 0; o < dp_node.owner_count; o++) {
-            struct dp_req *req = dp_ctl_req_new(DP_REQ_TUNE);
-            if (!req)
-                return dp_ctl_error("out of memory");
-            snprintf(req->u.tune.key, sizeof(req->u.tune.key), "%s", key);
-            req->u.tune.value = v;
-            int rc = dp_ctl_ask(o, req);
-            if (rc == -ETIMEDOUT)
-                return dp_ctl_error("owner core did not answer in time"); /* the owner frees */
-            rc = rc != 0 ? rc : req->result;
-            dp_ctl_req_free(req);
-            if (rc == -EAGAIN)
-                return dp_ctl_error("owner mailbox full, retry");
-            if (rc == -ENOENT)
-                return dp_ctl_error("unknown key (wal.batch_bytes_max, wal.batch_deadline_us, "
-                                    "wal.inflight_max)");
-            if (rc == -ENOTSUP)
-                return dp_ctl_error("the node runs without a log ([wal] enabled = false)");
-            if (rc != 0)
-                return dp_ctl_error("value out of range for this key");
-        }
-        break;
+    uint64_t v = cmd->tune_value;
+    const struct dp_tunable *t;
+    char err[DP_TUNE_ERROR_MAX];
+    if (dp_tune_prepare(key, v, &t, err, sizeof(err)) != 0)
+        return dp_ctl_error(err);
+    if (t->live == DP_TUNE_LIVE_NODE) {
+        dp_tune_store(t, &dp_node.cfg, v); /* the loops read it at their next check */
+    } else {
+        json_t *refused = dp_ctl_tune_owners(t, v);
+        if (refused)
+            return refused;
     }
     return json_pack("{s:b, s:s, s:I}", "ok", 1, "key", key, "value", (json_int_t)v);
 }

@@ -15,7 +15,7 @@
 #include "dp_ctl_req.h"
 #include "dp_input.h"
 #include "dp_req.h"
-#include "dp_wal.h"
+#include "dp_tune.h"
 
 static const char *dp_arena_put(struct dp_req_describe_out *out, const char *s, size_t len)
 {
@@ -200,6 +200,15 @@ static int dp_req_wal_stats(struct dp_lcore *lc, struct dp_req_wal_stats *r)
     return lc->wal ? 0 : -ENOTSUP;
 }
 
+/* A knob of this owner's log, its value already checked by the control thread. */
+static int dp_req_tune(struct dp_lcore *lc, const struct dp_req_tune *r)
+{
+    const struct dp_tunable *t = r->tunable;
+    RTE_VERIFY(t->live == DP_TUNE_LIVE_OWNER && t->apply_owner != NULL);
+    const struct dp_tune_target to = { .cfg = NULL, .wal = lc->wal };
+    return t->apply_owner(&to, r->value);
+}
+
 /* Answer one request into itself: its kind's member of u, and result. */
 static void dp_req_answer(struct dp_lcore *lc, struct dp_req *req)
 {
@@ -230,7 +239,7 @@ static void dp_req_answer(struct dp_lcore *lc, struct dp_req *req)
         req->result = dp_req_wal_stats(lc, &req->u.wal_stats);
         break;
     case DP_REQ_TUNE:
-        req->result = dp_wal_tune(lc, req->u.tune.key, req->u.tune.value);
+        req->result = dp_req_tune(lc, &req->u.tune);
         break;
     default:
         RTE_VERIFY(!"unknown request kind"); /* the control thread built it: a bug */

@@ -104,9 +104,12 @@ struct dp_req_wal_stats {
     uint64_t durable_lsn, next_lsn, acks_waiting;
 };
 
+struct dp_tunable;
+
+/* a knob each owner applies to its own log (dp_tune.h, DP_TUNE_LIVE_OWNER) */
 struct dp_req_tune {
-    char key[48]; /* "wal.batch_bytes_max", ... */
-    uint64_t value;
+    const struct dp_tunable *tunable; /* a row of dp_tune.c's table (never freed) */
+    uint64_t value;                   /* checked against its range (dp_tune_prepare) */
 };
 
 /* complete or fail an activity run by hand */

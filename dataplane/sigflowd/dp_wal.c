@@ -2,7 +2,8 @@
  * dp_wal.c — each owner core's write-ahead log as the daemon drives it. What is logged and
  * when is dp_input.c's (record layouts: dp_record.h); recovery is dp_recover.c's; this file
  * keeps the log running: its options, the per-loop poll that reaps fdatasyncs and releases
- * the replies whose records are durable (dp_ack.c), failure, tunables and shutdown.
+ * the replies whose records are durable (dp_ack.c), failure and shutdown. Its live tunables
+ * are dp_tune.c's.
  *
  * Every loop: wal_poll() reaps completions; reply groups covered by the durable LSN leave,
  * in order. A reply is never sent before the records of its events are durable.
@@ -82,19 +83,6 @@ unsigned dp_wal_poll(struct dp_lcore *lc)
     lc->io_wait = q->head < q->tail || wal_inflight(lc->wal) > 0 ||
                   wal_next_lsn(lc->wal) > wal_durable_lsn(lc->wal) + 1;
     return (unsigned)rc + sent;
-}
-
-int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value)
-{
-    if (!lc->wal)
-        return -ENOTSUP;
-    if (strcmp(key, "wal.batch_bytes_max") == 0)
-        return value > UINT32_MAX ? -EINVAL : wal_set_batch_bytes_max(lc->wal, (uint32_t)value);
-    if (strcmp(key, "wal.batch_deadline_us") == 0)
-        return value > 1000000 ? -EINVAL : wal_set_batch_deadline_ns(lc->wal, value * 1000);
-    if (strcmp(key, "wal.inflight_max") == 0)
-        return value > 16 ? -EINVAL : wal_set_inflight_max(lc->wal, (uint32_t)value);
-    return -ENOENT;
 }
 
 void dp_wal_close_all(struct dp_node *node)

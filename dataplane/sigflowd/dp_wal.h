@@ -1,7 +1,8 @@
 /*
  * dp_wal.h — each owner core's write-ahead log (storage/wal.h) as the daemon drives it
  * (dp_wal.c): options from the configuration, the per-loop poll that reaps fdatasyncs and
- * releases replies, the history link of the next record, failure, tunables, shutdown.
+ * releases replies, the history link of the next record, failure, shutdown (the log's
+ * live tunables: dp_tune.h).
  */
 #ifndef DP_WAL_H
 #define DP_WAL_H
@@ -25,10 +26,6 @@ void dp_wal_fail(struct dp_lcore *lc, int rc);
 /** Owner loop: drive the log, release replies whose records are durable. Returns work
  *  done; a failed log stops the node (dp_wal_fail). */
 unsigned dp_wal_poll(struct dp_lcore *lc);
-
-/** Apply a tunable on this owner ("wal.batch_bytes_max", ...). 0, -EINVAL (out of range),
- *  -ENOENT (no such key), -ENOTSUP (log off). */
-int dp_wal_tune(struct dp_lcore *lc, const char *key, uint64_t value);
 
 /** Flush and close every owner's log (shutdown). */
 void dp_wal_close_all(struct dp_node *node);

@@ -461,7 +461,8 @@ uint32_t rt_prefetch_instance_ref(const struct rt_part *p, struct wf_key key)
     return ref;
 }
 
-uint32_t rt_inst_current(const struct rt_part *p, struct wf_key key, uint32_t ref)
+static inline __attribute__((always_inline)) uint32_t
+rt_current_ref(const struct rt_part *p, struct wf_key key, uint32_t ref)
 {
     _Static_assert(RT_NONE == WF_REC_NONE, "one 'no instance' value");
     /* an absent key may have been created, a tombstone restarted on another record (its old
@@ -473,10 +474,15 @@ uint32_t rt_inst_current(const struct rt_part *p, struct wf_key key, uint32_t re
     return ref;
 }
 
+uint32_t rt_inst_current(const struct rt_part *p, struct wf_key key, uint32_t ref)
+{
+    return rt_current_ref(p, key, ref);
+}
+
 int rt_apply_signal_ref(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,
                         uint32_t ref, struct rt_effects *fx)
 {
-    return rt_signal_at(c, p, ev, rt_inst_current(p, ev->key, ref), fx);
+    return rt_signal_at(c, p, ev, rt_current_ref(p, ev->key, ref), fx);
 }
 
 int rt_apply_signal_current(struct rt_core *c, struct rt_part *p, const struct rt_event *ev,

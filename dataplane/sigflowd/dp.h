@@ -23,6 +23,7 @@
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
+#include "dp_clock.h"
 #include "dp_config.h"
 #include "sf_key.h"
 #include "sf_partmap.h"
@@ -245,10 +246,6 @@ struct dp_node {
     } recovery;              /* start-up: what recovery took */
     uint32_t part_capacity;  /* workflows per partition */
     struct rte_mempool *pool;
-    uint64_t tsc_hz;
-    uint64_t base_tsc;
-    uint64_t base_realtime_ns;
-    uint64_t start_realtime_ns;
     struct dp_auth_keys *auth_keys; /* NULL: senders not authenticated (atomic pointer) */
     volatile bool force_quit;
     volatile int fatal;               /* -errno that stopped the node (a failed log), 0 if none */
@@ -270,10 +267,17 @@ struct dp_reply_origin {
     struct pkt_info req;
 };
 
+/** An authenticated frame's sender key and counter (dp_senders.c). */
+struct dp_auth_priv {
+    uint32_t key_id;
+    uint32_t reserved;
+    uint64_t counter;
+};
+
 /** The private area of a received frame's mbuf. */
 struct dp_mbuf_priv {
     uint8_t sa[32];                /* socket source: the sender's sockaddr (recvmmsg) */
-    uint8_t auth[16];              /* dp_senders.c: key id and counter of the frame */
+    struct dp_auth_priv auth;      /* dp_senders.c: the frame's key id and counter */
     struct dp_reply_origin origin; /* dp_ack.c */
 };
 _Static_assert(sizeof(struct dp_mbuf_priv) <= DP_MBUF_PRIV_SIZE, "fits the mbuf's private area");
@@ -289,16 +293,13 @@ static inline struct dp_mbuf_priv *dp_mbuf_priv(struct rte_mbuf *m)
 const char *dp_counter_name(enum dp_counter c);
 const char *dp_drop_name(enum dp_drop d);
 
-/** Current node time in realtime nanoseconds, from the TSC. Can't fail. */
-uint64_t dp_now_ns(void);
-
-/** CLOCK_REALTIME in nanoseconds (a syscall-free vDSO read). Can't fail. */
-uint64_t dp_realtime_ns(void);
+/** The lcore of EAL lcore id (NULL: not a worker of the node). */
+struct dp_lcore *dp_lcore_by_id(unsigned lcore_id);
 
 /**
  * Build the node from node->cfg: lcores and roles, partitions and their tables (2 MB
- * pages), the mempool, the rings, then the rx source (ports or sockets). node->tsc_hz,
- * base_tsc and base_realtime_ns must be set. Returns 0 or -errno (reason on stderr).
+ * pages), the mempool, the rings, then the rx source (ports or sockets). Returns 0 or
+ * -errno (reason on stderr).
  */
 int dp_node_setup(struct dp_node *node);
 

@@ -51,6 +51,8 @@ struct dp_reply_meta {
     uint8_t authed;   /* the frame was authenticated: no per-source count limit */
     uint16_t wire_len;
     uint8_t sa[28]; /* socket source: sockaddr_in or sockaddr_in6 */
+    uint8_t nack;   /* owner's count: a reply to refusals only (nothing logged) */
+    uint8_t entries;
 };
 
 /* ---- per-source reply credit (rx lcore) ---------------------------------------------- */
@@ -218,6 +220,8 @@ static struct rte_mbuf *dp_ack_build(struct dp_lcore *lc, const struct dp_ack_gr
     struct dp_reply_meta *meta = dp_reply_meta(m);
     memset(meta, 0, sizeof(*meta));
     meta->authed = g->authed;
+    meta->nack = g->lsn == 0;
+    meta->entries = (uint8_t)hdr.entry_count;
     int len;
     if (g->via_socket) {
         /* g->sa has no alignment of its own: copy before reading it as a sockaddr */
@@ -258,15 +262,21 @@ static void dp_ack_hand_over(struct dp_lcore *lc, unsigned r, struct rte_mbuf **
 {
     if (n == 0)
         return;
-    if (lc->rx && lc->index == r) {
-        dp_reply_tx(lc, ms, n);
-        return;
+    unsigned done = n;
+    if (!(lc->rx && lc->index == r))
+        done = rte_ring_sp_enqueue_burst(lc->ack_out[r], (void **)ms, n, NULL);
+    /* counted when handed over: the rx lcore may still suppress it (its own counters) */
+    for (unsigned k = 0; k < done; k++) {
+        const struct dp_reply_meta *meta = dp_reply_meta(ms[k]);
+        lc->counters[meta->nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
+        lc->counters[DP_C_ACK_ENTRIES] += meta->entries;
     }
-    unsigned done = rte_ring_sp_enqueue_burst(lc->ack_out[r], (void **)ms, n, NULL);
     for (unsigned k = done; k < n; k++) {
         rte_pktmbuf_free(ms[k]);
         lc->drop[DP_DROP_ACK_TX]++;
     }
+    if (lc->rx && lc->index == r)
+        dp_reply_tx(lc, ms, n);
 }
 
 void dp_reply_origin_set(struct rte_mbuf *m, const struct sf_frame_hdr *hdr,
@@ -372,12 +382,8 @@ unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
             nout[r] = 0;
         }
         struct rte_mbuf *m = dp_ack_build(lc, g);
-        if (m) {
+        if (m)
             out[r][nout[r]++] = m;
-            /* counted when built: the rx lcore may still suppress it (its own counters) */
-            lc->counters[g->lsn == 0 ? DP_C_NACKS : DP_C_ACKS_SENT]++;
-            lc->counters[DP_C_ACK_ENTRIES] += g->hdr.entry_count;
-        }
         q->head++;
         n++;
     }

@@ -204,7 +204,7 @@ static json_t *dp_ctl_stats(void)
     json_t *ports = json_array();
     for (unsigned p = 0; p < dp_node.port_count; p++)
         json_array_append_new(ports, dp_ctl_port(&dp_node.ports[p]));
-    double uptime = (double)(dp_now_ns() - dp_node.start_realtime_ns) / 1e9;
+    double uptime = (double)(dp_now_ns() - dp_clock_start_ns()) / 1e9;
     json_t *node =
         json_pack("{s:f, s:i, s:i, s:i, s:i, s:I, s:s, s:i}", "uptime_s", uptime, "lcores",
                   (int)dp_node.lcore_count, "rx_lcores", (int)dp_node.rx_count, "owner_lcores",

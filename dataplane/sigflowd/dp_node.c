@@ -1,7 +1,7 @@
 /*
- * dp_node.c — the node's start-up (lcores, partitions in 2 MB pages, mempool, rings,
- * rx sources) and the per-lcore loop with its idle back-off. main() lives in main.c so
- * that benchmarks and tests can build a node around the same code.
+ * dp_node.c — the node's start-up: lcores and their roles, partitions in 2 MB pages, the
+ * mempool, the rings, the rx sources. The loop each lcore runs is dp_loop.c's; main() lives
+ * in main.c, so that benchmarks and tests can build a node around the same code.
  */
 #include <errno.h>
 #include <math.h>
@@ -29,6 +29,11 @@
 
 struct dp_node dp_node;
 static struct dp_lcore *dp_lcore_of[RTE_MAX_LCORE];
+
+struct dp_lcore *dp_lcore_by_id(unsigned lcore_id)
+{
+    return lcore_id < RTE_MAX_LCORE ? dp_lcore_of[lcore_id] : NULL;
+}
 static void *dp_part_mem[DP_LCORES_MAX];
 static size_t dp_part_mem_bytes[DP_LCORES_MAX];
 
@@ -88,64 +93,6 @@ const char *dp_counter_name(enum dp_counter c)
 const char *dp_drop_name(enum dp_drop d)
 {
     return d < DP_DROP_COUNT ? dp_drop_names[d] : "?";
-}
-
-uint64_t dp_now_ns(void)
-{
-    uint64_t dt = rte_rdtsc() - dp_node.base_tsc;
-    return dp_node.base_realtime_ns +
-           (uint64_t)(((unsigned __int128)dt * 1000000000u) / dp_node.tsc_hz);
-}
-
-uint64_t dp_realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Idle back-off (as l3fwd-power): pause for a while, then sleep, doubling up to the max. */
-static void dp_idle(struct dp_lcore *lc)
-{
-    if (lc->idle_polls < dp_node.cfg.idle_pause_polls) {
-        lc->idle_polls++;
-        rte_pause();
-        return;
-    }
-    if (dp_node.cfg.idle_sleep_max_us == 0)
-        return;
-    unsigned max_us = dp_node.cfg.idle_sleep_max_us;
-    if (lc->io_wait && max_us > DP_IO_WAIT_SLEEP_MAX_US)
-        max_us = DP_IO_WAIT_SLEEP_MAX_US; /* an fdatasync or an ACK is due soon */
-    lc->idle_sleep_us = lc->idle_sleep_us ? lc->idle_sleep_us * 2 : 1;
-    if (lc->idle_sleep_us > max_us)
-        lc->idle_sleep_us = max_us;
-    lc->counters[DP_C_IDLE_SLEEPS]++;
-    rte_delay_us_sleep(lc->idle_sleep_us);
-}
-
-int dp_lcore_main(void *arg)
-{
-    (void)arg;
-    struct dp_lcore *lc = dp_lcore_of[rte_lcore_id()];
-    if (!lc)
-        return 0;
-    while (!dp_node.force_quit) {
-        unsigned work = 0;
-        if (lc->rx)
-            work += dp_rx_poll(lc);
-        if (lc->owner)
-            work += dp_owner_poll(lc);
-        lc->counters[DP_C_POLLS]++;
-        if (work) {
-            lc->counters[DP_C_BUSY_POLLS]++;
-            lc->idle_polls = 0;
-            lc->idle_sleep_us = 0;
-            continue;
-        }
-        dp_idle(lc);
-    }
-    return 0;
 }
 
 static bool dp_in_list(const char *spec, unsigned lcore_id)

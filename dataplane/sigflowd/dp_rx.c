@@ -335,8 +335,10 @@ static unsigned dp_rx_poll_socket(struct dp_lcore *lc)
         memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = rte_mbuf_to_priv(pkts[i]);
+        msgs[i].msg_hdr.msg_name = dp_mbuf_priv(pkts[i])->sa;
         msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in6);
+        _Static_assert(sizeof(struct sockaddr_in6) <= sizeof(dp_mbuf_priv(pkts[i])->sa),
+                       "the sender's address fits its place");
     }
     int n = recvmmsg(lc->sock_fd, msgs, burst, MSG_DONTWAIT, NULL);
     if (n < 0) {

@@ -31,17 +31,8 @@
 #include "dp_senders.h"
 #include "dp_auth.h"
 
-#define DP_AUTH_PRIV_OFF 32u /* mbuf private area: u32 key id, u32 0, u64 counter */
 #define DP_AUTH_TICK_US  1000u
 #define DP_AUTH_GRACE_MS 1000u /* longest wait for rx cores to leave an old key set */
-
-struct dp_auth_priv {
-    uint32_t key_id;
-    uint32_t reserved;
-    uint64_t counter;
-};
-_Static_assert(DP_AUTH_PRIV_OFF + sizeof(struct dp_auth_priv) <= DP_MBUF_PRIV_SIZE,
-               "fits the mbuf private area after a socket source's sockaddr");
 
 static struct dp_auth_lease *dp_lease;
 static pthread_t dp_auth_thread;
@@ -227,8 +218,7 @@ bool dp_senders_check_frame(struct dp_lcore *lc, const struct dp_auth_keys *keys
             return false;
         }
     }
-    struct dp_auth_priv *pv =
-        (struct dp_auth_priv *)((uint8_t *)rte_mbuf_to_priv(m) + DP_AUTH_PRIV_OFF);
+    struct dp_auth_priv *pv = &dp_mbuf_priv(m)->auth;
     pv->key_id = hdr->auth_key_id;
     pv->reserved = 0;
     pv->counter = hdr->auth_counter;
@@ -237,8 +227,7 @@ bool dp_senders_check_frame(struct dp_lcore *lc, const struct dp_auth_keys *keys
 
 bool dp_senders_check_event(struct dp_lcore *lc, const struct dp_event *ev)
 {
-    const struct dp_auth_priv *pv =
-        (const struct dp_auth_priv *)((const uint8_t *)rte_mbuf_to_priv(ev->m) + DP_AUTH_PRIV_OFF);
+    const struct dp_auth_priv *pv = &dp_mbuf_priv(ev->m)->auth;
     int v = dp_auth_window_check(lc->auth_win, ev->src_lcore, (uint64_t)ev->frame_no + 1,
                                  pv->key_id, pv->counter);
     if (v == DP_AUTH_WIN_FRESH)

@@ -197,10 +197,7 @@ int main(int argc, char **argv)
     chmod(dp_node.cfg.dir, 0700);
     if (dp_hash_secret(dp_node.cfg.dir) != 0)
         return 78;
-    dp_node.tsc_hz = rte_get_tsc_hz();
-    dp_node.base_tsc = rte_rdtsc();
-    dp_node.base_realtime_ns = dp_realtime_ns();
-    dp_node.start_realtime_ns = dp_node.base_realtime_ns;
+    dp_clock_init();
     signal(SIGINT, dp_on_signal);
     signal(SIGTERM, dp_on_signal);
     signal(SIGPIPE, SIG_IGN);

@@ -546,10 +546,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FE_CHECK(wf_key_use_secret(fe_secret) == 0);
 
     fe_config(&dp_node.cfg);
-    dp_node.tsc_hz = rte_get_tsc_hz();
-    dp_node.base_tsc = rte_rdtsc();
-    dp_node.base_realtime_ns = dp_realtime_ns();
-    dp_node.start_realtime_ns = dp_node.base_realtime_ns;
+    dp_clock_init();
     FE_CHECK(dp_node_setup(&dp_node) == 0);
     FE_CHECK(dp_node.lcore_count == 1 && dp_node.owner_count == 1 && dp_node.rx_count == 1);
     FE_CHECK(dp_snap_init(&dp_node) == 0);

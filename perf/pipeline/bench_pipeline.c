@@ -296,9 +296,7 @@ int main(int argc, char **argv)
     dp_node.cfg.ring_size = 1u << 18; /* a whole chunk of events fits */
     dp_node.cfg.mempool_size = BP_CHUNK_FRAMES + 4096;
     dp_node.cfg.burst = 64;
-    dp_node.tsc_hz = (uint64_t)bench_tsc_hz();
-    dp_node.base_tsc = bench_tsc();
-    dp_node.base_realtime_ns = dp_realtime_ns();
+    dp_clock_init();
     char dir[] = "/tmp/sigflow-bench-XXXXXX";
     if (!mkdtemp(dir))
         return 1;

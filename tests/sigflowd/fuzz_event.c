@@ -75,12 +75,14 @@
 #include <rte_mempool.h>
 
 #include "dp.h"
+#include "dp_ack.h"
 #include "dp_input.h"
 #include "dp_owner.h"
 #include "dp_recover.h"
 #include "dp_req.h"
 #include "dp_runtime.h"
 #include "dp_rx.h"
+#include "dp_snap.h"
 #include "dp_wal.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

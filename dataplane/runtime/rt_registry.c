@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "flow_vm.h"
-#include "sf_key.h"
+#include "wf_key.h"
 
 struct rt_registry *rt_registry_new(void)
 {

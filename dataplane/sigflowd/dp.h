@@ -24,8 +24,8 @@
 #include <rte_ring.h>
 
 #include "dp_config.h"
-#include "sf_key.h"
-#include "sf_partmap.h"
+#include "wf_key.h"
+#include "wf_partmap.h"
 #include "sf_pkt.h"
 #include "sf_proto.h"
 #include "rt.h"

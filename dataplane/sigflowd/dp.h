@@ -26,7 +26,7 @@
 #include "dp_config.h"
 #include "wf_key.h"
 #include "wf_partmap.h"
-#include "sf_pkt.h"
+#include "pkt.h"
 #include "sf_proto.h"
 #include "rt.h"
 #include "snap.h"

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "flow_vm.h" /* record header, signal plans, registers: the runtime's part */
-#include "sf_flow.h"
+#include "flow.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the blob is little-endian");
 

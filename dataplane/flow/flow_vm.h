@@ -1,7 +1,7 @@
 /*
  * flow_vm.h — the VM's entry for its caller on the owner core (dataplane/runtime).
  *
- * sf_flow.h is the interface of the compiler and of the VM on `struct flow_def`. The
+ * flow.h is the interface of the compiler and of the VM on `struct flow_def`. The
  * runtime's per-packet path needs a little more, and needs it without a call: it finds a
  * signal by its load-time plan, decodes the signal's fields straight into the VM's
  * registers, runs the handler on those registers, and reads the record header and the
@@ -13,7 +13,7 @@
  * then the timer slots' due times (u64 each, 0 = disarmed) at flow_def_timers_offset(),
  * the activity slots, the variables and the queues.
  *
- * Threading: as sf_flow.h — a def and its plans are immutable and shared by all cores.
+ * Threading: as flow.h — a def and its plans are immutable and shared by all cores.
  */
 #ifndef SF_FLOW_VM_H
 #define SF_FLOW_VM_H
@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "sf_flow.h"
+#include "flow.h"
 
 /* ---- the record header (read in place by the runtime) ---------------------------------- */
 

@@ -100,7 +100,7 @@
 #include <stdint.h>
 
 #include "rt_registry.h"
-#include "sf_flow.h"
+#include "flow.h"
 #include "wf_key.h"
 #include "sf_proto.h"
 #include "wf_table.h"

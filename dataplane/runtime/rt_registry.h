@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sf_flow.h"
+#include "flow.h"
 
 struct fb_sig_plan; /* flow_vm.h */
 

@@ -35,7 +35,7 @@
 #include <jansson.h>
 
 #include "ctl_text.h"
-#include "sf_flow.h"
+#include "flow.h"
 
 #define CTL_EX_USAGE       64
 #define CTL_EX_DATAERR     65

@@ -5,7 +5,7 @@
  * no pointers, so it can be copied or mapped elsewhere as bytes):
  *
  *   struct wf_part        header: sizes, counters, type table (64-byte aligned)
- *   struct wf_table       the workflow table, key → record index (sf_table.h)
+ *   struct wf_table       the workflow table, key → record index (wf_table.h)
  *   wf_count_rec[cap]     the record arena, indexed by record index; record i is the
  *                         i-th workflow created in this partition (append-only)
  *   key store             append-only byte arena of the (type, id) strings:
@@ -38,8 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sf_key.h"
-#include "sf_table.h"
+#include "wf_key.h"
+#include "wf_table.h"
 
 #define WF_TYPES_MAX     64u                  /* distinct workflow types per partition */
 #define WF_KEYSTORE_MAX  ((size_t)UINT32_MAX) /* key_ref is a u32 offset */

@@ -922,6 +922,19 @@ unsigned flow_def_signal_count(const struct flow_def *def)
     return def->nsignals;
 }
 
+const struct fb_sig_plan *flow_def_sig_plans(const struct flow_def *def, unsigned *count)
+{
+    assert(def->sig_plan != NULL);
+    *count = def->nsignals;
+    return def->sig_plan;
+}
+
+uint32_t flow_def_timers_offset(const struct flow_def *def)
+{
+    assert(def->timers_off % 8 == 0);
+    return def->timers_off;
+}
+
 int flow_def_signal_index(const struct flow_def *def, const char *name, size_t len)
 {
     if (len == 0 || len > FLOW_NAME_LEN_MAX)

@@ -3,7 +3,9 @@
  * serialized form (flow_def.c) and the VM (vm.c). Not a public interface.
  *
  * The serialized definition ("blob") is described in flow_def.c; its structs are here so
- * that the code generator writes exactly what the loader validates and the VM reads.
+ * that the code generator writes exactly what the loader validates and the VM reads. What
+ * the runtime shares with the VM (record header, signal plans, register file) is in the
+ * public flow_vm.h.
  */
 #ifndef SF_FLOW_INTERNAL_H
 #define SF_FLOW_INTERNAL_H
@@ -14,7 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "sf_flow.h"
+#include "flow_vm.h" /* record header, signal plans, registers: the runtime's part */
+#include "flow.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the blob is little-endian");
 
@@ -223,36 +226,15 @@ struct fb_tconst {
     uint32_t off, len; /* into FB_STRINGS */
 };
 
-/* Record layout (docs/flow.md "Instance record"). */
-struct vm_rec_header {
-    uint16_t state;
-    uint8_t flags; /* VM_REC_* */
-    uint8_t reserved;
-    uint32_t next_seq; /* last activity sequence number used */
-    uint64_t created_ns;
-};
-#define VM_REC_STARTED   0x01u
-#define VM_REC_COMPLETED 0x02u
-
+/* Record layout: the header is struct vm_rec_header (flow_vm.h); one of these per activity
+ * at acts_off. */
 struct vm_act_slot {
     uint32_t seq; /* run number of the latest run */
     uint16_t attempts;
     uint8_t pending;
     uint8_t reserved;
 };
-_Static_assert(sizeof(struct vm_rec_header) == 16, "record header");
 _Static_assert(sizeof(struct vm_act_slot) == 8, "activity slot");
-
-/* Per-signal lookup plan, derived at load (one cache line each): the name zero-padded to
- * 32 bytes so that it can be compared with word loads, the field count and types. */
-struct fb_sig_plan {
-    char name[FLOW_NAME_LEN_MAX + 1];
-    uint8_t name_len;
-    uint8_t nfields;
-    uint8_t type[FLOW_FIELDS_MAX]; /* enum flow_type of field i (declaration order) */
-    uint8_t pad[14];
-};
-_Static_assert(sizeof(struct fb_sig_plan) == 64, "one signal plan per cache line");
 
 /* The loaded form: the blob plus pointers into it and tables derived at load. */
 struct flow_def {
@@ -294,68 +276,11 @@ struct flow_def {
     uint64_t silence_period[FLOW_STATES_MAX + 1];
 };
 
-/* ---- the owner core's fast path (used by dataplane/runtime, which owns the VM's callers) --
- * The runtime decodes a signal's fields straight into VM registers and finds signals by the
- * plan above; these are the pieces it shares with the VM. Record layout: vm.c. */
-
-/** One VM register: an int/float/bool (8 bytes) or a text view. */
-union vm_reg {
-    int64_t i;
-    uint64_t u;
-    double f;
-    struct {
-        const char *p;
-        uint32_t n;
-    } t;
-};
-
-/* Equal bytes a[0..len) and b[0..len), 1 <= len <= FLOW_NAME_LEN_MAX, where a is zero-padded
- * to FLOW_NAME_LEN_MAX + 1 bytes: overlapping word loads, never outside b[0..len). */
-static inline bool fb_name_eq_padded(const char *a, const char *b, size_t len)
-{
-    if (len >= 8) {
-        uint64_t x, y;
-        for (size_t k = 0; k + 8 < len; k += 8) {
-            memcpy(&x, a + k, 8);
-            memcpy(&y, b + k, 8);
-            if (x != y)
-                return false;
-        }
-        memcpy(&x, a + len - 8, 8);
-        memcpy(&y, b + len - 8, 8);
-        return x == y;
-    }
-    if (len >= 4) {
-        uint32_t x, y, z, w;
-        memcpy(&x, a, 4);
-        memcpy(&y, b, 4);
-        memcpy(&z, a + len - 4, 4);
-        memcpy(&w, b + len - 4, 4);
-        return x == y && z == w;
-    }
-    return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
-}
-
 /** Index of the signal named name[0..len), or -1: same answer as flow_def_signal_index. */
 static inline int fb_signal_find(const struct flow_def *d, const char *name, size_t len)
 {
-    for (unsigned i = 0; i < d->nsignals; i++) {
-        const struct fb_sig_plan *sp = &d->sig_plan[i];
-        if (sp->name_len == len && fb_name_eq_padded(sp->name, name, len))
-            return (int)i;
-    }
-    return -1;
+    return fb_sig_plan_find(d->sig_plan, d->nsignals, name, len);
 }
-
-/**
- * vm_run_signal with the fields already in regs[0..nfields of sig) (regs has VM_REGS_MAX
- * entries and is the VM's register file for the call): each register holds its field as
- * the VM's own field loading would have made it (declared type, missing or null fields
- * zero / ""). Same results, commands and errors as vm_run_signal otherwise.
- */
-int vm_run_signal_regs(const struct flow_def *def, void *record, unsigned sig, union vm_reg *regs,
-                       const char *id, size_t id_len, uint64_t now_ns, struct vm_cmd *cmds,
-                       unsigned cmds_max);
 
 /** Validate a blob and build *out (flow_def.c). */
 int fb_load(const void *blob, size_t len, struct flow_def **out);

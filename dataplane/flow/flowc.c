@@ -1,5 +1,5 @@
 /* sigflow-flowc — standalone `definition check`: compile .flow files (see flow_check.c). */
-#include "sf_flow.h"
+#include "flow.h"
 
 int main(int argc, char **argv)
 {

@@ -115,13 +115,13 @@ enum {
     SF_EV_OFF_TS_NS = 16,
 };
 
-/* Character classes of names (frame.c). */
+/* Character classes of names (sf_frame.c). */
 #define SF_CHAR_IDENT 0x01u /* type and signal: [A-Za-z0-9_.-] */
 #define SF_CHAR_ID    0x02u /* workflow id: printable, no '"' or '\\' */
 extern const uint8_t sf_char_class[256];
 
 /*
- * CBOR validation table (cbor.c), per initial byte: head length (1 + argument bytes) in the
+ * CBOR validation table (sf_fields.c), per initial byte: head length (1 + argument bytes) in the
  * low 4 bits, 0 for an item that is never accepted; SF_CBOR_V_TEXT: a text string whose
  * argument is its length; SF_CBOR_V_INT64: an 8-byte integer argument whose top bit must be
  * clear.
@@ -149,7 +149,7 @@ static inline uint64_t sf_cbor_text_len(const uint8_t *p, unsigned head)
 
 /*
  * sf_fields_validate's body, inlined into the frame parser's per-event path: a CBOR array
- * of scalars, table-driven, nothing decoded. Accepts exactly what cbor.c's decoder accepts
+ * of scalars, table-driven, nothing decoded. Accepts exactly what sf_fields.c's decoder accepts
  * (the fuzzer checks the two agree). Returns the number of values or SF_ERR_BAD_FIELDS.
  */
 /*

@@ -384,7 +384,7 @@ static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c,
         st = RT_CREATED;
     }
     const struct flow_def *def = d->def;
-    int sig = fb_signal_find(def, ev->signal, ev->signal_len);
+    int sig = fb_sig_plan_find(d->sig_plan, d->signal_count, ev->signal, ev->signal_len);
     if (RT_UNLIKELY(sig < 0))
         return rt_done(c, RT_UNKNOWN_SIGNAL);
     /* fields: straight into the VM's registers when the encoding is the usual one, else
@@ -393,7 +393,7 @@ static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c,
     struct sf_value vals[FLOW_FIELDS_MAX];
     int nvals = -1; /* -1: the fields are in regs */
     if (ev->fields_json ||
-        rt_fields_fast(ev->fields, ev->fields_len, &def->sig_plan[sig], regs) != 0) {
+        rt_fields_fast(ev->fields, ev->fields_len, &d->sig_plan[sig], regs) != 0) {
         nvals = rt_decode_fields(def, (unsigned)sig, ev, vals);
         if (nvals < 0)
             return rt_done(c, RT_BAD_FIELDS);

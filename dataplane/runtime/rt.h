@@ -47,7 +47,7 @@
  * MEMORY. A partition is one caller-allocated region (sf_mem_alloc), sized by
  * rt_part_mem_size(cfg) from configuration, laid out by rt_part_init:
  *   struct rt_part                header (deterministic state only)
- *   wf_table                      128-bit key → instance ref (sf_table.h)
+ *   wf_table                      128-bit key → instance ref (wf_table.h)
  *   key store                     entries u8 id_len, id bytes (at least 5 bytes); an
  *                                 instance's key_ref is the offset of its entry (the type
  *                                 comes from def_id); freed entries are reused (rt_sweep.c)
@@ -100,10 +100,10 @@
 #include <stdint.h>
 
 #include "rt_registry.h"
-#include "sf_flow.h"
-#include "sf_key.h"
+#include "flow.h"
+#include "wf_key.h"
 #include "sf_proto.h"
-#include "sf_table.h"
+#include "wf_table.h"
 
 /* ---- limits ---------------------------------------------------------------------------- */
 

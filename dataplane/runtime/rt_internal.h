@@ -28,7 +28,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "flow_internal.h" /* the VM's record header and register file (fast path) */
+#include "flow_vm.h" /* the VM's record header, signal plans and register file (fast path) */
 #include "rt.h"
 
 #define RT_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -416,7 +416,7 @@ static inline uint32_t rt_core_part_index(const struct rt_core *c, const struct 
     return idx;
 }
 
-/* ---- records (the VM's layout, flow_internal.h / vm.c: read without a call) ---- */
+/* ---- records (the VM's layout, flow_vm.h / vm.c: read without a call) ---- */
 
 static inline const struct vm_rec_header *rt_rec_header(const uint8_t *rec)
 {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flow_internal.h"
-#include "sf_key.h"
+#include "flow_vm.h"
+#include "wf_key.h"
 
 struct rt_registry *rt_registry_new(void)
 {
@@ -94,7 +94,8 @@ int rt_registry_deploy(const struct rt_registry *old, struct flow_def *def,
     d->cmds_max = flow_def_cmds_max(def);
     d->activity_count = flow_def_activity_count(def);
     d->type_seed = t->seed;
-    d->timers_off = def->hdr->timers_off;
+    d->timers_off = flow_def_timers_offset(def);
+    d->sig_plan = flow_def_sig_plans(def, &d->signal_count);
     assert(d->timers_off % 8 == 0 && d->timers_off + 8u * d->timer_slots <= d->record_size);
     assert(d->timer_slots <= FLOW_TIMER_SLOTS_MAX && d->record_size % 8 == 0);
     reg->generation++;

@@ -26,7 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sf_flow.h"
+#include "flow.h"
+
+struct fb_sig_plan; /* flow_vm.h */
 
 #define RT_TYPES_MAX        16u /* workflow types deployed on a node */
 #define RT_VERSIONS_MAX     16u /* versions kept per type */
@@ -51,9 +53,10 @@ struct rt_def {
                              nodes + record), multiple of 16 */
     uint32_t cmds_max;    /* flow_def_cmds_max */
     uint32_t activity_count;
-    uint64_t type_seed;  /* wf_key_type_seed(type name) */
-    uint32_t timers_off; /* record offset of the timer slots' due times (u64 each) */
-    uint32_t reserved;
+    uint64_t type_seed;    /* wf_key_type_seed(type name) */
+    uint32_t timers_off;   /* flow_def_timers_offset: the timer slots' due times (u64 each) */
+    uint32_t signal_count; /* flow_def_signal_count: entries of sig_plan */
+    const struct fb_sig_plan *sig_plan; /* flow_def_sig_plans: the signal lookup (fast path) */
 };
 
 struct rt_type {

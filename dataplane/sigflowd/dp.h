@@ -25,9 +25,9 @@
 
 #include "dp_clock.h"
 #include "dp_config.h"
-#include "sf_key.h"
-#include "sf_partmap.h"
-#include "sf_pkt.h"
+#include "wf_key.h"
+#include "wf_partmap.h"
+#include "pkt.h"
 #include "sf_proto.h"
 #include "rt.h"
 #include "snap.h"

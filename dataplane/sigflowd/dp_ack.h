@@ -12,7 +12,7 @@
 #include <rte_mbuf.h>
 
 #include "dp.h"
-#include "sf_pkt.h"
+#include "pkt.h"
 #include "sf_proto.h"
 
 /** One frame's statuses from one owner, sent once the log covers `lsn`. */

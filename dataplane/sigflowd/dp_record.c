@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "dp_record.h"
-#include "sf_key.h"
+#include "wf_key.h"
 #include "sf_le.h"
 
 static void dp_hlink_put(uint8_t *p, struct rt_hlink l)

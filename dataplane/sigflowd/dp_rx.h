@@ -11,7 +11,7 @@
 #include <rte_mbuf.h>
 
 #include "dp.h"
-#include "sf_pkt.h"
+#include "pkt.h"
 
 /** Set up every configured port (queues, RSS, start). Returns 0 or -errno (logged). */
 int dp_ports_init(struct dp_node *node);

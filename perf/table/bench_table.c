@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "sf_key.h"
+#include "wf_key.h"
 #include "sf_mem.h"
 #include "sf_wfstore.h"
 

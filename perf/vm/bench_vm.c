@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "bench.h"
-#include "sf_flow.h"
+#include "flow.h"
 
 #ifndef SF_SOURCE_ROOT
 #define SF_SOURCE_ROOT "."

@@ -10,8 +10,8 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
-#include "sf_key.h"
-#include "sf_partmap.h"
+#include "wf_key.h"
+#include "wf_partmap.h"
 
 static struct wf_key key_of(const char *type, const char *id)
 {

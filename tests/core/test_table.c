@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "sf_mem.h"
-#include "sf_table.h"
+#include "wf_table.h"
 
 static uint64_t rng_state;
 

@@ -43,7 +43,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
-#include "sf_flow.h"
+#include "flow.h"
 
 #define SCN_TOKENS_MAX  40
 #define SCN_LINE_MAX    1024

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sf_flow.h"
+#include "flow.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

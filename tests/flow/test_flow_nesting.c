@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "sf_flow.h"
+#include "flow.h"
 
 #define HEAD                                                                    \
     "workflow t version 1\nsignal x()\nvar a: int\nvar b: bool\nvar f: float\n" \

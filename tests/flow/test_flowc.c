@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "sf_flow.h"
+#include "flow.h"
 
 #define HEAD "workflow t version 1\n"
 

@@ -1,12 +1,12 @@
 /*
  * pkt_test_util.h — a small frame builder and reference checksums for the pkt tests
  * (header-only, static inline functions). The reference checksum is the plain RFC 1071
- * loop over big-endian words, written independently of sf_pkt.c's fast one.
+ * loop over big-endian words, written independently of pkt.c's fast one.
  */
 #ifndef PKT_TEST_UTIL_H
 #define PKT_TEST_UTIL_H
 
-#include "sf_pkt.h"
+#include "pkt.h"
 
 #include <assert.h>
 #include <stdint.h>

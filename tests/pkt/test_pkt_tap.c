@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sf_pkt.h"
+#include "pkt.h"
 
 #define TAP_NAME       "sfpkt0"
 #define TAP_DEADLINE_S 30

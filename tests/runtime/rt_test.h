@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "rt.h"
-#include "sf_key.h"
+#include "wf_key.h"
 
 #define T_MIN (60ull * 1000000000ull)
 #define T_SEC 1000000000ull

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "dp_record.h"
-#include "sf_key.h"
+#include "wf_key.h"
 
 static const struct rt_hlink link_a = { .a = 0x0102030405060708ull, .b = 0x1112131415161718ull };
 

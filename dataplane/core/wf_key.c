@@ -1,5 +1,5 @@
-/* sf_key.c — workflow key hashing (see sf_key.h for the definition). */
-#include "sf_key.h"
+/* wf_key.c — workflow key hashing (see wf_key.h for the definition). */
+#include "wf_key.h"
 
 /* Inline XXH3 into this file: the call into the shared library and its dispatch cost more
  * than hashing a ~20-byte key (measured by perf/table/bench_table). */

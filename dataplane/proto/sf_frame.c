@@ -1,5 +1,5 @@
 /*
- * frame.c — binary frames: header, events, encoder, error names.
+ * sf_frame.c — binary frames: header, events, encoder, error names.
  *
  * Layout (version 1, all integers little-endian; docs/protocol.md is normative):
  *
@@ -18,7 +18,7 @@
  *     2  u8  type_len (1..32)     3 u8 id_len (1..64)     4 u8 signal_len (1..32)
  *     5  u8  reserved (0)         6 u16 fields_len (0..512)
  *     8  u64 event_id             16 u64 ts_ns
- *     24 type, id, signal bytes, then fields: a CBOR array of scalars (cbor.c), or nothing.
+ *     24 type, id, signal bytes, then fields: a CBOR array of scalars (sf_fields.c), or nothing.
  *
  * Validity: every length is checked against the bytes received before it is used; the
  * events must exactly fill the space between header_len and the end (or the tag). The

@@ -1,5 +1,5 @@
 /*
- * sf_pkt.h — the packet layer below the frame protocol, on plain buffers (no DPDK).
+ * pkt.h — the packet layer below the frame protocol, on plain buffers (no DPDK).
  *
  * The dataplane's RX path hands every received Ethernet frame to pkt_classify(), which
  * walks Ethernet (at most one 802.1Q tag), then ARP, IPv4 or IPv6, then UDP, ICMP or

@@ -1,5 +1,5 @@
-/* sf_table.c — bucketized two-choice cuckoo table (design comment in sf_table.h). */
-#include "sf_table.h"
+/* wf_table.c — bucketized two-choice cuckoo table (design comment in wf_table.h). */
+#include "wf_table.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* sf_partmap.c — partition → owner map. */
-#include "sf_partmap.h"
+/* wf_partmap.c — partition → owner map. */
+#include "wf_partmap.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /*
- * cbor.c — event field values: a compact CBOR (RFC 8949) array of scalars.
+ * sf_fields.c — event field values: a compact CBOR (RFC 8949) array of scalars.
  *
  * Accepted (decode), per data item (initial byte = major type << 5 | additional info):
  *   array head   major 4, definite length (ai 0..27), count <= remaining bytes

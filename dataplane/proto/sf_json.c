@@ -1,5 +1,5 @@
 /*
- * json.c — the JSON convenience form: one event per datagram, no allocation.
+ * sf_json.c — the JSON convenience form: one event per datagram, no allocation.
  *
  *   {"type":"device","id":"sensor-1","signal":"telemetry","event_id":17,"ts_ns":123,
  *    "fields":{"temp_c":21.5,"ok":true,"name":"x","note":null}}

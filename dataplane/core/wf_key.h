@@ -1,5 +1,5 @@
 /*
- * sf_key.h — the identity of a workflow and how it maps to a partition (no DPDK).
+ * wf_key.h — the identity of a workflow and how it maps to a partition (no DPDK).
  *
  * A workflow is named by (type, id). Its identity everywhere on the owner core is
  *
@@ -25,8 +25,8 @@
  *   - k.hi, low bits:  the partition (wf_key_partition);
  *   - k.lo:            the table's primary (high 32 bits) and secondary (low 32 bits) bucket.
  */
-#ifndef SF_KEY_H
-#define SF_KEY_H
+#ifndef WF_KEY_H
+#define WF_KEY_H
 
 #include <assert.h>
 #include <stdbool.h>
@@ -93,4 +93,4 @@ static inline uint32_t wf_key_partition(struct wf_key k, uint32_t partition_coun
     return (uint32_t)(k.hi & (uint64_t)(partition_count - 1));
 }
 
-#endif /* SF_KEY_H */
+#endif /* WF_KEY_H */

@@ -1,5 +1,5 @@
 /*
- * ack.c — ACK datagrams (node -> sender), little-endian like frames.
+ * sf_ack.c — ACK datagrams (node -> sender), little-endian like frames.
  *
  *   header, 32 bytes (the first 20 bytes have the frame header's layout)
  *     0  u16 magic 0x4653          16 u16 entry_count (1..64)

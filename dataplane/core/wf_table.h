@@ -1,5 +1,5 @@
 /*
- * sf_table.h — one partition's workflow table: 128-bit key → record index (no DPDK).
+ * wf_table.h — one partition's workflow table: 128-bit key → record index (no DPDK).
  *
  * Design (docs/architecture.md#event-path): owners look up each event's workflow here; at 100 M
  * workflows the table is far larger than any cache, so the cost of an event is the number
@@ -59,15 +59,15 @@
  * key at slot position c itself re-examines position c (it now holds the moved key).
  * Single writer: the owner core. Not thread safe.
  */
-#ifndef SF_TABLE_H
-#define SF_TABLE_H
+#ifndef WF_TABLE_H
+#define WF_TABLE_H
 
 #include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sf_key.h"
+#include "wf_key.h"
 
 #define WF_REC_NONE            UINT32_MAX
 #define WF_REC_PENDING         (UINT32_MAX - 1) /* wf_ref_find_primary: look again later */
@@ -90,7 +90,7 @@ _Static_assert(WF_TABLE_CAPACITY_MAX < WF_REC_PENDING, "record indices never loo
 _Static_assert(offsetof(struct wf_bucket, rec) == 48, "keys first, 16-byte aligned");
 _Static_assert(offsetof(struct wf_bucket, overflow) == 62, "header in the last 4 bytes");
 
-/* Fields are private to sf_table.c; they are here so the lookup can be inlined. */
+/* Fields are private to wf_table.c; they are here so the lookup can be inlined. */
 struct wf_table {
     uint32_t magic;
     uint32_t capacity;     /* max keys (insert refuses beyond) */
@@ -230,4 +230,4 @@ int wf_table_verify(const struct wf_table *t);
  */
 bool wf_table_next(const struct wf_table *t, uint64_t *cursor, struct wf_key *k, uint32_t *rec);
 
-#endif /* SF_TABLE_H */
+#endif /* WF_TABLE_H */

@@ -1,14 +1,14 @@
 /*
- * sf_pkt.c — Ethernet/VLAN/ARP/IPv4/IPv6/UDP/ICMP/ICMPv6 classification and replies.
+ * pkt.c — Ethernet/VLAN/ARP/IPv4/IPv6/UDP/ICMP/ICMPv6 classification and replies.
  *
- * The validity rules are listed in sf_pkt.h. Structure: pkt_classify() does the link
+ * The validity rules are listed in pkt.h. Structure: pkt_classify() does the link
  * layer and branches per ethertype; each pkt_classify_* leaf checks one header against
  * the bytes left (`len` is always the end of the valid bytes: Ethernet padding is cut at
  * the IP length) and either returns a drop or descends. Reply builders copy what they need
  * from the request into locals (or read it from info, which never aliases out) before
  * writing, so that out == frame works.
  */
-#include "sf_pkt.h"
+#include "pkt.h"
 
 #include <assert.h>
 #include <errno.h>

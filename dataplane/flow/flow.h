@@ -1,5 +1,5 @@
 /*
- * sf_flow.h — the workflow language: .flow compiler (flow_*) and register VM (vm_*).
+ * flow.h — the workflow language: .flow compiler (flow_*) and register VM (vm_*).
  *
  * A workflow type is a .flow text (docs/flow.md) compiled off the data path into a
  * `struct flow_def`: one contiguous, versioned, serializable blob (layout in flow_def.c)

@@ -1,17 +1,17 @@
 /*
- * sf_partmap.h — which owner core owns which partition (no DPDK).
+ * wf_partmap.h — which owner core owns which partition (no DPDK).
  *
  * Ownership is by partition (docs/architecture.md#event-path): a fixed power-of-two number of them,
  * each owned by exactly one owner core. The map is built once at start-up and read on the
  * per-event path; it is never written after init.
  */
-#ifndef SF_PARTMAP_H
-#define SF_PARTMAP_H
+#ifndef WF_PARTMAP_H
+#define WF_PARTMAP_H
 
 #include <assert.h>
 #include <stdint.h>
 
-#include "sf_key.h" /* WF_ASSERT_HOT */
+#include "wf_key.h" /* WF_ASSERT_HOT */
 
 #define WF_PARTITIONS_MAX 65536u
 #define WF_OWNERS_MAX     65535u /* owner ids are u16 */
@@ -39,4 +39,4 @@ static inline uint16_t wf_partmap_owner(const struct wf_partmap *m, uint32_t par
 /** Number of partitions that owner owns. Can't fail. */
 uint32_t wf_partmap_owned(const struct wf_partmap *m, uint16_t owner);
 
-#endif /* SF_PARTMAP_H */
+#endif /* WF_PARTMAP_H */

@@ -21,9 +21,10 @@
 #include "dp_ctl_parse.h"
 #include "dp_req.h"
 
-#define DP_CTL_REQ_TIMEOUT_MS 2000  /* an owner answers a request within this, or it is abandoned \
-                                     */
-#define DP_CTL_DURABLE_WAIT_MS 2000 /* the newest records may still be on their way to disk */
+/* An owner answers a request within this, or the request is abandoned to it. */
+#define DP_CTL_REQ_TIMEOUT_MS 2000
+/* The newest records may still be on their way to disk: wait this long for them. */
+#define DP_CTL_DURABLE_WAIT_MS 2000
 
 /* ---- dp_ctl.c: replies, requests to owners ---------------------------------------------- */
 

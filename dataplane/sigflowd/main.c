@@ -104,7 +104,7 @@ static int dp_write_pid(const char *dir)
 }
 
 /*
- * The node's hash secret, DIR/hash.secret (sf_key.h "KEYED"): WF_KEY_SECRET_LEN random
+ * The node's hash secret, DIR/hash.secret (wf_key.h "KEYED"): WF_KEY_SECRET_LEN random
  * bytes, mode 0600, created with the node's data and kept for its life (its keys are in the
  * snapshots and logs). A data directory from before keyed hashing (a MANIFEST but no
  * secret) keeps the public hash: its layout must not change. Returns 0, or -errno with the

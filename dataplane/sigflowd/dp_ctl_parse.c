@@ -188,20 +188,10 @@ static const char *dp_ctl_parse_fault(json_t *req, struct dp_ctl_cmd *cmd)
     return NULL;
 }
 
+/* A tune request's shape only: the key's range, unit and whether it exists are the table's
+ * (dp_tune.c), so that the configuration file and `tune` answer alike. */
 static const char *dp_ctl_parse_tune(json_t *req, struct dp_ctl_cmd *cmd)
 {
-    static const struct {
-        const char *key;
-        enum dp_ctl_tune_target target;
-        uint64_t max;
-    } keys[] = {
-        { "idle_sleep_max_us", DP_CTL_TUNE_IDLE_SLEEP_MAX_US, DP_CTL_IDLE_VALUE_MAX },
-        { "idle_pause_polls", DP_CTL_TUNE_IDLE_PAUSE_POLLS, DP_CTL_IDLE_VALUE_MAX },
-        { "snapshot.interval_s", DP_CTL_TUNE_SNAPSHOT_INTERVAL_S, 7u * 86400u },
-        { "snapshot.log_bytes", DP_CTL_TUNE_SNAPSHOT_LOG_BYTES, 1ull << 40 },
-        { "history.retention_s", DP_CTL_TUNE_HISTORY_RETENTION_S, 3650u * 86400u },
-        { "history.retention_bytes", DP_CTL_TUNE_HISTORY_RETENTION_BYTES, 1ull << 50 },
-    };
     json_t *jv = json_object_get(req, "value");
     if (!json_is_string(json_object_get(req, "key")) || !json_is_integer(jv) ||
         json_integer_value(jv) < 0)
@@ -210,17 +200,6 @@ static const char *dp_ctl_parse_tune(json_t *req, struct dp_ctl_cmd *cmd)
                            sizeof(cmd->tune_key), NULL))
         return "unknown key (" DP_CTL_TUNE_KEYS ")";
     cmd->tune_value = (uint64_t)json_integer_value(jv);
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-        if (strcmp(cmd->tune_key, keys[i].key) != 0)
-            continue;
-        if (cmd->tune_value > keys[i].max)
-            return i < 2 ? "value out of range (0..1000000)" : "value out of range for this key";
-        cmd->tune_target = keys[i].target;
-        return NULL;
-    }
-    if (strncmp(cmd->tune_key, "wal.", 4) != 0)
-        return "unknown key (" DP_CTL_TUNE_KEYS ")";
-    cmd->tune_target = DP_CTL_TUNE_WAL;
     return NULL;
 }
 

@@ -17,7 +17,7 @@
  *   activity  type, id, seq, outcome, result?   seq 1..2^32-1, outcome "done"|"failed",
  *                                               result an integer (default 0)
  *   fault     kind, skip?, seed?                kind 1..31 bytes, skip 0..2^32-1, seed integer
- *   tune      key, value                        value an integer >= 0, in the key's range
+ *   tune      key, value                        value an integer >= 0 (range: dp_tune.c)
  *
  * Names (type, id, state, kind, key) must not hold NUL bytes. Anything else is refused with
  * a message for {"ok":false,"error":...}.
@@ -37,7 +37,7 @@
 #define DP_CTL_STATE_LEN_MAX     31u        /* = FLOW_NAME_LEN_MAX */
 #define DP_CTL_FILE_LEN_MAX      4096u      /* a file name, only quoted in messages */
 #define DP_CTL_FAULT_LEN_MAX     31u
-#define DP_CTL_TUNE_KEY_LEN_MAX  47u   /* < sizeof(dp_req.tune_key) */
+#define DP_CTL_TUNE_KEY_LEN_MAX  47u   /* longer than any key of dp_tune.c's table */
 #define DP_CTL_LIST_LIMIT_MAX    1000u /* = DP_LIST_LIMIT_MAX */
 #define DP_CTL_LIST_LIMIT_DEF    100u
 #define DP_CTL_HISTORY_LIMIT_MAX 100000u
@@ -59,18 +59,6 @@ enum dp_ctl_cmd_kind {
     DP_CTL_CMD_DELETE,      /* a workflow, logged (type, id) */
     DP_CTL_CMD_KEYS_RELOAD, /* the senders' key file */
     DP_CTL_CMD_COUNT
-};
-
-/* What a tune key sets: a node-wide word the control thread stores, or (WAL) a setting each
- * owner applies to its own log, which checks the value's range itself. */
-enum dp_ctl_tune_target {
-    DP_CTL_TUNE_IDLE_SLEEP_MAX_US,
-    DP_CTL_TUNE_IDLE_PAUSE_POLLS,
-    DP_CTL_TUNE_SNAPSHOT_INTERVAL_S,
-    DP_CTL_TUNE_SNAPSHOT_LOG_BYTES,
-    DP_CTL_TUNE_HISTORY_RETENTION_S,
-    DP_CTL_TUNE_HISTORY_RETENTION_BYTES,
-    DP_CTL_TUNE_WAL, /* "wal.*": the owners decide */
 };
 
 struct dp_ctl_cmd {
@@ -97,7 +85,6 @@ struct dp_ctl_cmd {
     uint64_t fault_seed;
     /* tune */
     char tune_key[DP_CTL_TUNE_KEY_LEN_MAX + 1];
-    enum dp_ctl_tune_target tune_target;
     uint64_t tune_value;
     /* deploy: point into root, valid until dp_ctl_cmd_release */
     const char *file;

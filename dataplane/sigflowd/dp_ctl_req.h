@@ -2,8 +2,9 @@
  * dp_ctl_req.h — who holds a control request posted to an owner's mailbox.
  *
  * The control thread allocates a request (struct dp_req, with any buffers it hangs off it:
- * task_out, entries), posts it to an owner's mailbox ring and waits, up to a deadline, for
- * the answer. A request is held by exactly one side at a time; its `state` says which:
+ * a describe's instance, a list's entries: dp_req.h), posts it to an owner's mailbox ring
+ * and waits, up to a deadline, for the answer. A request is held by exactly one side at a time; its
+ * `state` says which:
  *
  *   IDLE ──post──> POSTED ──owner: finish──> DONE       (the control thread's again)
  *                      └────control: abandon──> ABANDONED (the owner frees it on finishing)
@@ -50,8 +51,8 @@ bool dp_ctl_req_finish(atomic_int *state);
 
 struct dp_req;
 
-/** Free an abandoned request and the buffers the control thread hung off it (task_out,
- *  entries; each NULL or its own malloc). Defined in dp_ctl.c, where they are allocated;
+/** Free an abandoned request and the buffers the control thread hung off it for its kind
+ *  (dp_req.h; each NULL or its own malloc). Defined in dp_ctl.c, where they are allocated;
  *  called by the owner that finds the request abandoned. Can't fail. */
 void dp_ctl_req_free(struct dp_req *req);
 

@@ -359,34 +359,23 @@ static void test_fault(void **state)
 static void test_tune(void **state)
 {
     (void)state;
-    static const struct {
-        const char *key;
-        enum dp_ctl_tune_target target;
-        uint64_t max;
-    } keys[] = {
-        { "idle_sleep_max_us", DP_CTL_TUNE_IDLE_SLEEP_MAX_US, 1000000 },
-        { "idle_pause_polls", DP_CTL_TUNE_IDLE_PAUSE_POLLS, 1000000 },
-        { "snapshot.interval_s", DP_CTL_TUNE_SNAPSHOT_INTERVAL_S, 7u * 86400u },
-        { "snapshot.log_bytes", DP_CTL_TUNE_SNAPSHOT_LOG_BYTES, 1ull << 40 },
-        { "history.retention_s", DP_CTL_TUNE_HISTORY_RETENTION_S, 3650u * 86400u },
-        { "history.retention_bytes", DP_CTL_TUNE_HISTORY_RETENTION_BYTES, 1ull << 50 },
-    };
+    /* the parser checks the shape; the key's existence and range are dp_tune's (test_tune.c) */
+    static const char *const keys[] = { "idle_sleep_max_us",    "idle_pause_polls",
+                                        "snapshot.interval_s",  "snapshot.log_bytes",
+                                        "history.retention_s",  "history.retention_bytes",
+                                        "wal.batch_deadline_us" };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         char text[160];
         struct dp_ctl_cmd cmd;
-        snprintf(text, sizeof(text), "{\"cmd\":\"tune\",\"key\":\"%s\",\"value\":%llu}",
-                 keys[i].key, (unsigned long long)keys[i].max);
+        snprintf(text, sizeof(text), "{\"cmd\":\"tune\",\"key\":\"%s\",\"value\":%llu}", keys[i],
+                 1ull << 62);
         ok(text, &cmd);
-        assert_int_equal(cmd.tune_target, keys[i].target);
-        assert_true(cmd.tune_value == keys[i].max);
+        assert_string_equal(cmd.tune_key, keys[i]);
+        assert_true(cmd.tune_value == 1ull << 62);
         dp_ctl_cmd_release(&cmd);
-        snprintf(text, sizeof(text), "{\"cmd\":\"tune\",\"key\":\"%s\",\"value\":%llu}",
-                 keys[i].key, (unsigned long long)keys[i].max + 1);
-        refused(text, "out of range");
     }
     struct dp_ctl_cmd cmd;
     ok("{\"cmd\":\"tune\",\"key\":\"wal.inflight_max\",\"value\":9223372036854775807}", &cmd);
-    assert_int_equal(cmd.tune_target, DP_CTL_TUNE_WAL);
     assert_string_equal(cmd.tune_key, "wal.inflight_max");
     dp_ctl_cmd_release(&cmd);
     /* a wal.* key up to 47 bytes goes to the owners (they know their keys) */
@@ -400,7 +389,6 @@ static void test_tune(void **state)
     memcpy(strstr(s, "xxxx"), "wal.", 4);
     refused(s, "unknown key");
     free(s);
-    refused("{\"cmd\":\"tune\",\"key\":\"bogus\",\"value\":1}", "unknown key");
     refused("{\"cmd\":\"tune\",\"key\":\"\",\"value\":1}", "unknown key");
     refused("{\"cmd\":\"tune\",\"key\":\"wal.inflight_max\",\"value\":-1}", "non-negative");
     refused("{\"cmd\":\"tune\",\"key\":\"wal.inflight_max\",\"value\":\"1\"}", "non-negative");

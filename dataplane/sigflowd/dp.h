@@ -198,6 +198,7 @@ struct dp_lcore {
     uint64_t quota_max[RT_TYPES_MAX];    /* per type id: this owner's share (0: none) */
     uint64_t quota_gen;                  /* registry generation quota_max was made for */
     struct dp_snap snap;
+    uint64_t owner_passes;           /* dp_owner_poll calls: reply groups wait on them (dp_ack.c) */
     volatile bool power_cut_drained; /* tests: nothing of this owner's log is in flight */
 
     /* rx staging: events waiting for a ring enqueue, per owner */

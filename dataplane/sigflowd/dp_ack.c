@@ -351,6 +351,7 @@ void dp_ack_note(struct dp_lcore *lc, const struct dp_event *ev, uint8_t status,
         g->lsn = 0;
         g->complete = false;
         g->opened_ns = dp_now_ns();
+        g->opened_pass = lc->owner_passes;
         q->tail++;
     }
     if (ev->flags & DP_EV_FRAME_LAST)
@@ -373,8 +374,10 @@ unsigned dp_ack_release(struct dp_lcore *lc, uint64_t durable)
         /* The newest group may still be open: a frame's events can reach this owner in two
          * ring bursts. It waits until its frame's last event for this owner was noted, or
          * a newer group follows it, or DP_ACK_OPEN_NS passed (that event was refused
-         * before it could be noted, or dropped). */
-        if (q->head + 1 == q->tail && !g->complete && dp_now_ns() - g->opened_ns < DP_ACK_OPEN_NS)
+         * before it could be noted, or dropped) AND the owner dequeued its rings at least
+         * once since (a preempted owner finds the rest of the frame still in the ring). */
+        if (q->head + 1 == q->tail && !g->complete &&
+            (dp_now_ns() - g->opened_ns < DP_ACK_OPEN_NS || lc->owner_passes - g->opened_pass < 2))
             break;
         unsigned r = g->src_lcore;
         if (nout[r] == DP_TX_BURST_MAX) {

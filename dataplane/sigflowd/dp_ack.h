@@ -22,6 +22,7 @@ struct dp_ack_group {
     bool authed;       /* the frame was authenticated (no per-source count limit) */
     bool complete;     /* its frame's last event for this owner was noted */
     uint64_t opened_ns;
+    uint64_t opened_pass; /* the owner pass (dp_lcore.owner_passes) it was opened in */
     struct sf_ack_hdr hdr;
     struct pkt_info req; /* ethdev: where the frame came from (answer goes back there) */
     uint8_t sa[32];      /* socket source: the sender's sockaddr */

@@ -21,6 +21,7 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
     struct dp_event evs[DP_OWNER_BURST_MAX];
     unsigned burst = RTE_MIN(2 * dp_node.cfg.burst, (unsigned)DP_OWNER_BURST_MAX);
     unsigned total = 0;
+    lc->owner_passes++;
     if (unlikely(!rte_ring_empty(lc->mailbox)))
         dp_owner_req_serve(lc);
     total += dp_wal_poll(lc);

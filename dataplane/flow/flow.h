@@ -218,11 +218,13 @@ int flow_check_main(int argc, char **argv);
 #define VM_REGS_MAX 64u /* registers of the VM (compiler limit on expression depth) */
 
 enum vm_err {
-    VM_ERR_COMPLETED = -1,  /* the instance has completed: nothing applied */
-    VM_ERR_BAD_INDEX = -2,  /* signal / activity / timer slot index out of range */
-    VM_ERR_FIELD_TYPE = -3, /* a field value does not fit its declared type */
-    VM_ERR_NO_SPACE = -4,   /* cmds_max < flow_def_cmds_max(): nothing applied */
-    VM_ERR_BAD_RECORD = -5, /* vm_record_check: record inconsistent with its def */
+    VM_ERR_COMPLETED = -1,     /* the instance has completed: nothing applied */
+    VM_ERR_BAD_INDEX = -2,     /* signal / activity / timer slot index out of range */
+    VM_ERR_FIELD_TYPE = -3,    /* a field value does not fit its declared type */
+    VM_ERR_NO_SPACE = -4,      /* cmds_max < flow_def_cmds_max(): nothing applied */
+    VM_ERR_BAD_RECORD = -5,    /* vm_record_check: record inconsistent with its def */
+    VM_ERR_TEXT_TOO_LONG = -6, /* a text field is longer than its declared text(N) bytes:
+                                  nothing applied */
 };
 
 enum vm_cmd_kind {
@@ -263,8 +265,9 @@ void vm_record_init(const struct flow_def *def, void *record, const char *id, si
  * or NULL fields read as zero/false/""; extra ones are ignored; an int is accepted for a
  * float field) at event time now_ns. Runs the state's matching handler, else the `any:`
  * one, then resets the state's silence timer. Returns the number of commands written to
- * cmds[] (>= 0), or VM_ERR_COMPLETED, VM_ERR_BAD_INDEX, VM_ERR_FIELD_TYPE, VM_ERR_NO_SPACE;
- * on error the record is unchanged.
+ * cmds[] (>= 0), or VM_ERR_COMPLETED, VM_ERR_BAD_INDEX, VM_ERR_FIELD_TYPE, VM_ERR_NO_SPACE,
+ * VM_ERR_TEXT_TOO_LONG (a text longer than its field's text(N)); on error the record is
+ * unchanged.
  */
 int vm_run_signal(const struct flow_def *def, void *record, unsigned sig,
                   const struct sf_value *fields, unsigned nfields, const char *id, size_t id_len,

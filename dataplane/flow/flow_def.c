@@ -11,6 +11,8 @@
  *                      FB_SECT_COUNT sections {offset, count}:
  *   strings            NUL-terminated names and text constants (count = bytes; byte 0 is
  *                      the empty string)
+ *   (a field's text_cap, in what was padding before, is its text(N) bound: 0 for `text`
+ *   and `id` and for blobs compiled before fields carried bounds, so those still load)
  *   states, signals, fields, vars, queues, activities, params, timers (sorted by state,
  *   the `any:` row last), handlers, entries (int32 handler index or -1 per (row, trigger),
  *   rows = states then any), consts (u64), tconsts {off, len}, code (struct vm_insn).
@@ -495,9 +497,11 @@ static bool tables_ok(struct flow_def *d)
             s->first_field + s->nfields > d->nfields)
             return false;
     }
-    for (unsigned i = 0; i < d->nfields; i++)
-        if (!name_ok(d, d->fields[i].name) || !type_ok(d->fields[i].type))
+    for (unsigned i = 0; i < d->nfields; i++) {
+        const struct fb_field *f = &d->fields[i];
+        if (!name_ok(d, f->name) || !type_ok(f->type) || (f->type != FLOW_T_TEXT && f->text_cap))
             return false;
+    }
     for (unsigned i = 0; i < d->ntconsts; i++) {
         const struct fb_tconst *t = &d->tconsts[i];
         if ((uint64_t)t->off + t->len >= d->strings_len || t->len > FLOW_TEXT_CAP_MAX)
@@ -793,8 +797,10 @@ static int build_sig_plan(struct flow_def *d)
         memcpy(sp->name, d->strings + sg->name, len);
         sp->name_len = (uint8_t)len;
         sp->nfields = (uint8_t)sg->nfields;
-        for (unsigned f = 0; f < sg->nfields; f++)
+        for (unsigned f = 0; f < sg->nfields; f++) {
             sp->type[f] = d->fields[sg->first_field + f].type;
+            sp->text_cap[f] = d->fields[sg->first_field + f].text_cap;
+        }
     }
     d->timers_off = d->hdr->timers_off;
     d->acts_off = d->hdr->acts_off;

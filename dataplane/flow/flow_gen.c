@@ -59,6 +59,9 @@ struct gen_timer {
     unsigned row, slot;
 };
 
+/* The bound of a text no declaration limits: a signal field declared `text` or `id`. */
+#define GEN_TEXT_UNBOUNDED UINT32_MAX
+
 struct gen {
     const struct ast_workflow *wf;
     struct flow_diag *d;
@@ -95,6 +98,8 @@ struct gen {
     int cur_signal;   /* signal index or -1 */
     unsigned nfields; /* registers holding fields */
     unsigned nreg;
+    unsigned text_bound; /* longest text the last text expression gx compiled can be
+                            (GEN_TEXT_UNBOUNDED: a field declared without text(N)) */
     bool reg_overflow;
     bool reachable[FLOW_STATES_MAX];
     bool go_edges[GEN_ROWS_MAX][FLOW_STATES_MAX];
@@ -518,6 +523,33 @@ static unsigned to_float(struct gen *g, unsigned r, enum flow_type t, unsigned l
     return d;
 }
 
+/* The longest value of a signal field: its text(N), or unbounded. */
+static unsigned field_bound(const struct ast_typed_name *f)
+{
+    return f->type == FLOW_T_TEXT && f->text_cap == 0 ? GEN_TEXT_UNBOUNDED : f->text_cap;
+}
+
+/* A text is stored only where it always fits (docs/flow.md §4): the value e just compiled
+ * (its bound in g->text_bound) into a text(cap) slot. False, with an error, when a value of
+ * e could be longer than cap; nothing is ever cut at run time. */
+static bool text_fits(struct gen *g, const struct ast_expr *e, unsigned cap, const char *what)
+{
+    unsigned n = g->text_bound;
+    assert(cap >= 1 && cap <= FLOW_TEXT_CAP_MAX);
+    if (n <= cap)
+        return true;
+    if (e->kind == EX_TEXT)
+        gerr(g, e->line, e->col, "text of %u bytes does not fit %s, text(%u)", n, what, cap);
+    else if (n == GEN_TEXT_UNBOUNDED)
+        gerr(g, e->line, e->col,
+             "a field declared without a bound may not fit %s, text(%u): declare it text(N), "
+             "N <= %u",
+             what, cap, cap);
+    else
+        gerr(g, e->line, e->col, "a text of up to %u bytes may not fit %s, text(%u)", n, what, cap);
+    return false;
+}
+
 static enum flow_type queue_member(struct gen *g, const struct ast_expr *e, unsigned qi,
                                    unsigned *reg)
 {
@@ -531,6 +563,7 @@ static enum flow_type queue_member(struct gen *g, const struct ast_expr *e, unsi
             }
             *reg = alloc_reg(g, e->line, e->col);
             emit(g, OP_QPOP, *reg, 0, 0, (int32_t)qi);
+            g->text_bound = q->t.text_cap;
             return q->t.type;
         }
         if (strcmp(m, "push") == 0 || strcmp(m, "clear") == 0) {
@@ -543,6 +576,7 @@ static enum flow_type queue_member(struct gen *g, const struct ast_expr *e, unsi
     *reg = alloc_reg(g, e->line, e->col);
     if (strcmp(m, "front") == 0) {
         emit(g, OP_QFRONT, *reg, 0, 0, (int32_t)qi);
+        g->text_bound = q->t.text_cap;
         return q->t.type;
     }
     if (strcmp(m, "length") == 0) {
@@ -630,6 +664,7 @@ static enum flow_type gx_ref(struct gen *g, const struct ast_expr *e, unsigned *
         if (strcmp(name, "id") == 0 || strcmp(name, "now") == 0) {
             *reg = alloc_reg(g, e->line, e->col);
             emit(g, name[0] == 'i' ? OP_ID : OP_NOW, *reg, 0, 0, 0);
+            g->text_bound = SF_ID_LEN_MAX;
             return name[0] == 'i' ? FLOW_T_TEXT : FLOW_T_INT;
         }
         if (strcmp(name, "result") == 0) {
@@ -655,6 +690,7 @@ static enum flow_type gx_ref(struct gen *g, const struct ast_expr *e, unsigned *
         }
         if (field >= 0) {
             *reg = (unsigned)field;
+            g->text_bound = field_bound(&sig->fields[field]);
             return sig->fields[field].type;
         }
         if (idx < 0) {
@@ -674,6 +710,7 @@ static enum flow_type gx_ref(struct gen *g, const struct ast_expr *e, unsigned *
         }
         const struct ast_var *v = g->var[idx];
         *reg = alloc_reg(g, e->line, e->col);
+        g->text_bound = v->t.text_cap;
         if (v->t.type == FLOW_T_TEXT)
             emit(g, OP_LDTX, *reg, v->t.text_cap, 0, (int32_t)g->var_off[idx]);
         else
@@ -686,6 +723,7 @@ static enum flow_type gx_ref(struct gen *g, const struct ast_expr *e, unsigned *
         for (unsigned i = 0; i < sig->nfields; i++)
             if (strcmp(sig->fields[i].name, e->ref.member) == 0) {
                 *reg = i;
+                g->text_bound = field_bound(&sig->fields[i]);
                 return sig->fields[i].type;
             }
         gerr(g, e->line, e->col, "signal '%s' has no field '%s'", name, e->ref.member);
@@ -818,6 +856,7 @@ static enum flow_type gx(struct gen *g, const struct ast_expr *e, unsigned *reg)
     case EX_TEXT:
         *reg = alloc_reg(g, e->line, e->col);
         emit(g, OP_LDT, *reg, 0, 0, (int32_t)add_tconst(g, e->sval));
+        g->text_bound = (unsigned)strlen(e->sval);
         return FLOW_T_TEXT;
     case EX_REF:
         return gx_ref(g, e, reg);
@@ -1107,7 +1146,8 @@ static void gen_assign(struct gen *g, const struct ast_stmt *s)
     }
     if (s->assign_op == T_ASSIGN) {
         enum flow_type t = gx(g, s->expr, &r);
-        if (t && coerce(g, &r, t, v->t.type, s->expr->line, s->expr->col, what))
+        if (t && coerce(g, &r, t, v->t.type, s->expr->line, s->expr->col, what) &&
+            (t != FLOW_T_TEXT || text_fits(g, s->expr, v->t.text_cap, what)))
             store_var(g, (unsigned)idx, r);
         g->nreg = save;
         return;
@@ -1217,7 +1257,8 @@ static void gen_call_stmt(struct gen *g, const struct ast_stmt *s)
         enum flow_type t = gx(g, e->ref.args[0], &r);
         char what[64];
         snprintf(what, sizeof(what), "an item of queue '%s'", q->t.name);
-        if (t && coerce(g, &r, t, q->t.type, e->ref.args[0]->line, e->ref.args[0]->col, what))
+        if (t && coerce(g, &r, t, q->t.type, e->ref.args[0]->line, e->ref.args[0]->col, what) &&
+            (t != FLOW_T_TEXT || text_fits(g, e->ref.args[0], q->t.text_cap, what)))
             emit(g, OP_QPUSH, r, 0, 0, idx);
     } else if (strcmp(e->ref.member, "clear") == 0 && e->ref.nargs == 0) {
         emit(g, OP_QCLEAR, 0, 0, 0, idx);
@@ -1547,7 +1588,8 @@ static int build_blob(struct gen *g, uint8_t **blob, size_t *len)
         for (unsigned f = 0; f < s->nfields; f++, nfields++) {
             struct fb_field ff = { .name =
                                        add_string(g, s->fields[f].name, strlen(s->fields[f].name)),
-                                   .type = (uint8_t)s->fields[f].type };
+                                   .type = (uint8_t)s->fields[f].type,
+                                   .text_cap = (uint8_t)s->fields[f].text_cap };
             buf_put(&fld, &ff, sizeof(ff));
         }
     }

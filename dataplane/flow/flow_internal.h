@@ -168,7 +168,8 @@ struct fb_signal {
 struct fb_field {
     uint32_t name;
     uint8_t type;
-    uint8_t pad[3];
+    uint8_t text_cap; /* text(N): N; 0: declared `text` or `id`, no bound (and non-text) */
+    uint8_t pad[2];
 };
 
 struct fb_var {

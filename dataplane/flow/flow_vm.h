@@ -48,16 +48,20 @@ uint32_t flow_def_timers_offset(const struct flow_def *def);
 
 /* ---- signals: the load-time plan ----------------------------------------------------- */
 
-/* Per-signal lookup plan, derived at load (one cache line each): the name zero-padded to
- * 32 bytes so that it can be compared with word loads, the field count and types. */
+/* Per-signal lookup plan, derived at load (two cache lines each): in the first, what the
+ * lookup reads — the name zero-padded to 32 bytes so that it can be compared with word
+ * loads, the field count and types; in the second, the text fields' declared bounds. */
 struct fb_sig_plan {
     char name[FLOW_NAME_LEN_MAX + 1];
     uint8_t name_len;
     uint8_t nfields;
     uint8_t type[FLOW_FIELDS_MAX]; /* enum flow_type of field i (declaration order) */
     uint8_t pad[14];
+    uint8_t text_cap[FLOW_FIELDS_MAX]; /* field i declared text(N): N; else 0 (no bound) */
+    uint8_t pad2[48];
 };
-_Static_assert(sizeof(struct fb_sig_plan) == 64, "one signal plan per cache line");
+_Static_assert(sizeof(struct fb_sig_plan) == 128, "a signal plan is two cache lines");
+_Static_assert(offsetof(struct fb_sig_plan, text_cap) == 64, "the lookup reads one line");
 
 /**
  * The signal plans of def: plans[i] describes signal i, for i < *count (==
@@ -126,7 +130,8 @@ union vm_reg {
  * vm_run_signal with the fields already in regs[0..nfields of sig) (regs has VM_REGS_MAX
  * entries and is the VM's register file for the call: all of it may be overwritten). Each
  * register holds its field as the VM's own field loading would have made it (declared type
- * as in plans[sig].type, missing or null fields zero / ""). Returns the number of commands
+ * as in plans[sig].type, missing or null fields zero / "", a text no longer than a nonzero
+ * plans[sig].text_cap: the compiler relies on it). Returns the number of commands
  * written to cmds[] (>= 0), or VM_ERR_COMPLETED, VM_ERR_BAD_INDEX, VM_ERR_NO_SPACE — the
  * same results, commands and errors as vm_run_signal; on error the record is unchanged.
  */

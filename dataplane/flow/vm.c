@@ -197,7 +197,10 @@ static void queue_zero(const struct fb_queue *q, union vm_reg *r)
     }
 }
 
-/* Text stored into a text(cap) slot: truncated to cap bytes, not inside a UTF-8 sequence. */
+/* Text stored into a text(cap) slot. The compiler proves that it fits (docs/flow.md §4:
+ * a field's text(N) is checked when its fields are loaded); only a definition compiled
+ * before sizes were enforced can store a longer one, and for it the old behaviour stays,
+ * so that its logs replay alike: truncated to cap bytes, not inside a UTF-8 sequence. */
 static void text_store(uint8_t *slot, unsigned cap, const char *p, uint32_t n)
 {
     uint32_t k = n > cap ? cap : n;
@@ -656,6 +659,9 @@ static inline __attribute__((always_inline)) int load_fields(const struct flow_d
             if (want == FLOW_T_TEXT) {
                 if (!v->text.ptr && v->text.len)
                     return VM_ERR_FIELD_TYPE;
+                /* text(N): the compiler stored it only where N bytes fit; never cut */
+                if (ff[i].text_cap != 0 && v->text.len > ff[i].text_cap)
+                    return VM_ERR_TEXT_TOO_LONG;
                 r->t.p = v->text.ptr ? v->text.ptr : "";
                 r->t.n = v->text.len;
             } else if (want == FLOW_T_BOOL) {

@@ -76,10 +76,18 @@ static bool rt_field_fits(enum flow_type want, const struct sf_value *v)
            (want == FLOW_T_FLOAT && v->type == SF_VAL_INT);
 }
 
+/* A text no longer than its field's text(N) (cap 0: no bound). Bytes as carried: UTF-8 in
+ * CBOR, the written form (escapes undecoded, as the handler sees it) in JSON. */
+static bool rt_field_short(unsigned cap, const struct sf_value *v)
+{
+    return cap == 0 || v->type != SF_VAL_TEXT || v->text.len <= cap;
+}
+
 /* Decode ev's fields for signal sig of def into vals[] in declaration order; returns the
- * number of values or -1 when they do not match the declaration. */
-static int rt_decode_fields(const struct flow_def *def, unsigned sig, const struct rt_event *ev,
-                            struct sf_value *vals)
+ * number of values, -1 when they do not match the declaration, -2 when they do but a text
+ * is longer than its field's text(N). */
+static int rt_decode_fields(const struct flow_def *def, const struct fb_sig_plan *sp, unsigned sig,
+                            const struct rt_event *ev, struct sf_value *vals)
 {
     int nf = flow_def_signal_field_count(def, sig);
     assert(nf >= 0 && nf <= (int)FLOW_FIELDS_MAX);
@@ -103,10 +111,13 @@ static int rt_decode_fields(const struct flow_def *def, unsigned sig, const stru
         }
         n = nf;
     }
-    for (int i = 0; i < n && i < nf; i++)
+    bool too_long = false;
+    for (int i = 0; i < n && i < nf; i++) {
         if (!rt_field_fits(flow_def_signal_field_type(def, sig, (unsigned)i), &vals[i]))
             return -1;
-    return n;
+        too_long |= !rt_field_short(sp->text_cap[i], &vals[i]);
+    }
+    return too_long ? -2 : n;
 }
 
 /* ---- instances ---- */
@@ -394,9 +405,9 @@ static inline __attribute__((always_inline)) int rt_signal_at(struct rt_core *c,
     int nvals = -1; /* -1: the fields are in regs */
     if (ev->fields_json ||
         rt_fields_fast(ev->fields, ev->fields_len, &d->sig_plan[sig], regs) != 0) {
-        nvals = rt_decode_fields(def, (unsigned)sig, ev, vals);
+        nvals = rt_decode_fields(def, &d->sig_plan[sig], (unsigned)sig, ev, vals);
         if (nvals < 0)
-            return rt_done(c, RT_BAD_FIELDS);
+            return rt_done(c, nvals == -2 ? RT_TEXT_TOO_LONG : RT_BAD_FIELDS);
     }
     if (RT_UNLIKELY(p->task_free_count < d->activity_count) &&
         !rt_signal_fits(c, p, d, st == RT_CREATED ? NULL : in, (unsigned)sig, regs, vals, nvals,

@@ -141,14 +141,17 @@ enum rt_status {
                               re-armed, superseded): nothing changed */
     RT_BUSY = 11,          /* the handler would start more activities than the partition's
                               task pool has free slots: refused, nothing changed */
+    RT_TEXT_TOO_LONG = 12, /* a text field is longer than its declared text(N): refused,
+                              nothing changed (well-formed otherwise; ACK malformed) */
 };
-#define RT_STATUS_COUNT 12
+#define RT_STATUS_COUNT 13
 
 /** Stable snake_case name of a status ("applied", ...). Can't fail. */
 const char *rt_status_name(int st);
 
 /** The ACK status a signal's rt_status maps to (duplicate/completed → duplicate, full →
- *  full, busy → busy, unknown type/signal → unknown, bad fields → malformed). Can't fail. */
+ *  full, busy → busy, unknown type/signal → unknown, bad fields and text too long →
+ *  malformed). Can't fail. */
 enum sf_ack_status rt_status_ack(int st);
 
 /* ---- partition ------------------------------------------------------------------------- */
@@ -386,7 +389,9 @@ uint32_t rt_prefetch_instance_ref(const struct rt_part *p, struct wf_key key);
 
 /**
  * Apply signal ev to partition p (owned by core c): signal-with-start, dedupe, decode the
- * fields by the signal's declaration (CBOR positional, JSON by name), run the handler,
+ * fields by the signal's declaration (CBOR positional, JSON by name; a field of the wrong
+ * type is RT_BAD_FIELDS, a text longer than its text(N) — N bytes, counted as carried: UTF-8
+ * in CBOR, as written between the quotes in JSON — RT_TEXT_TOO_LONG), run the handler,
  * then apply its commands: timers (re)linked in the wheel, activities stored as tasks and
  * queued, complete → tombstone. Deterministic and bounded. Returns the enum rt_status;
  * *fx (may be NULL) says what happened. Only RT_APPLIED and RT_CREATED change state.

@@ -257,8 +257,9 @@ static inline void rt_reg_zero(uint8_t type, union vm_reg *r)
  * registers, the way sf_fields_decode + rt_decode_fields + the VM's field loading would
  * leave them. Handles what senders write: an array head of up to 16 items, integers with
  * any head, float64, booleans, null, text with a head of up to 8 bytes of length. Anything
- * else, and anything malformed or of the wrong type, returns 1 without deciding: the
- * general path then accepts or refuses it. Returns 0 when regs hold the fields.
+ * else, anything malformed or of the wrong type, and a text longer than its field's
+ * text(N), returns 1 without deciding: the general path then accepts or refuses it.
+ * Returns 0 when regs hold the fields.
  */
 static inline __attribute__((always_inline)) int
 rt_fields_fast(const uint8_t *b, size_t len, const struct fb_sig_plan *sp, union vm_reg *regs)
@@ -293,6 +294,8 @@ rt_fields_fast(const uint8_t *b, size_t len, const struct fb_sig_plan *sp, union
                 if (arg != 0 && !sf_text_valid(b + pos, (size_t)arg))
                     return 1; /* the general path refuses it */
                 if (want == FLOW_T_TEXT) {
+                    if (sp->text_cap[i] != 0 && arg > sp->text_cap[i])
+                        return 1; /* too long: the general path refuses it */
                     r->t.p = (const char *)b + pos;
                     r->t.n = (uint32_t)arg;
                 } else if (want != 0) {

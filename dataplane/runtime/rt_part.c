@@ -14,8 +14,8 @@ static uint64_t rt_align(uint64_t v)
 }
 
 static const char *const rt_status_names[RT_STATUS_COUNT] = {
-    "applied",    "created",   "duplicate", "stale",     "unknown_type", "unknown_signal",
-    "bad_fields", "completed", "full",      "not_found", "ignored",      "busy",
+    "applied",   "created", "duplicate", "stale",   "unknown_type", "unknown_signal", "bad_fields",
+    "completed", "full",    "not_found", "ignored", "busy",         "text_too_long",
 };
 
 const char *rt_status_name(int st)
@@ -38,6 +38,7 @@ enum sf_ack_status rt_status_ack(int st)
     case RT_STALE:
         return SF_ACK_STALE;
     case RT_BAD_FIELDS:
+    case RT_TEXT_TOO_LONG:
         return SF_ACK_MALFORMED;
     case RT_FULL:
         return SF_ACK_FULL;

@@ -26,7 +26,7 @@
  *                                    | cancel ACT#SEQ | complete
  *   expect no cmd PREFIX           none of them starts with PREFIX
  *   expect ok | expect error NAME  result of the last step (completed, bad_index,
- *                                  field_type, no_space)
+ *                                  field_type, no_space, text_too_long)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -460,6 +460,8 @@ static const char *err_name(int rc)
         return "field_type";
     case VM_ERR_NO_SPACE:
         return "no_space";
+    case VM_ERR_TEXT_TOO_LONG:
+        return "text_too_long";
     default:
         return rc < 0 ? "other" : "ok";
     }

@@ -80,6 +80,17 @@ static const struct err_case err_cases[] = {
       "'%' needs int operands" },
     { HEAD "signal x()\nvar a: text(4)\nstate s:\n  on x:\n    a += \"x\"\n", 6, 5,
       "compound assignment needs a number" },
+    /* a text is stored only where it always fits (docs/flow.md §4) */
+    { HEAD "signal x()\nvar a: text(4)\nstate s:\n  on x:\n    a = \"abcde\"\n", 6, 9,
+      "text of 5 bytes does not fit variable 'a', text(4)" },
+    { HEAD "signal x(t: text)\nvar a: text(4)\nstate s:\n  on x:\n    a = t\n", 6, 9,
+      "a field declared without a bound may not fit variable 'a', text(4)" },
+    { HEAD "signal x(t: text(5))\nqueue q: text(4)[2]\nstate s:\n  on x:\n    q.push(x.t)\n", 6, 12,
+      "a text of up to 5 bytes may not fit an item of queue 'q', text(4)" },
+    { HEAD "signal x()\nvar a: text(8)\nvar b: text(4)\nstate s:\n  on x:\n    b = a\n", 7, 9,
+      "a text of up to 8 bytes may not fit variable 'b', text(4)" },
+    { HEAD "signal x()\nvar a: text(63)\nstate s:\n  on x:\n    a = id\n", 6, 9,
+      "a text of up to 64 bytes may not fit variable 'a', text(63)" },
     { HEAD "signal x()\nvar a: int\nstate s:\n  on x when a:\n    pass\n", 5, 13,
       "condition must be bool" },
     { HEAD "signal x()\nvar a: bool\nstate s:\n  on x:\n    a = not 3\n", 6, 9,
@@ -179,7 +190,7 @@ static void test_unreadable_file(void **state)
 }
 
 static const char *const good_src =
-    HEAD "signal ping(n: int, f: float, b: bool, t: text)\n"
+    HEAD "signal ping(n: int, f: float, b: bool, t: text(4))\n"
          "signal other()\n"
          "var i: int = -5\n"
          "var fl: float = 2\n"
@@ -259,7 +270,8 @@ static int run_sig(const struct flow_def *def, void *rec, const char *sig, struc
     return vm_run_signal(def, rec, (unsigned)s, f, nf, "id-1", 4, 5000, cmds, 16);
 }
 
-/* Division by zero gives 0, overflow wraps, text truncates, float->int saturates. */
+/* Division by zero gives 0, overflow wraps, a text longer than its field's text(N) is
+ * refused (never cut), float->int saturates. */
 static void test_vm_arithmetic(void **state)
 {
     (void)state;
@@ -273,6 +285,13 @@ static void test_vm_arithmetic(void **state)
         { .type = SF_VAL_BOOL, .b = true },
         { .type = SF_VAL_TEXT, .text = { "abc\xc3\xa9", 5 } },
     };
+    /* t: text(4) counts bytes: "abcé" is 5, refused whole, the record unchanged */
+    _Alignas(8) uint8_t before[512];
+    memcpy(before, rec, sizeof(rec));
+    assert_int_equal(run_sig(def, rec, "ping", f, 4, cmds), VM_ERR_TEXT_TOO_LONG);
+    assert_memory_equal(before, rec, sizeof(rec));
+    f[3].text.ptr = "ab\xc3\xa9"; /* "abé": 4 bytes, fits */
+    f[3].text.len = 4;
     int n = run_sig(def, rec, "ping", f, 4, cmds);
     assert_int_equal(n, 1);
     struct sf_value v;
@@ -282,11 +301,11 @@ static void test_vm_arithmetic(void **state)
     assert_int_equal(v.i, 0);
     vm_record_var(def, rec, 1, &v); /* fl = 2.0 / 0.0 */
     assert_true(v.f > 1e308);
-    /* the run argument is `name` as it was at `run`: "abcé" cut to text(4) without
-     * splitting é gives "abc"; `name = "zz"` afterwards does not change it */
+    /* the run argument is `name` as it was at `run`, "abé" whole; `name = "zz"` afterwards
+     * does not change it */
     assert_int_equal(cmds[0].kind, VM_CMD_ACTIVITY_RUN);
-    assert_int_equal(cmds[0].args[1].text.len, 3);
-    assert_memory_equal(cmds[0].args[1].text.ptr, "abc", 3);
+    assert_int_equal(cmds[0].args[1].text.len, 4);
+    assert_memory_equal(cmds[0].args[1].text.ptr, "ab\xc3\xa9", 4);
     assert_int_equal(cmds[0].args[0].i, 0);
     vm_record_var(def, rec, 3, &v);
     assert_memory_equal(v.text.ptr, "zz", 2);

@@ -206,7 +206,8 @@ static __attribute__((unused)) double rt_var_float(const struct rt_describe *d, 
 }
 
 /* Fire every timer due before now (log-then-apply like the daemon). Returns firings. */
-static unsigned rt_fire_due(struct rt_env *e, uint64_t now, uint64_t *last_due)
+static __attribute__((unused)) unsigned rt_fire_due(struct rt_env *e, uint64_t now,
+                                                    uint64_t *last_due)
 {
     struct rt_firing f[64];
     unsigned total = 0, n;

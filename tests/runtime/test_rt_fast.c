@@ -322,7 +322,7 @@ static void test_registry_type(void **state)
 /* ---- whole runs: fast path vs general path ------------------------------------------- */
 
 static const char *probe_src = "workflow probe version 1\n"
-                               "signal note(flag: bool, msg: text, x: float, n: int)\n"
+                               "signal note(flag: bool, msg: text(16), x: float, n: int)\n"
                                "signal ping()\n"
                                "var flags: int = 0\n"
                                "var last: text(16) = \"\"\n"

@@ -81,6 +81,15 @@ int dp_recover_record(struct dp_replay_src *src, const struct wal_record_view *r
     if (lc->reg_gen != src->gen) { /* the registry the log's core used at this point */
         if (src->gen >= DP_REGISTRY_GENERATIONS_MAX || !dp_node.registries[src->gen])
             return -ENOENT;
+        if (src->gen < lc->reg_gen) { /* registries only grow (rt_core_set_registry) */
+            fprintf(stderr,
+                    "sigflowd: the log of core %u applies definitions generation %" PRIu64
+                    " to an owner core already on generation %" PRIu64
+                    " (logs written under different generations merged by a change of the "
+                    "owner core count); restart with the previous owner core count\n",
+                    src->core, src->gen, lc->reg_gen);
+            return -ENOTSUP;
+        }
         rt_core_set_registry(lc->rt, dp_node.registries[src->gen]);
         lc->reg_gen = src->gen;
     }
@@ -296,8 +305,14 @@ static int dp_recover_load(struct dp_recovery *rv)
             return rc;
     }
     /* A loaded region carries the timer links of the core that wrote it (meaningless
-     * here): clear them before replay touches the wheel. Every def is in the newest
-     * registry; replay then switches to each log's own generation record by record. */
+     * here): clear them before replay touches the wheel. A core's registry only grows
+     * (rt_core_set_registry), so with the same layout each owner starts on the generation
+     * its own log starts with (its snapshot's, or 0) and replay moves it up at each DEPLOY
+     * record; DIR/defs may hold newer generations than the log (deployed while the log was
+     * off, or stored before the node stopped and never adopted): the owners adopt those in
+     * their loop, logging DEPLOY first (dp_input_adopt), as for any deploy. After a change
+     * of the owner core count, every owner holds partitions of several logs and starts on
+     * the newest generation, which holds every def. */
     rv->t_loaded = dp_realtime_ns();
     node->recovery.load_ns = rv->t_loaded - rv->t0;
     for (unsigned c = 0; c < m->cores; c++)
@@ -305,8 +320,10 @@ static int dp_recover_load(struct dp_recovery *rv)
     uint64_t newest = __atomic_load_n(&node->registry_gen, __ATOMIC_ACQUIRE);
     for (unsigned o = 0; o < node->owner_count; o++) {
         struct dp_lcore *lc = node->owner_by_index[o];
-        rt_core_set_registry(lc->rt, node->registries[newest]);
-        lc->reg_gen = newest;
+        uint64_t g = rv->same ? rv->srcs[o].gen : newest;
+        RTE_VERIFY(g <= newest && node->registries[g] != NULL); /* dp_snap_load checked it */
+        rt_core_set_registry(lc->rt, node->registries[g]);
+        lc->reg_gen = g;
         rt_timers_rebuild(lc->rt);
     }
     return 0;
@@ -325,12 +342,21 @@ static int dp_recover_replay(struct dp_recovery *rv)
         rv->replayed += src.records;
         node->recovery.records += src.records;
         node->recovery.applied += src.applied;
-        if (lc && lc->reg_gen != src.gen) { /* the generation the core ended on */
+        if (lc && lc->reg_gen != src.gen) {    /* the generation the core ended on */
+            RTE_VERIFY(src.gen > lc->reg_gen); /* its DEPLOY records only go up */
             rt_core_set_registry(lc->rt, node->registries[src.gen]);
             lc->reg_gen = src.gen;
         }
         if (lc)
             lc->counters[DP_C_REPLAYED] = src.records;
+        uint64_t newest = __atomic_load_n(&node->registry_gen, __ATOMIC_ACQUIRE);
+        if (lc && lc->reg_gen < newest)
+            fprintf(stderr,
+                    "sigflowd: core %u: DIR/defs holds generation %" PRIu64
+                    ", newer than its log's %" PRIu64
+                    " (deployed while the log was off, or not adopted before the node "
+                    "stopped): adopted at start, DEPLOY logged\n",
+                    c, newest, lc->reg_gen);
     }
     node->recovery.replay_ns = dp_realtime_ns() - rv->t_loaded;
     return 0;

@@ -34,8 +34,9 @@
 #include "wal.h"
 
 #define DP_RXQ_PER_LCORE_MAX        (DP_PORTS_MAX * DP_RX_QUEUES_MAX)
-#define DP_STAGE_EVENTS             64  /* events staged per owner before a ring enqueue */
-#define DP_OWNER_BURST_MAX          256 /* events dequeued from one ring at a time */
+#define DP_STAGE_EVENTS             64   /* events staged per owner before a ring enqueue */
+#define DP_OWNER_BURST_MAX          256  /* events dequeued from one ring at a time */
+#define DP_OWNER_DRAIN_MAX          4096 /* events taken from one ring in one owner pass */
 #define DP_MAILBOX_SIZE             64
 #define DP_TX_BURST_MAX             32
 #define DP_MBUF_DATA_ROOM           (RTE_PKTMBUF_HEADROOM + 2048)

@@ -51,7 +51,7 @@ struct dp_reply_meta {
     uint8_t authed;   /* the frame was authenticated: no per-source count limit */
     uint16_t wire_len;
     uint8_t sa[28]; /* socket source: sockaddr_in or sockaddr_in6 */
-    uint8_t nack;   /* owner's count: a reply to refusals only (nothing logged) */
+    uint8_t nack;   /* a reply to refusals only (nothing logged): counted as a nack */
     uint8_t entries;
 };
 
@@ -134,6 +134,15 @@ static inline struct dp_reply_meta *dp_reply_meta(struct rte_mbuf *m)
     return rte_mbuf_to_priv(m);
 }
 
+/* One reply left: counted by the lcore that sent it, so that a reply the socket or the
+ * queue refused is counted once, as a drop, never also as sent. */
+static inline void dp_reply_count_sent(struct dp_lcore *lc, struct rte_mbuf *m)
+{
+    const struct dp_reply_meta *meta = dp_reply_meta(m);
+    lc->counters[meta->nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
+    lc->counters[DP_C_ACK_ENTRIES] += meta->entries;
+}
+
 /* Send a socket source's reply: the payload is the mbuf's data, the address in its meta. */
 static bool dp_reply_sendto(struct dp_lcore *lc, struct rte_mbuf *m)
 {
@@ -161,10 +170,12 @@ static unsigned dp_reply_tx(struct dp_lcore *lc, struct rte_mbuf **ms, unsigned 
     }
     if (lc->sock_fd >= 0) {
         for (unsigned i = 0; i < kept; i++) {
-            if (dp_reply_sendto(lc, ms[i]))
+            if (dp_reply_sendto(lc, ms[i])) {
+                dp_reply_count_sent(lc, ms[i]);
                 sent++;
-            else
+            } else {
                 lc->drop[DP_DROP_ACK_TX]++;
+            }
             rte_pktmbuf_free(ms[i]);
         }
         lc->counters[DP_C_TX_PACKETS] += sent;
@@ -175,7 +186,19 @@ static unsigned dp_reply_tx(struct dp_lcore *lc, struct rte_mbuf **ms, unsigned 
         unsigned j = i + 1;
         while (j < kept && ms[j]->port == port && (uint16_t)ms[j]->hash.usr == queue)
             j++;
+        /* what each reply is, read before the burst: the driver owns (and may already
+         * have freed) what it takes */
+        uint8_t nack[DP_TX_BURST_MAX], entries[DP_TX_BURST_MAX];
+        for (unsigned k = i; k < j; k++) {
+            const struct dp_reply_meta *meta = dp_reply_meta(ms[k]);
+            nack[k] = meta->nack;
+            entries[k] = meta->entries;
+        }
         uint16_t done = rte_eth_tx_burst(port, queue, &ms[i], (uint16_t)(j - i));
+        for (unsigned k = i; k < i + done; k++) {
+            lc->counters[nack[k] ? DP_C_NACKS : DP_C_ACKS_SENT]++;
+            lc->counters[DP_C_ACK_ENTRIES] += entries[k];
+        }
         for (unsigned k = i + done; k < j; k++) {
             lc->drop[DP_DROP_TX_FULL]++;
             rte_pktmbuf_free(ms[k]);
@@ -265,12 +288,7 @@ static void dp_ack_hand_over(struct dp_lcore *lc, unsigned r, struct rte_mbuf **
     unsigned done = n;
     if (!(lc->rx && lc->index == r))
         done = rte_ring_sp_enqueue_burst(lc->ack_out[r], (void **)ms, n, NULL);
-    /* counted when handed over: the rx lcore may still suppress it (its own counters) */
-    for (unsigned k = 0; k < done; k++) {
-        const struct dp_reply_meta *meta = dp_reply_meta(ms[k]);
-        lc->counters[meta->nack ? DP_C_NACKS : DP_C_ACKS_SENT]++;
-        lc->counters[DP_C_ACK_ENTRIES] += meta->entries;
-    }
+    /* counted as sent by the rx lcore once they leave (dp_reply_tx) */
     for (unsigned k = done; k < n; k++) {
         rte_pktmbuf_free(ms[k]);
         lc->drop[DP_DROP_ACK_TX]++;

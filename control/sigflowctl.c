@@ -53,6 +53,7 @@ struct ctl_opts {
     const char *state;
     long limit;
     bool json;
+    bool to_control; /* the request is sigflow-control's (DIR/control.sock) */
     const char *words[CTL_WORDS_MAX];
     int word_count;
 };
@@ -82,6 +83,13 @@ static void ctl_usage(FILE *out)
             "  activity list [--limit N]      activity tasks dispatched and not finished\n"
             "  activity complete TYPE ID SEQ [RESULT]   deliver ACTIVITY.done (RESULT int)\n"
             "  activity fail TYPE ID SEQ      deliver ACTIVITY.failed\n"
+            "  activity failed                runs that exhausted their attempts (dead letters;\n"
+            "                                 sigflow-control, DIR/control.sock)\n"
+            "  activity retry TYPE ID SEQ     run a dead-lettered run again (its outcome is\n"
+            "                                 recorded there; the workflow took its failed path)\n"
+            "  executor list                  sigflow-control's executors: concurrency, in flight\n"
+            "  executor tune NAME N           set an executor's concurrency (live)\n"
+            "  executor stats                 sigflow-control's counters\n"
             "  tune KEY VALUE                 wal.batch_bytes_max, wal.batch_deadline_us,\n"
             "                                 wal.inflight_max, idle_sleep_max_us, ...\n"
             "\n"
@@ -137,7 +145,8 @@ static int ctl_connect(const struct ctl_opts *o)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int n = o->socket ? snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", o->socket)
-                      : snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sigflowd.sock", o->dir);
+                      : snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", o->dir,
+                                 o->to_control ? "control.sock" : "sigflowd.sock");
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -438,6 +447,37 @@ static void ctl_print_tasks(json_t *r)
     }
 }
 
+static void ctl_print_failed(json_t *r)
+{
+    size_t i;
+    json_t *t;
+    printf("%-12s %-24s %-16s %5s %8s %-12s %-12s %s\n", "TYPE", "ID", "ACTIVITY", "SEQ",
+           "ATTEMPTS", "EXECUTOR", "STATE", "REASON");
+    struct ctl_str b1, b2, b3, b4, b5, b6;
+    json_array_foreach(json_object_get(r, "failed"), i, t)
+    {
+        printf("%-12s %-24s %-16s %5" JSON_INTEGER_FORMAT " %8" JSON_INTEGER_FORMAT
+               " %-12s %-12s %s\n",
+               ctl_str(t, "type", &b1), ctl_str(t, "id", &b2), ctl_str(t, "activity", &b3),
+               ctl_int(t, "seq"), ctl_int(t, "attempts"), ctl_str(t, "executor", &b4),
+               ctl_str(t, "state", &b5), ctl_str(t, "reason", &b6));
+    }
+}
+
+static void ctl_print_executors(json_t *r)
+{
+    size_t i;
+    json_t *t;
+    printf("%-20s %-8s %11s %9s\n", "EXECUTOR", "KIND", "CONCURRENCY", "INFLIGHT");
+    struct ctl_str b1, b2;
+    json_array_foreach(json_object_get(r, "executors"), i, t)
+    {
+        printf("%-20s %-8s %11" JSON_INTEGER_FORMAT " %9" JSON_INTEGER_FORMAT "\n",
+               ctl_str(t, "name", &b1), ctl_str(t, "kind", &b2), ctl_int(t, "concurrency"),
+               ctl_int(t, "inflight"));
+    }
+}
+
 static void ctl_print_history(json_t *r)
 {
     size_t i;
@@ -571,6 +611,28 @@ static json_t *ctl_request(const struct ctl_opts *o)
                          o->words[3], "limit", (json_int_t)(o->limit >= 0 ? o->limit : 20));
     if (strcmp(noun, "definition") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
         return json_pack("{s:s}", "cmd", "definitions");
+    if (strcmp(noun, "activity") == 0 && strcmp(verb, "failed") == 0 && o->word_count == 2)
+        return json_pack("{s:s}", "cmd", "failed");
+    if (strcmp(noun, "activity") == 0 && strcmp(verb, "retry") == 0 && o->word_count == 5) {
+        char *end;
+        long long seq = strtoll(o->words[4], &end, 10);
+        if (*end || seq <= 0 || seq > UINT32_MAX)
+            return NULL;
+        return json_pack("{s:s, s:s, s:s, s:I}", "cmd", "retry", "type", o->words[2], "id",
+                         o->words[3], "seq", (json_int_t)seq);
+    }
+    if (strcmp(noun, "executor") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
+        return json_pack("{s:s}", "cmd", "executors");
+    if (strcmp(noun, "executor") == 0 && strcmp(verb, "stats") == 0 && o->word_count == 2)
+        return json_pack("{s:s}", "cmd", "stats");
+    if (strcmp(noun, "executor") == 0 && strcmp(verb, "tune") == 0 && o->word_count == 4) {
+        char *end;
+        long v = strtol(o->words[3], &end, 10);
+        if (*end || v <= 0 || v > 65536)
+            return NULL;
+        return json_pack("{s:s, s:s, s:I}", "cmd", "tune", "executor", o->words[2], "concurrency",
+                         (json_int_t)v);
+    }
     if (strcmp(noun, "activity") == 0 && strcmp(verb, "list") == 0 && o->word_count == 2)
         return json_pack("{s:s, s:i}", "cmd", "activities", "limit",
                          (int)(o->limit > 0 ? o->limit : 100));
@@ -667,6 +729,9 @@ int main(int argc, char **argv)
         return CTL_EX_USAGE;
     }
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    o.to_control = strcmp(o.words[0], "executor") == 0 || strcmp(cmd, "failed") == 0 ||
+                   strcmp(cmd, "retry") == 0;
+    bool is_failed = strcmp(cmd, "failed") == 0, is_executors = strcmp(cmd, "executors") == 0;
     bool is_stats = strcmp(cmd, "stats") == 0, is_list = strcmp(cmd, "list") == 0;
     bool is_defs = strcmp(cmd, "definitions") == 0, is_tasks = strcmp(cmd, "activities") == 0;
     bool is_describe = strcmp(cmd, "describe") == 0, is_history = strcmp(cmd, "history") == 0;
@@ -682,6 +747,12 @@ int main(int argc, char **argv)
         fputs("sigflowctl: ", stderr);
         ctl_text_write(stderr, json_string_value(err), json_string_length(err), 0);
         fputc('\n', stderr);
+    } else if (is_failed) {
+        ctl_print_failed(r);
+    } else if (is_executors) {
+        ctl_print_executors(r);
+    } else if (is_stats && o.to_control) {
+        ctl_print_json(stdout, r);
     } else if (is_stats) {
         ctl_print_stats(r);
     } else if (is_list) {

@@ -297,11 +297,13 @@ int vm_run_activity_failed(const struct flow_def *def, void *record, unsigned ac
                            unsigned cmds_max);
 
 /**
- * Count one more attempt of activity `act` run `seq` in the record (the control plane
- * reports retries; `workflow describe` shows them). Stale seq: returns 0, no change.
- * Returns 1 when counted, VM_ERR_BAD_INDEX.
+ * Attempt `attempt` of activity `act` run `seq` failed (the control plane reports it;
+ * `workflow describe` shows the count): the run's attempt count becomes `attempt` (capped at
+ * UINT16_MAX) when that is higher. Stale seq or not higher: returns 0, no change. Returns 1
+ * when counted, VM_ERR_BAD_INDEX.
  */
-int vm_note_attempt(const struct flow_def *def, void *record, unsigned act, uint32_t seq);
+int vm_note_attempt(const struct flow_def *def, void *record, unsigned act, uint32_t seq,
+                    uint32_t attempt);
 
 /* ---- record inspection (describe, tests, snapshots) --------------------------------- */
 

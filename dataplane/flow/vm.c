@@ -804,15 +804,16 @@ int vm_run_activity_failed(const struct flow_def *def, void *record, unsigned ac
     return run_result(def, record, act, seq, true, 0, id, id_len, now_ns, cmds, cmds_max);
 }
 
-int vm_note_attempt(const struct flow_def *def, void *record, unsigned act, uint32_t seq)
+int vm_note_attempt(const struct flow_def *def, void *record, unsigned act, uint32_t seq,
+                    uint32_t attempt)
 {
     if (act >= def->nacts)
         return VM_ERR_BAD_INDEX;
     struct vm_act_slot *s = (struct vm_act_slot *)((uint8_t *)record + def->hdr->acts_off) + act;
-    if (!s->pending || s->seq != seq)
+    uint16_t count = attempt < UINT16_MAX ? (uint16_t)attempt : UINT16_MAX;
+    if (!s->pending || s->seq != seq || count <= s->attempts)
         return 0;
-    if (s->attempts < UINT16_MAX)
-        s->attempts++;
+    s->attempts = count;
     return 1;
 }
 

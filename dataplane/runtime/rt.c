@@ -277,7 +277,7 @@ static inline __attribute__((always_inline)) void rt_run_end(struct rt_run *r, i
         const struct vm_cmd *m = &c->cmds[i];
         switch (m->kind) {
         case VM_CMD_ACTIVITY_RUN:
-            rt_task_create(c, r->pidx, r->p, r->ref, r->in, m, r->cause);
+            rt_task_create(c, r->pidx, r->p, r->ref, r->in, m, r->cause, r->now_ns);
             if (fx) {
                 if (fx->tasks < RT_EFFECT_RUNS)
                     fx->runs[fx->tasks] = (struct rt_run_id){ .act = m->index, .seq = m->seq };
@@ -648,7 +648,7 @@ int rt_apply_activity_result(struct rt_core *c, struct rt_part *p, struct wf_key
 }
 
 int rt_note_attempt(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned act,
-                    uint32_t seq)
+                    uint32_t seq, uint32_t attempt)
 {
     struct rt_run r;
     int st = rt_input_instance(c, p, key, &r);
@@ -656,6 +656,6 @@ int rt_note_attempt(struct rt_core *c, struct rt_part *p, struct wf_key key, uns
         return rt_done(c, st);
     if (act >= r.d->activity_count)
         return rt_done(c, RT_IGNORED);
-    int rc = vm_note_attempt(r.d->def, r.rec, act, seq);
+    int rc = vm_note_attempt(r.d->def, r.rec, act, seq, attempt);
     return rt_done(c, rc == 1 ? RT_APPLIED : RT_IGNORED);
 }

@@ -445,10 +445,12 @@ int rt_apply_activity_result(struct rt_core *c, struct rt_part *p, struct wf_key
                              uint32_t seq, bool failed, int64_t result, uint64_t now_ns,
                              uint64_t cause, struct rt_effects *fx);
 
-/** Count one more attempt of activity `act` run `seq` (the control plane retried).
- *  Returns RT_APPLIED, RT_IGNORED (stale seq), RT_NOT_FOUND, RT_UNKNOWN_TYPE. */
+/** Attempt `attempt` of activity `act` run `seq` failed (the control plane retries it): the
+ *  run's attempt count becomes `attempt` unless it is already that high (a report repeated
+ *  after a reconnect counts once). Returns RT_APPLIED, RT_IGNORED (stale seq, or not
+ *  higher), RT_NOT_FOUND, RT_UNKNOWN_TYPE. */
 int rt_note_attempt(struct rt_core *c, struct rt_part *p, struct wf_key key, unsigned act,
-                    uint32_t seq);
+                    uint32_t seq, uint32_t attempt);
 
 /* ---- timers -------------------------------------------------------------------------------- */
 
@@ -502,8 +504,10 @@ struct rt_task {
     const char *type, *id, *activity;
     const uint8_t *args; /* CBOR array of the arguments (sf_fields_decode) */
     uint16_t args_len;
-    uint64_t cause;  /* the cause of the apply call that scheduled it (LSN) */
-    uint64_t serial; /* partition-wide task number */
+    uint64_t cause;             /* the cause of the apply call that scheduled it (LSN) */
+    uint64_t serial;            /* partition-wide task number */
+    const struct flow_def *def; /* the instance's definition: the activity's policy, names */
+    uint64_t deadline_ns;       /* schedule-to-close (realtime, whole seconds); 0 = none */
 };
 
 /**
@@ -522,6 +526,32 @@ void rt_tasks_pending(const struct rt_core *c, uint32_t *queued, uint64_t *flagg
 /** Forget the queue and queue every in-flight task of every attached partition again, in
  *  creation order (after recovery: at-least-once re-dispatch). Can't fail. */
 void rt_tasks_reset(struct rt_core *c);
+
+/**
+ * The runs in flight (scheduled, no result applied yet) of the core's partitions, in
+ * partition order and, within one, oldest first: skips the first `skip`, copies at most max
+ * into out (kind RT_TASK_RUN; views valid until the next call on the core). Returns the
+ * number copied. O(skip + max) over in-flight runs; can't fail.
+ */
+unsigned rt_tasks_list(const struct rt_core *c, uint64_t skip, struct rt_task *out, unsigned max);
+
+/** A run whose schedule-to-close deadline passed (rt_tasks_expired). */
+struct rt_expired {
+    struct wf_key key;
+    uint32_t part_id;
+    uint16_t act;
+    uint32_t seq;
+};
+
+/**
+ * Runs in flight whose schedule-to-close deadline is at or before now_ns, looking at up to
+ * parts_max partitions from where the previous call stopped (round robin). Copies at most
+ * max into out and returns the count. Nothing changes: the caller logs each expiry as the
+ * run's failure (rt_apply_activity_result with failed) — an input like any other, so replay
+ * sees the same. Can't fail.
+ */
+unsigned rt_tasks_expired(struct rt_core *c, uint64_t now_ns, unsigned parts_max,
+                          struct rt_expired *out, unsigned max);
 
 /** The idempotency key "KEYHEX-SEQ" of a task into buf (>= 45 bytes). Returns its
  *  length or -ENOSPC. */

@@ -89,7 +89,9 @@ struct rt_task_slot {
     uint16_t act;
     uint16_t args_len;
     uint8_t nargs;
-    uint8_t reserved[7];
+    uint8_t reserved[3];
+    uint32_t deadline_s; /* schedule-to-close: realtime seconds (rounded up); 0 = none.
+                          * Zero in partitions written before it existed: no deadline */
     uint8_t args[RT_TASK_ARGS_BYTES];
 };
 _Static_assert(sizeof(struct rt_task_slot) == RT_TASK_SLOT_BYTES, "task slot");
@@ -149,6 +151,7 @@ struct rt_core {
     uint32_t part_count;
     uint32_t unqueued_parts; /* partitions with unqueued != RT_NONE */
     uint32_t refill_cursor;
+    uint32_t deadline_cursor; /* next partition rt_tasks_expired looks at */
     uint32_t q_mask;
     uint32_t q_cancels; /* cancel notices in the ring (rt_tasks_forget_instance) */
     uint32_t reserved;
@@ -365,7 +368,7 @@ static inline bool rt_tnode_linked(const struct rt_tnode *n)
 /** Store a task for VM command m of instance `ref` and queue it. Returns 0 (the caller
  *  checked that a slot is free). */
 void rt_task_create(struct rt_core *c, uint32_t part_idx, struct rt_part *p, uint32_t ref,
-                    struct rt_inst *in, const struct vm_cmd *m, uint64_t cause);
+                    struct rt_inst *in, const struct vm_cmd *m, uint64_t cause, uint64_t now_ns);
 /** Free the in-flight task of instance `in` for (act, seq), if there is one. */
 void rt_task_finish(struct rt_core *c, uint32_t part_idx, struct rt_part *p, struct rt_inst *in,
                     unsigned act, uint32_t seq);

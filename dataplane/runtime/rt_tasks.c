@@ -74,8 +74,20 @@ static uint16_t rt_task_args(struct rt_part *p, const struct vm_cmd *m, uint8_t 
     return 0;
 }
 
+/* The run's schedule-to-close deadline in whole seconds (rounded up), 0 when it has none. */
+static uint32_t rt_task_deadline_s(const struct rt_core *c, const struct rt_inst *in, unsigned act,
+                                   uint64_t now_ns)
+{
+    const struct rt_def *d = rt_registry_def(c->reg, in->def_id);
+    struct flow_activity_info info;
+    if (!d || flow_def_activity(d->def, act, &info) != 0 || info.schedule_to_close_ns == 0)
+        return 0;
+    uint64_t s = (now_ns + info.schedule_to_close_ns + 999999999u) / 1000000000u;
+    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
+
 void rt_task_create(struct rt_core *c, uint32_t pidx, struct rt_part *p, uint32_t ref,
-                    struct rt_inst *in, const struct vm_cmd *m, uint64_t cause)
+                    struct rt_inst *in, const struct vm_cmd *m, uint64_t cause, uint64_t now_ns)
 {
     assert(p->task_free_count > 0 && p->task_free != RT_NONE);
     struct rt_task_slot *ts = rt_part_tasks(p);
@@ -91,6 +103,7 @@ void rt_task_create(struct rt_core *c, uint32_t pidx, struct rt_part *p, uint32_
     t->act = m->index;
     t->nargs = m->nargs;
     t->args_len = rt_task_args(p, m, t->args);
+    t->deadline_s = rt_task_deadline_s(c, in, m->index, now_ns);
     t->next_inst = in->task_head;
     in->task_head = ti;
     t->next = RT_NONE;
@@ -211,6 +224,7 @@ static void rt_task_fill(const struct rt_core *c, const struct rt_part *p, struc
     out->activity = info.name;
     out->act_index = (uint16_t)act;
     out->seq = seq;
+    out->def = d->def;
     uint32_t pending_seq = 0, attempts = 0;
     vm_record_activity(d->def, rt_inst_record(in, d->timer_slots), act, &pending_seq, &attempts);
     out->attempt = attempts + 1;
@@ -249,6 +263,7 @@ int rt_tasks_peek(struct rt_core *c, struct rt_task *out)
         }
         rt_task_fill(c, p, rt_part_inst(p, t->inst_ref), t->act, t->seq, out);
         out->kind = RT_TASK_RUN;
+        out->deadline_ns = (uint64_t)t->deadline_s * 1000000000u;
         out->nargs = t->nargs;
         out->args = t->args;
         out->args_len = t->args_len;
@@ -283,6 +298,67 @@ void rt_tasks_pending(const struct rt_core *c, uint32_t *queued, uint64_t *flagg
             n++;
     }
     *flagged = n;
+}
+
+unsigned rt_tasks_list(const struct rt_core *c, uint64_t skip, struct rt_task *out, unsigned max)
+{
+    unsigned n = 0;
+    for (uint32_t pi = 0; pi < c->part_count && n < max; pi++) {
+        const struct rt_part *p = c->parts[pi].p;
+        const struct rt_task_slot *ts = rt_part_tasks(p);
+        for (uint32_t ti = p->task_head; ti != RT_NONE && n < max; ti = ts[ti].next) {
+            if (skip > 0) {
+                skip--;
+                continue;
+            }
+            const struct rt_task_slot *t = &ts[ti];
+            struct rt_task *o = &out[n++];
+            memset(o, 0, sizeof(*o));
+            rt_task_fill(c, p, rt_part_inst(p, t->inst_ref), t->act, t->seq, o);
+            o->kind = RT_TASK_RUN;
+            o->deadline_ns = (uint64_t)t->deadline_s * 1000000000u;
+            o->nargs = t->nargs;
+            o->args = t->args;
+            o->args_len = t->args_len;
+            o->cause = t->cause;
+            o->serial = t->serial;
+        }
+    }
+    return n;
+}
+
+unsigned rt_tasks_expired(struct rt_core *c, uint64_t now_ns, unsigned parts_max,
+                          struct rt_expired *out, unsigned max)
+{
+    unsigned n = 0;
+    uint64_t now_s = now_ns / 1000000000u;
+    for (unsigned k = 0; k < parts_max && k < c->part_count && n < max; k++) {
+        uint32_t pi = c->deadline_cursor;
+        const struct rt_part *p = c->parts[pi].p;
+        const struct rt_task_slot *ts = rt_part_tasks(p);
+        bool whole = true;
+        for (uint32_t ti = p->task_head; ti != RT_NONE; ti = ts[ti].next) {
+            const struct rt_task_slot *t = &ts[ti];
+            if (t->deadline_s == 0 || t->deadline_s > now_s)
+                continue;
+            if (n == max) {
+                whole = false; /* the rest of this partition on the next call */
+                break;
+            }
+            const struct rt_inst *in = rt_part_inst(p, t->inst_ref);
+            const struct rt_def *d = rt_registry_def(c->reg, in->def_id);
+            uint8_t id_len;
+            const char *id = rt_inst_id(p, in, &id_len);
+            const struct rt_type *ty = &c->reg->types[d->type_id];
+            out[n++] = (struct rt_expired){ .key = wf_key_make(ty->name, ty->name_len, id, id_len),
+                                            .part_id = p->part_id,
+                                            .act = t->act,
+                                            .seq = t->seq };
+        }
+        if (whole)
+            c->deadline_cursor = pi + 1 == c->part_count ? 0 : pi + 1;
+    }
+    return n;
 }
 
 void rt_tasks_reset(struct rt_core *c)

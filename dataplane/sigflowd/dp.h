@@ -47,7 +47,6 @@
 #define DP_OUTBOUND_TASKS           4096 /* activity tasks queued per owner (rt outbound queue) */
 #define DP_FIRINGS_MAX              64   /* timer firings taken per owner loop iteration */
 #define DP_TASKS_PER_POLL           64   /* tasks dispatched per owner loop iteration */
-#define DP_TASK_LIST_MAX            4096 /* dispatched tasks kept for `activity list` per owner */
 #define DP_DEFS_REPORT_MAX          64
 #define DP_STATES_REPORT_MAX        FLOW_STATES_MAX
 
@@ -105,9 +104,13 @@ enum dp_counter {
     DP_C_NACKS,            /* NACK datagrams sent at once (refused events: overloaded) */
     DP_C_REPLAYED,         /* records replayed from the log at start-up */
     DP_C_TIMERS_FIRED,     /* timer firings logged and applied */
-    DP_C_TASKS_DISPATCHED, /* activity tasks released after their record was durable */
+    DP_C_TASKS_DISPATCHED, /* activity tasks put into the channel once their record was durable */
     DP_C_TOMBSTONES_SWEPT, /* expired tombstones removed (logged sweeps, replay included) */
     DP_C_DELETED,          /* workflows deleted by an operator (replay included) */
+    DP_C_TASKS_DONE,       /* results from sigflow-control: runs done, logged and applied */
+    DP_C_TASKS_FAILED,     /* ... runs failed for good */
+    DP_C_TASK_ATTEMPTS_FAILED, /* ... attempts failed and retried (ATTEMPT records) */
+    DP_C_TASKS_EXPIRED,        /* runs failed by their schedule-to-close deadline */
     DP_C_COUNT
 };
 
@@ -126,6 +129,7 @@ enum dp_drop {
     DP_DROP_REPLY_SUPPRESSED, /* a reply would exceed the bytes its source sent (dp_ack.c) */
     DP_DROP_REPLY_RATE,       /* a reply to unauthenticated traffic over the per-source rate */
     DP_DROP_QUOTA,            /* refused: a new workflow over its type's [quota] */
+    DP_DROP_CHAN_RESULT,      /* a result from sigflow-control out of range or not this core's */
     DP_DROP_COUNT
 };
 
@@ -161,6 +165,8 @@ struct dp_snap {
     uint64_t manifest_ticket;       /* the MANIFEST write that must be durable before release */
 };
 
+struct dp_chan_owner; /* dp_chan.h */
+
 struct dp_rxq {
     uint16_t port;
     uint16_t queue;
@@ -192,9 +198,10 @@ struct dp_lcore {
     uint64_t reg_gen;          /* registry generation this owner uses (and has logged) */
     struct rt_firing firings[DP_FIRINGS_MAX]; /* due timers not yet logged and applied */
     unsigned firing_count;
-    struct dp_task_list *tasks;          /* dispatched activity tasks, for `activity list` */
+    struct dp_chan_owner *chan;          /* the channel to sigflow-control (dp_chan.h) */
     uint32_t sweep_part;                 /* next partition the tombstone sweep looks at */
     uint64_t sweep_ns;                   /* last sweep step */
+    uint64_t deadline_ns;                /* last schedule-to-close step (dp_input_deadlines) */
     uint64_t rt_status[RT_STATUS_COUNT]; /* apply results by status */
     uint64_t quota_max[RT_TYPES_MAX];    /* per type id: this owner's share (0: none) */
     uint64_t quota_gen;                  /* registry generation quota_max was made for */

@@ -269,6 +269,7 @@ void dp_config_defaults(struct dp_config *cfg)
     cfg->ack_groups = 8192;
     cfg->instance_bytes = 256;
     cfg->tasks_per_partition = 16;
+    cfg->activity_slots = 4096;
     cfg->tombstone_retention_s = 86400;
     cfg->snapshot_interval_s = 300;
     cfg->snapshot_log_bytes = 1ull << 30;

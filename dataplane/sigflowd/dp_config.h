@@ -69,6 +69,7 @@ struct dp_config {
     /* [runtime] */
     unsigned instance_bytes;        /* largest instance (header + timers + record) planned for */
     unsigned tasks_per_partition;   /* activity runs in flight per partition */
+    uint32_t activity_slots;        /* per owner: tasks and results in the channel (power of 2) */
     unsigned tombstone_retention_s; /* how long a completed workflow refuses new signals */
     /* [snapshot] */
     unsigned snapshot_interval_s; /* take one this often (0: not by time) */

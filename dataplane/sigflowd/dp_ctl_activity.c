@@ -44,12 +44,11 @@ json_t *dp_ctl_activities(const struct dp_ctl_cmd *cmd)
             json_t *args = json_array();
             for (int a = 0; a < n; a++)
                 json_array_append_new(args, dp_ctl_value(&vals[a]));
-            json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:I, s:I, s:o, s:I, s:o}", "type",
+            json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:I, s:I, s:o, s:o}", "type",
                                                  t->type, "id", dp_ctl_cstr(t->id), "activity",
                                                  t->activity, "seq", (json_int_t)t->seq, "attempt",
                                                  (json_int_t)t->attempt, "idempotency_key",
-                                                 dp_ctl_cstr(t->idempotency_key), "dispatched_ns",
-                                                 (json_int_t)t->dispatched_ns, "args", args));
+                                                 dp_ctl_cstr(t->idempotency_key), "args", args));
         }
     }
     dp_ctl_req_free(req);

@@ -97,6 +97,19 @@ static int dp_ctl_history_entry(const struct wal_record_view *v, const struct fl
         dp_ctl_time(e, "time", a->now_ns);
         break;
     }
+    case DP_REC_ATTEMPT: {
+        const struct dp_rec_attempt *a = &rec.u.attempt;
+        struct flow_activity_info info = { .name = NULL };
+        json_object_set_new(e, "kind", json_string("attempt_failed"));
+        if (def && flow_def_activity(def, a->act, &info) == 0 && info.name)
+            json_object_set_new(e, "activity", json_string(info.name));
+        json_object_set_new(e, "activity_index", json_integer(a->act));
+        json_object_set_new(e, "seq", json_integer(a->seq));
+        json_object_set_new(e, "attempt", json_integer(a->attempt));
+        json_object_set_new(e, "reason", dp_ctl_text(a->reason, a->reason_len));
+        dp_ctl_time(e, "time", a->now_ns);
+        break;
+    }
     case DP_REC_NOTE: {
         const struct dp_rec_note *n = &rec.u.note;
         const struct flow_def *nd = dp_ctl_def(n->def_id);

@@ -279,6 +279,36 @@ int dp_input_activity(struct dp_lcore *lc, uint32_t partition, struct wf_key key
     return 0;
 }
 
+int dp_input_attempt(struct dp_lcore *lc, uint32_t partition, struct wf_key key, unsigned act,
+                     uint32_t seq, uint32_t attempt, const char *reason, uint16_t reason_len,
+                     int *status)
+{
+    struct rt_part *part = dp_node.parts[partition];
+    uint32_t ref = rt_inst_find(part, key);
+    struct rt_hlink loc = { 0, 0 };
+    if (lc->wal) {
+        struct dp_rec_attempt a = { .act = (uint16_t)act,
+                                    .reason_len = reason_len,
+                                    .seq = seq,
+                                    .attempt = attempt,
+                                    .now_ns = dp_now_ns(),
+                                    .prev = dp_input_head(part, ref),
+                                    .reason = reason };
+        uint8_t rec[DP_REC_ATTEMPT_MAX];
+        uint32_t len = dp_rec_attempt_encode(&a, rec, sizeof(rec));
+        if (len == 0)
+            return -EINVAL;
+        uint64_t lsn;
+        int rc = dp_input_log(lc, DP_REC_ATTEMPT, partition, key, rec, len, false, &lsn, &loc);
+        if (rc != 0)
+            return rc;
+    }
+    *status = rt_note_attempt(lc->rt, part, key, act, seq, attempt);
+    if (lc->wal && ref != RT_NONE)
+        rt_inst_set_hlink(part, ref, loc);
+    return 0;
+}
+
 int dp_input_delete(struct dp_lcore *lc, uint32_t partition, struct wf_key key,
                     const struct dp_rec_delete *names, uint64_t *lsn, int *status)
 {
@@ -302,6 +332,30 @@ int dp_input_delete(struct dp_lcore *lc, uint32_t partition, struct wf_key key,
     if (*status == RT_APPLIED)
         lc->counters[DP_C_DELETED]++;
     return 0;
+}
+
+#define DP_DEADLINE_PERIOD_NS 100000000ull /* schedule-to-close deadlines looked at this often */
+#define DP_DEADLINE_PARTS     64u          /* partitions looked at per step */
+#define DP_DEADLINE_RUNS      32u          /* expiries logged per step */
+
+unsigned dp_input_deadlines(struct dp_lcore *lc, uint64_t now)
+{
+    if (now - lc->deadline_ns < DP_DEADLINE_PERIOD_NS)
+        return 0;
+    lc->deadline_ns = now;
+    struct rt_expired ex[DP_DEADLINE_RUNS];
+    unsigned n = rt_tasks_expired(lc->rt, now, DP_DEADLINE_PARTS, ex, DP_DEADLINE_RUNS);
+    unsigned done = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int st;
+        /* the run fails as if its executor gave up: logged first, replayed the same */
+        if (dp_input_activity(lc, ex[i].part_id, ex[i].key, ex[i].act, ex[i].seq, true, 0, &st) !=
+            0)
+            break; /* the log is behind: found again on a later step */
+        lc->counters[DP_C_TASKS_EXPIRED]++;
+        done++;
+    }
+    return done;
 }
 
 #define DP_SWEEP_PERIOD_NS 5000000ull /* one sweep step per owner this often */

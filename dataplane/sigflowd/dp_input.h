@@ -26,6 +26,18 @@ unsigned dp_input_timers(struct dp_lcore *lc, uint64_t now);
 int dp_input_activity(struct dp_lcore *lc, uint32_t partition, struct wf_key key, unsigned act,
                       uint32_t seq, bool failed, int64_t result, int *status);
 
+/** Log and apply a failed attempt of activity `act` run `seq` that the control plane
+ *  retries (reason[0..reason_len) its executor's words, ≤ DP_REC_REASON_MAX): 0 with
+ *  *status the enum rt_status, -EINVAL (reason too long), -EAGAIN when the log is behind
+ *  (nothing logged or applied), or the log's failure. */
+int dp_input_attempt(struct dp_lcore *lc, uint32_t partition, struct wf_key key, unsigned act,
+                     uint32_t seq, uint32_t attempt, const char *reason, uint16_t reason_len,
+                     int *status);
+
+/** Every DP_DEADLINE_PERIOD_NS: runs whose schedule-to-close deadline passed are logged and
+ *  applied as failed (rt_tasks_expired), a bounded number per step. Returns how many. */
+unsigned dp_input_deadlines(struct dp_lcore *lc, uint64_t now);
+
 /** Log and apply an operator's delete of key's workflow, named by *names (the record
  *  carries them; replay re-hashes them): 0 with *status RT_APPLIED or RT_NOT_FOUND and
  *  *lsn the record's LSN (0: nothing logged), -EINVAL (bad names), -EAGAIN (log behind). */

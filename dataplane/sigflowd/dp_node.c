@@ -62,6 +62,10 @@ static const char *const dp_counter_names[] = {
     [DP_C_TASKS_DISPATCHED] = "tasks_dispatched",
     [DP_C_TOMBSTONES_SWEPT] = "tombstones_swept",
     [DP_C_DELETED] = "workflows_deleted",
+    [DP_C_TASKS_DONE] = "tasks_done",
+    [DP_C_TASKS_FAILED] = "tasks_failed",
+    [DP_C_TASK_ATTEMPTS_FAILED] = "task_attempts_failed",
+    [DP_C_TASKS_EXPIRED] = "tasks_expired",
 };
 
 static const char *const dp_drop_names[] = {
@@ -78,6 +82,7 @@ static const char *const dp_drop_names[] = {
     [DP_DROP_REPLY_SUPPRESSED] = "reply_suppressed",
     [DP_DROP_REPLY_RATE] = "reply_rate_limited",
     [DP_DROP_QUOTA] = "quota",
+    [DP_DROP_CHAN_RESULT] = "activity_result_invalid",
 };
 
 _Static_assert(sizeof(dp_counter_names) / sizeof(dp_counter_names[0]) == DP_C_COUNT,

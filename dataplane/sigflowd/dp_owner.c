@@ -19,6 +19,7 @@
 #include <rte_ring_elem.h>
 
 #include "dp.h"
+#include "dp_chan.h"
 #include "dp_input.h"
 #include "dp_owner.h"
 #include "dp_req.h"
@@ -73,8 +74,10 @@ unsigned dp_owner_poll(struct dp_lcore *lc)
     if (unlikely(dp_node.fatal || dp_node.power_cut_seed))
         return 0;
     dp_input_adopt(lc);
+    total += dp_chan_poll(lc);
     uint64_t now = dp_now_ns();
     total += dp_input_timers(lc, now) + dp_runtime_tasks(lc) + dp_input_sweep(lc, now);
+    total += dp_input_deadlines(lc, now);
     total += dp_snap_poll(lc);
     for (unsigned r = 0; r < lc->in_count; r++)
         total += dp_owner_drain(lc, r, batch);

@@ -125,10 +125,6 @@ static int dp_req_activity(struct dp_lcore *lc, struct dp_req_activity *r)
     if (rc != 0)
         return rc; /* -EAGAIN: the log is behind, nothing applied */
     r->rt_status = st;
-    struct dp_task_list *tl = lc->tasks;
-    for (unsigned i = 0; i < DP_TASK_LIST_MAX; i++)
-        if (tl->task[i].seq == r->seq && wf_key_equal(tl->task[i].key, r->wf.key))
-            tl->task[i].done = true;
     return 0;
 }
 
@@ -167,15 +163,33 @@ static void dp_req_counts(struct dp_lcore *lc, struct dp_req_counts *r)
     r->timers_armed = rt_timers_armed(lc->rt);
 }
 
+/* Every run in flight on this owner (not only those dispatched: a run waits in the queue
+ * while sigflow-control is away), up to r->limit, oldest first per partition. */
 static void dp_req_tasks_copy(struct dp_lcore *lc, struct dp_req_tasks *r)
 {
-    const struct dp_task_list *tl = lc->tasks;
+    struct rt_task batch[DP_REQ_TASKS_BATCH];
     r->count = 0;
-    for (unsigned i = 0; i < DP_TASK_LIST_MAX && r->count < r->limit; i++) {
-        const struct dp_task *t = &tl->task[i];
-        if (t->seq == 0 || t->done)
-            continue;
-        r->out[r->count++] = *t;
+    while (r->count < r->limit) {
+        unsigned want = RTE_MIN(r->limit - r->count, DP_REQ_TASKS_BATCH);
+        unsigned n = rt_tasks_list(lc->rt, r->count, batch, want);
+        for (unsigned i = 0; i < n; i++) {
+            const struct rt_task *t = &batch[i];
+            struct dp_task *d = &r->out[r->count++];
+            memset(d, 0, sizeof(*d));
+            d->key = t->key;
+            d->part_id = t->part_id;
+            d->act_index = t->act_index;
+            d->seq = t->seq;
+            d->attempt = t->attempt;
+            memcpy(d->type, t->type, RTE_MIN((size_t)t->type_len, sizeof(d->type) - 1));
+            memcpy(d->id, t->id, RTE_MIN((size_t)t->id_len, sizeof(d->id) - 1));
+            snprintf(d->activity, sizeof(d->activity), "%s", t->activity);
+            d->args_len = RTE_MIN(t->args_len, (uint16_t)sizeof(d->args));
+            memcpy(d->args, t->args, d->args_len);
+            rt_task_idempotency_key(t, d->idempotency_key, sizeof(d->idempotency_key));
+        }
+        if (n < want)
+            break;
     }
 }
 

@@ -69,6 +69,22 @@ uint32_t dp_rec_activity_encode(const struct dp_rec_activity *a, uint8_t *out, s
     return DP_REC_ACTIVITY_LEN;
 }
 
+uint32_t dp_rec_attempt_encode(const struct dp_rec_attempt *a, uint8_t *out, size_t cap)
+{
+    if (a->reason_len > DP_REC_REASON_MAX || cap < DP_REC_ATTEMPT_HDR + (size_t)a->reason_len)
+        return 0;
+    sf_le16_put(out, a->act);
+    sf_le16_put(out + 2, a->reason_len);
+    sf_le32_put(out + 4, a->seq);
+    sf_le32_put(out + 8, a->attempt);
+    sf_le32_put(out + 12, 0);
+    sf_le64_put(out + 16, a->now_ns);
+    dp_hlink_put(out + 24, a->prev);
+    if (a->reason_len)
+        memcpy(out + DP_REC_ATTEMPT_HDR, a->reason, a->reason_len);
+    return DP_REC_ATTEMPT_HDR + a->reason_len;
+}
+
 uint32_t dp_rec_deploy_encode(uint64_t gen, uint8_t *out, size_t cap)
 {
     if (cap < DP_REC_DEPLOY_LEN)
@@ -166,6 +182,20 @@ int dp_rec_decode(unsigned type, const uint8_t *p, uint32_t len, struct dp_rec *
         out->u.activity.now_ns = sf_le64_get(p + 16);
         out->u.activity.prev = dp_hlink_get(p + 24);
         return 0;
+    case DP_REC_ATTEMPT: {
+        struct dp_rec_attempt *a = &out->u.attempt;
+        if (len < DP_REC_ATTEMPT_HDR || sf_le16_get(p + 2) > DP_REC_REASON_MAX ||
+            len != DP_REC_ATTEMPT_HDR + (uint32_t)sf_le16_get(p + 2) || sf_le32_get(p + 12) != 0)
+            return -EBADMSG;
+        a->act = sf_le16_get(p);
+        a->reason_len = sf_le16_get(p + 2);
+        a->seq = sf_le32_get(p + 4);
+        a->attempt = sf_le32_get(p + 8);
+        a->now_ns = sf_le64_get(p + 16);
+        a->prev = dp_hlink_get(p + 24);
+        a->reason = (const char *)p + DP_REC_ATTEMPT_HDR;
+        return 0;
+    }
     case DP_REC_DEPLOY:
         if (len != DP_REC_DEPLOY_LEN)
             return -EBADMSG;
@@ -232,6 +262,8 @@ struct rt_hlink dp_rec_prev(const struct dp_rec *r)
         return r->u.activity.prev;
     case DP_REC_NOTE:
         return r->u.note.prev;
+    case DP_REC_ATTEMPT:
+        return r->u.attempt.prev;
     default:
         return (struct rt_hlink){ 0, 0 };
     }

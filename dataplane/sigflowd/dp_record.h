@@ -29,6 +29,11 @@
  *       0  u64 now_ns            8  u32 budget
  *   DELETE (7)   an operator deleted the workflow                      2 B + type + id
  *       0  u8 type_len           1  u8 id_len           2  type | id
+ *   ATTEMPT (8)  attempt `attempt` of a run failed; the control plane retries it
+ *                                                                        40 B + reason
+ *       0  u16 activity index    2  u16 reason_len      4  u32 seq
+ *       8  u32 attempt          12  u32 0              16  u64 now_ns     24 16 B prev
+ *      40  reason (UTF-8 as the executor wrote it, ≤ DP_REC_REASON_MAX bytes)
  *
  * SIGNAL and DELETE carry the workflow's names: replay checks that they re-hash to the
  * header's key (and, for signals, partition); a mismatch is corruption.
@@ -55,6 +60,7 @@ enum dp_rec_type {
     DP_REC_NOTE = 5,
     DP_REC_SWEEP = 6,
     DP_REC_DELETE = 7,
+    DP_REC_ATTEMPT = 8,
 };
 
 #define DP_REC_SIGNAL_HDR   40u
@@ -67,6 +73,9 @@ enum dp_rec_type {
 #define DP_REC_NOTE_MAX     (DP_REC_NOTE_HDR + DP_REC_NOTE_RUN * DP_REC_NOTE_RUNS)
 #define DP_REC_SWEEP_LEN    12u
 #define DP_REC_DELETE_HDR   2u
+#define DP_REC_ATTEMPT_HDR  40u
+#define DP_REC_REASON_MAX   192u /* == CHAN_REASON_MAX */
+#define DP_REC_ATTEMPT_MAX  (DP_REC_ATTEMPT_HDR + DP_REC_REASON_MAX)
 
 /* The largest SIGNAL payload: header, three names at their maxima, the fields at theirs
  * (binary and JSON forms share SF_FIELDS_LEN_MAX: the parsers refuse longer ones). */
@@ -111,6 +120,15 @@ struct dp_rec_activity {
     struct rt_hlink prev;
 };
 
+struct dp_rec_attempt {
+    uint16_t act;
+    uint16_t reason_len;
+    uint32_t seq, attempt;
+    uint64_t now_ns;
+    struct rt_hlink prev;
+    const char *reason; /* view */
+};
+
 struct dp_rec_note {
     struct rt_hlink prev;
     uint16_t def_id;
@@ -140,6 +158,7 @@ struct dp_rec {
         struct dp_rec_note note;
         struct dp_rec_sweep sweep;
         struct dp_rec_delete del;
+        struct dp_rec_attempt attempt;
     } u;
 };
 
@@ -156,6 +175,8 @@ uint32_t dp_rec_deploy_encode(uint64_t gen, uint8_t *out, size_t cap);
 uint32_t dp_rec_note_encode(const struct dp_rec_note *n, uint8_t *out, size_t cap);
 uint32_t dp_rec_sweep_encode(const struct dp_rec_sweep *s, uint8_t *out, size_t cap);
 uint32_t dp_rec_delete_encode(const struct dp_rec_delete *d, uint8_t *out, size_t cap);
+/** reason_len above DP_REC_REASON_MAX is refused (0). */
+uint32_t dp_rec_attempt_encode(const struct dp_rec_attempt *a, uint8_t *out, size_t cap);
 
 /**
  * Decode payload p[0..len) of a record of `type` into *out; views point into p. Reads no

@@ -130,6 +130,14 @@ int dp_recover_record(struct dp_replay_src *src, const struct wal_record_view *r
                                       a->now_ns, r->lsn, &fx);
         break;
     }
+    case DP_REC_ATTEMPT: {
+        const struct dp_rec_attempt *a = &rec.u.attempt;
+        rt_note_attempt(lc->rt, part, key, a->act, a->seq, a->attempt);
+        uint32_t ref = rt_inst_find(part, key);
+        if (ref != RT_NONE)
+            rt_inst_set_hlink(part, ref, loc);
+        return 0;
+    }
     case DP_REC_DELETE:
         if (rt_delete(lc->rt, part, key) == RT_APPLIED)
             lc->counters[DP_C_DELETED]++;

@@ -32,8 +32,6 @@ struct dp_task {
     uint16_t act_index;
     uint16_t args_len;
     uint32_t seq, attempt;
-    uint64_t dispatched_ns;
-    bool done; /* its result was applied */
     char type[SF_TYPE_LEN_MAX + 1];
     char id[SF_ID_LEN_MAX + 1];
     char activity[FLOW_NAME_LEN_MAX + 1];
@@ -41,11 +39,7 @@ struct dp_task {
     uint8_t args[RT_TASK_ARGS_BYTES];
 };
 
-struct dp_task_list {
-    uint64_t next;
-    unsigned count;
-    struct dp_task task[DP_TASK_LIST_MAX];
-};
+#define DP_REQ_TASKS_BATCH 64u /* runs the owner lists per rt_tasks_list call */
 
 struct dp_def_counts {
     const struct flow_def *def;

@@ -30,6 +30,7 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_chan.h"
 #include "dp_req.h"
 #include "dp_runtime.h"
 #include "sf_mem.h"
@@ -215,8 +216,7 @@ int dp_runtime_init(struct dp_node *node, unsigned owner, void *mem, size_t byte
         at += one;
     }
     rt_core_set_registry(lc->rt, node->registries[0]);
-    lc->tasks = rte_zmalloc("dp_tasks", sizeof(*lc->tasks), RTE_CACHE_LINE_SIZE);
-    return lc->tasks ? 0 : -ENOMEM;
+    return 0;
 }
 
 size_t dp_runtime_owner_bytes(const struct dp_node *node, unsigned owned)
@@ -291,33 +291,21 @@ void dp_runtime_prefetch(const struct dp_event *evs, unsigned n, uint32_t *refs)
 
 /* ---- timers and tasks ------------------------------------------------------------- */
 
-/* Tasks whose scheduling record is durable leave for the (manual, for now) executor. */
+/* Tasks whose scheduling record is durable leave for sigflow-control, as many as the
+ * channel takes; without a channel (or with a full one) they wait in the runtime's queue,
+ * nothing dropped (dp_chan.h). */
 unsigned dp_runtime_tasks(struct dp_lcore *lc)
 {
+    if (!dp_chan_ready(lc))
+        return 0;
     uint64_t durable = lc->wal ? wal_durable_lsn(lc->wal) : UINT64_MAX;
-    struct dp_task_list *tl = lc->tasks;
     struct rt_task t;
     unsigned n = 0;
     while (n < DP_TASKS_PER_POLL && rt_tasks_peek(lc->rt, &t) == 0 && t.cause <= durable) {
-        if (t.kind == RT_TASK_RUN) {
-            struct dp_task *d = &tl->task[tl->next++ % DP_TASK_LIST_MAX];
-            if (tl->count < DP_TASK_LIST_MAX)
-                tl->count++;
-            memset(d, 0, sizeof(*d));
-            d->key = t.key;
-            d->part_id = t.part_id;
-            d->act_index = t.act_index;
-            d->seq = t.seq;
-            d->attempt = t.attempt;
-            d->dispatched_ns = dp_now_ns();
-            memcpy(d->type, t.type, t.type_len);
-            memcpy(d->id, t.id, t.id_len);
-            snprintf(d->activity, sizeof(d->activity), "%s", t.activity);
-            d->args_len = t.args_len < sizeof(d->args) ? t.args_len : (uint16_t)sizeof(d->args);
-            memcpy(d->args, t.args, d->args_len);
-            rt_task_idempotency_key(&t, d->idempotency_key, sizeof(d->idempotency_key));
+        if (dp_chan_push_task(lc, &t) != 0)
+            break; /* full: the same task on a later pass */
+        if (t.kind == RT_TASK_RUN)
             lc->counters[DP_C_TASKS_DISPATCHED]++;
-        }
         rt_tasks_pop(lc->rt);
         n++;
     }

@@ -30,6 +30,7 @@
 #include <rte_malloc.h>
 
 #include "dp.h"
+#include "dp_chan.h"
 #include "dp_ack.h"
 #include "dp_ctl.h"
 #include "dp_fault.h"
@@ -228,6 +229,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "sigflowd: control socket %s: %s\n", sock, strerror(-rc));
         return 1;
     }
+    char chan_sock[DP_PATH_MAX + 32];
+    snprintf(chan_sock, sizeof(chan_sock), "%s/activity.sock", dp_node.cfg.dir);
+    rc = dp_chan_start(&dp_node, chan_sock);
+    if (rc != 0) {
+        fprintf(stderr, "sigflowd: activity socket %s: %s\n", chan_sock, strerror(-rc));
+        return 1;
+    }
     dp_write_pid(dp_node.cfg.dir);
     fprintf(stderr,
             "sigflowd: ready: %u lcores (%u rx, %u owners), %u partitions, udp port %u, "
@@ -239,6 +247,7 @@ int main(int argc, char **argv)
 
     fprintf(stderr, "sigflowd: stopping\n");
     dp_ctl_stop();
+    dp_chan_stop();
     if (dp_node.power_cut_seed)
         dp_fault_power_cut_finish(&dp_node);
     if (dp_node.fatal) {

@@ -286,8 +286,9 @@ static void test_activity_tasks(void **state)
     assert_int_equal(rt_tasks_peek(e.core, &task), -ENOENT);
     /* the control plane retries once, then succeeds */
     struct rt_part *p = rt_part_of(&e, k);
-    assert_int_equal(rt_note_attempt(e.core, p, k, 0, 1), RT_APPLIED);
-    assert_int_equal(rt_note_attempt(e.core, p, k, 0, 2), RT_IGNORED);
+    assert_int_equal(rt_note_attempt(e.core, p, k, 0, 1, 1), RT_APPLIED);
+    assert_int_equal(rt_note_attempt(e.core, p, k, 0, 1, 1), RT_IGNORED); /* repeated */
+    assert_int_equal(rt_note_attempt(e.core, p, k, 0, 2, 1), RT_IGNORED); /* stale seq */
     struct rt_describe d;
     rt_describe_of(&e, "device", "d9", &d);
     assert_int_equal(d.activities[0].attempts, 1);

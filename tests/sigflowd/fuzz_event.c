@@ -124,7 +124,6 @@ static int fe_reply_fd = -1;           /* lc->sock_fd: one end of a socketpair *
 static int fe_peer_fd = -1;            /* the other end: must never have anything to read */
 static struct dp_lcore *fe_lc;
 static uint64_t fe_inputs;
-static uint64_t fe_task_cursor; /* next dispatched task (lc->tasks) to finish */
 static const uint8_t fe_secret[WF_KEY_SECRET_LEN] = { 0x5f, 0x1e, 0x77, 0x03, 0xc2, 0x9a };
 
 /* ---- seeds --------------------------------------------------------------------------- */
@@ -607,21 +606,16 @@ static void fe_renumber(uint8_t *d, size_t size)
     }
 }
 
-/* Finish the oldest dispatched activity run still open (complete or fail it), as the
+/* Finish the oldest activity run in flight (complete or fail it), as the
  * owner does for `sigflowctl activity complete|fail`: a logged DP_REC_ACTIVITY applied
  * through the runtime. Without it every workflow would wait on its first activity. */
 static void fe_finish_one_task(struct dp_lcore *lc)
 {
-    struct dp_task_list *tl = lc->tasks;
-    if (fe_task_cursor + tl->count < tl->next)
-        fe_task_cursor = tl->next - tl->count; /* older ones were overwritten */
-    while (fe_task_cursor < tl->next && tl->task[fe_task_cursor % DP_TASK_LIST_MAX].done)
-        fe_task_cursor++;
-    if (fe_task_cursor == tl->next)
+    struct rt_task t;
+    if (rt_tasks_list(lc->rt, 0, &t, 1) == 0)
         return;
-    const struct dp_task *t = &tl->task[fe_task_cursor++ % DP_TASK_LIST_MAX];
     int st;
-    int rc = dp_input_activity(lc, t->part_id, t->key, t->act_index, t->seq, fe_inputs % 3 == 0,
+    int rc = dp_input_activity(lc, t.part_id, t.key, t.act_index, t.seq, fe_inputs % 3 == 0,
                                (int64_t)(fe_inputs % FE_RESULT_MOD), &st);
     FE_CHECK(rc == 0 || rc == -EAGAIN);
 }

@@ -173,12 +173,48 @@ static void test_hlink(void **state)
     assert_false(dp_hlink_lsn_matches(l, 0x123456789abdull));
 }
 
+/* ATTEMPT (8): 40-byte header, then the executor's reason; lengths checked both ways. */
+static void test_attempt(void **state)
+{
+    (void)state;
+    uint8_t out[DP_REC_ATTEMPT_MAX + 8];
+    struct dp_rec r;
+    struct dp_rec_attempt a = { .act = 0x0102,
+                                .reason_len = 8,
+                                .seq = 0x0a0b0c0d,
+                                .attempt = 3,
+                                .now_ns = 77,
+                                .prev = { 0, 0 },
+                                .reason = "HTTP 503" };
+    assert_int_equal(dp_rec_attempt_encode(&a, out, sizeof(out)), 48);
+    static const uint8_t want[] = { 0x02, 0x01, 8, 0, 0x0d, 0x0c, 0x0b, 0x0a, 3, 0, 0, 0,
+                                    0,    0,    0, 0, 77,   0,    0,    0,    0, 0, 0, 0 };
+    assert_memory_equal(out, want, sizeof(want));
+    assert_memory_equal(out + 40, "HTTP 503", 8);
+    assert_int_equal(dp_rec_decode(DP_REC_ATTEMPT, out, 48, &r), 0);
+    assert_int_equal(r.u.attempt.attempt, 3);
+    assert_int_equal(r.u.attempt.seq, a.seq);
+    assert_int_equal(r.u.attempt.reason_len, 8);
+    assert_memory_equal(r.u.attempt.reason, "HTTP 503", 8);
+    assert_int_equal(dp_rec_decode(DP_REC_ATTEMPT, out, 47, &r), -EBADMSG); /* reason cut */
+    assert_int_equal(dp_rec_decode(DP_REC_ATTEMPT, out, 49, &r), -EBADMSG); /* bytes after */
+    assert_int_equal(dp_rec_decode(DP_REC_ATTEMPT, out, 39, &r), -EBADMSG);
+    out[12] = 1; /* reserved */
+    assert_int_equal(dp_rec_decode(DP_REC_ATTEMPT, out, 48, &r), -EBADMSG);
+    a.reason_len = DP_REC_REASON_MAX + 1;
+    assert_int_equal(dp_rec_attempt_encode(&a, out, sizeof(out)), 0);
+    a.reason_len = 8;
+    assert_int_equal(dp_rec_attempt_encode(&a, out, 47), 0); /* does not fit */
+    out[2] = 0xff, out[3] = 0xff; /* a reason length beyond the maximum */
+    assert_int_equal(dp_rec_decode(DP_REC_ATTEMPT, out, 48, &r), -EBADMSG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_layout), cmocka_unit_test(test_fixed_layouts),
         cmocka_unit_test(test_note),          cmocka_unit_test(test_delete),
-        cmocka_unit_test(test_hlink),
+        cmocka_unit_test(test_hlink),         cmocka_unit_test(test_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,12 +108,14 @@ static inline long it_list_each(const char *dir, const char *type,
     }
 }
 
-/** `./sigflow node start` from the build under test; extra options appended. */
+/** `./sigflow node start` from the build under test; extra options appended. Without the
+ *  control plane (--no-control): these tests drive activities by hand (activity complete),
+ *  and several nodes run at once. tests/integration/control starts its own. */
 static inline int it_node_start(const char *top, const char *build, const char *ns, const char *dir,
                                 const char *extra)
 {
-    return it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node start --netns %s "
-                 "--dir %s %s >/dev/null 2>&1",
+    return it_sh("SIGFLOW_NO_BUILD=1 SIGFLOW_BUILD_DIR=%s %s/sigflow node start --no-control "
+                 "--netns %s --dir %s %s >/dev/null 2>&1",
                  build, top, ns, dir, extra ? extra : "");
 }
 

@@ -267,8 +267,9 @@ int chan_hello_recv(int sock, struct chan_hello *h, int *fds, unsigned max)
     ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (r < 0)
         return -errno;
-    if (r == 0)
-        return -ECONNRESET;
+    /* Descriptors first: they are ours once recvmsg returned, whatever the message is. A
+     * SEQPACKET message of zero bytes can carry SCM_RIGHTS (recvmsg returns 0 with them
+     * installed), so 0 is only "the peer closed" when nothing came with it. */
     unsigned n = 0;
     int rc = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -284,8 +285,10 @@ int chan_hello_recv(int sock, struct chan_hello *h, int *fds, unsigned max)
                 close(fd);
         }
     }
-    if ((size_t)r != sizeof(got) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        got.magic != CHAN_MAGIC || got.version != CHAN_VERSION)
+    if (r == 0 && msg.msg_controllen == 0)
+        rc = -ECONNRESET;
+    else if ((size_t)r != sizeof(got) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+             got.magic != CHAN_MAGIC || got.version != CHAN_VERSION)
         rc = -EBADMSG;
     if (rc != 0) {
         for (unsigned i = 0; i < n; i++)

@@ -215,8 +215,9 @@ int chan_hello_send(int sock, const struct chan_hello *h, const int *fds, unsign
 /**
  * Receive a hello and up to max descriptors. Returns the number of descriptors received
  * (closing any beyond max or of a truncated message), -EBADMSG for a message that is not
- * a hello of this version (its descriptors closed), -ECONNRESET when the peer closed, or
- * -errno of recvmsg.
+ * a hello of this version (its descriptors closed, also for an empty message that carried
+ * some), -ECONNRESET when the peer closed (or sent an empty message without descriptors:
+ * SEQPACKET reads both as 0 bytes), or -errno of recvmsg.
  */
 int chan_hello_recv(int sock, struct chan_hello *h, int *fds, unsigned max);
 

@@ -18,6 +18,10 @@
 #define CHAN_PAGE_BYTES   4096u
 #define CHAN_HELLO_SPACES (CHAN_OWNERS_MAX * sizeof(int))
 
+/* The counters are shared between two processes: their atomics must be plain instructions,
+ * not libatomic's lock table (which is per process). */
+_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0), "u64 atomics are lock-free");
+
 static bool chan_slots_ok(uint32_t n)
 {
     return n >= CHAN_SLOTS_MIN && n <= CHAN_SLOTS_MAX && (n & (n - 1)) == 0;
@@ -126,10 +130,29 @@ void chan_detach(struct chan *ch)
     memset(ch, 0, sizeof(*ch));
 }
 
+/* ORDERING: a producer fills a slot, then stores its tail (release); a consumer loads the
+ * tail (acquire), copies the slot out, then stores its head (release); the producer loads
+ * the head (acquire) before it writes over a slot. The counters are free-running u64 and
+ * compared by difference (mod 2^64), so they stay right across a wrap: the peer's counter is
+ * valid when it is within one ring of ours on its side, and a counter that moved backwards
+ * or past the ring is a distance larger than the ring. */
+
+/* The consumer's head, as the producer read it: at most one ring behind the tail. */
+static bool chan_head_ok(const struct chan_end *e, uint64_t head)
+{
+    return e->mine - head <= (uint64_t)e->mask + 1;
+}
+
+/* The producer's tail, as the consumer read it: at most one ring ahead of the head. */
+static bool chan_tail_ok(const struct chan_end *e, uint64_t tail)
+{
+    return tail - e->mine <= (uint64_t)e->mask + 1;
+}
+
 uint32_t chan_room(struct chan_end *e)
 {
     uint64_t head = __atomic_load_n(&e->ctl->head, __ATOMIC_ACQUIRE);
-    if (head > e->mine || e->mine - head > (uint64_t)e->mask + 1)
+    if (!chan_head_ok(e, head))
         return 0; /* broken peer: chan_push says so */
     e->other = head;
     return (uint32_t)((uint64_t)e->mask + 1 - (e->mine - head));
@@ -138,8 +161,8 @@ uint32_t chan_room(struct chan_end *e)
 uint32_t chan_pending(struct chan_end *e)
 {
     uint64_t tail = __atomic_load_n(&e->ctl->tail, __ATOMIC_ACQUIRE);
-    if (tail < e->mine || tail - e->mine > (uint64_t)e->mask + 1)
-        return 0;
+    if (!chan_tail_ok(e, tail))
+        return 0; /* broken peer: chan_pop says so */
     e->other = tail;
     return (uint32_t)(tail - e->mine);
 }
@@ -150,7 +173,7 @@ int chan_push(struct chan_end *e, const void *msg, size_t len)
         return -EINVAL;
     if (e->mine - e->other > e->mask) { /* full as last seen: look again */
         uint64_t head = __atomic_load_n(&e->ctl->head, __ATOMIC_ACQUIRE);
-        if (head > e->mine || e->mine - head > (uint64_t)e->mask + 1)
+        if (!chan_head_ok(e, head))
             return -EBADMSG;
         e->other = head;
         if (e->mine - head > e->mask)
@@ -168,7 +191,7 @@ int chan_pop(struct chan_end *e, void *out, size_t cap)
 {
     if (e->mine == e->other) { /* empty as last seen: look again */
         uint64_t tail = __atomic_load_n(&e->ctl->tail, __ATOMIC_ACQUIRE);
-        if (tail < e->mine || tail - e->mine > (uint64_t)e->mask + 1)
+        if (!chan_tail_ok(e, tail))
             return -EBADMSG;
         e->other = tail;
         if (tail == e->mine)

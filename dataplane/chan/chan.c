@@ -107,6 +107,14 @@ int chan_attach(int fd, size_t expect_bytes, struct chan *ch)
         return -errno;
     if (st.st_size < 0 || (size_t)st.st_size != expect_bytes || expect_bytes < CHAN_SLOTS_OFF)
         return -EBADMSG;
+    /* The size just checked must hold while mapped: a file that can still shrink would turn
+     * our next load from the rings into SIGBUS. chan_create seals it; a file without seals
+     * (not a memfd, F_GET_SEALS fails with EINVAL) is not a channel. */
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0)
+        return errno == EINVAL ? -EBADMSG : -errno;
+    if (!(seals & F_SEAL_SHRINK))
+        return -EBADMSG;
     void *base = mmap(NULL, expect_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
         return -errno;

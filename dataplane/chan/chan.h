@@ -168,9 +168,10 @@ int chan_create(uint32_t owner, uint32_t task_slots, uint32_t result_slots, stru
 
 /**
  * Map the channel file fd received in a handshake, for the control side (consumer of TASKS,
- * producer of RESULTS). Checks the file's size against `expect_bytes` (fstat) and its
- * header (magic, version, geometry) before using any of it. Returns 0, -EBADMSG for a file
- * that is not a channel of this version, or -errno of fstat/mmap. Does not close fd.
+ * producer of RESULTS). Checks the file's size against `expect_bytes` (fstat), that it is
+ * sealed against shrinking (a mapped file that shrinks faults the reader), and its header
+ * (magic, version, geometry) before using any of it. Returns 0, -EBADMSG for a file that is
+ * not a channel of this version, or -errno of fstat/fcntl/mmap. Does not close fd.
  */
 int chan_attach(int fd, size_t expect_bytes, struct chan *ch);
 

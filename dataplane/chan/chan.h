@@ -179,8 +179,8 @@ int chan_attach(int fd, size_t expect_bytes, struct chan *ch);
 void chan_detach(struct chan *ch);
 
 /** Push one slot (len ≤ the ring's slot size; the rest of the slot is zeroed).
- *  Returns 0, -ENOSPC when the ring is full, -EBADMSG when the consumer's head is not
- *  within the ring (a broken peer). */
+ *  Returns 0, -EINVAL when len is larger than a slot, -ENOSPC when the ring is full,
+ *  -EBADMSG when the consumer's head is not within the ring (a broken peer). */
 int chan_push(struct chan_end *e, const void *msg, size_t len);
 
 /** Copy the oldest slot out (cap bytes at most). Returns 0, -ENOENT when the ring is empty,

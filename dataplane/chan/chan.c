@@ -18,6 +18,10 @@
 #define CHAN_PAGE_BYTES   4096u
 #define CHAN_HELLO_SPACES (CHAN_OWNERS_MAX * sizeof(int))
 
+/* The counters are shared between two processes: their atomics must be plain instructions,
+ * not libatomic's lock table (which is per process). */
+_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0), "u64 atomics are lock-free");
+
 static bool chan_slots_ok(uint32_t n)
 {
     return n >= CHAN_SLOTS_MIN && n <= CHAN_SLOTS_MAX && (n & (n - 1)) == 0;
@@ -103,6 +107,14 @@ int chan_attach(int fd, size_t expect_bytes, struct chan *ch)
         return -errno;
     if (st.st_size < 0 || (size_t)st.st_size != expect_bytes || expect_bytes < CHAN_SLOTS_OFF)
         return -EBADMSG;
+    /* The size just checked must hold while mapped: a file that can still shrink would turn
+     * our next load from the rings into SIGBUS. chan_create seals it; a file without seals
+     * (not a memfd, F_GET_SEALS fails with EINVAL) is not a channel. */
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0)
+        return errno == EINVAL ? -EBADMSG : -errno;
+    if (!(seals & F_SEAL_SHRINK))
+        return -EBADMSG;
     void *base = mmap(NULL, expect_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
         return -errno;
@@ -126,10 +138,29 @@ void chan_detach(struct chan *ch)
     memset(ch, 0, sizeof(*ch));
 }
 
+/* ORDERING: a producer fills a slot, then stores its tail (release); a consumer loads the
+ * tail (acquire), copies the slot out, then stores its head (release); the producer loads
+ * the head (acquire) before it writes over a slot. The counters are free-running u64 and
+ * compared by difference (mod 2^64), so they stay right across a wrap: the peer's counter is
+ * valid when it is within one ring of ours on its side, and a counter that moved backwards
+ * or past the ring is a distance larger than the ring. */
+
+/* The consumer's head, as the producer read it: at most one ring behind the tail. */
+static bool chan_head_ok(const struct chan_end *e, uint64_t head)
+{
+    return e->mine - head <= (uint64_t)e->mask + 1;
+}
+
+/* The producer's tail, as the consumer read it: at most one ring ahead of the head. */
+static bool chan_tail_ok(const struct chan_end *e, uint64_t tail)
+{
+    return tail - e->mine <= (uint64_t)e->mask + 1;
+}
+
 uint32_t chan_room(struct chan_end *e)
 {
     uint64_t head = __atomic_load_n(&e->ctl->head, __ATOMIC_ACQUIRE);
-    if (head > e->mine || e->mine - head > (uint64_t)e->mask + 1)
+    if (!chan_head_ok(e, head))
         return 0; /* broken peer: chan_push says so */
     e->other = head;
     return (uint32_t)((uint64_t)e->mask + 1 - (e->mine - head));
@@ -138,8 +169,8 @@ uint32_t chan_room(struct chan_end *e)
 uint32_t chan_pending(struct chan_end *e)
 {
     uint64_t tail = __atomic_load_n(&e->ctl->tail, __ATOMIC_ACQUIRE);
-    if (tail < e->mine || tail - e->mine > (uint64_t)e->mask + 1)
-        return 0;
+    if (!chan_tail_ok(e, tail))
+        return 0; /* broken peer: chan_pop says so */
     e->other = tail;
     return (uint32_t)(tail - e->mine);
 }
@@ -150,7 +181,7 @@ int chan_push(struct chan_end *e, const void *msg, size_t len)
         return -EINVAL;
     if (e->mine - e->other > e->mask) { /* full as last seen: look again */
         uint64_t head = __atomic_load_n(&e->ctl->head, __ATOMIC_ACQUIRE);
-        if (head > e->mine || e->mine - head > (uint64_t)e->mask + 1)
+        if (!chan_head_ok(e, head))
             return -EBADMSG;
         e->other = head;
         if (e->mine - head > e->mask)
@@ -168,7 +199,7 @@ int chan_pop(struct chan_end *e, void *out, size_t cap)
 {
     if (e->mine == e->other) { /* empty as last seen: look again */
         uint64_t tail = __atomic_load_n(&e->ctl->tail, __ATOMIC_ACQUIRE);
-        if (tail < e->mine || tail - e->mine > (uint64_t)e->mask + 1)
+        if (!chan_tail_ok(e, tail))
             return -EBADMSG;
         e->other = tail;
         if (tail == e->mine)
@@ -267,8 +298,9 @@ int chan_hello_recv(int sock, struct chan_hello *h, int *fds, unsigned max)
     ssize_t r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (r < 0)
         return -errno;
-    if (r == 0)
-        return -ECONNRESET;
+    /* Descriptors first: they are ours once recvmsg returned, whatever the message is. A
+     * SEQPACKET message of zero bytes can carry SCM_RIGHTS (recvmsg returns 0 with them
+     * installed), so 0 is only "the peer closed" when nothing came with it. */
     unsigned n = 0;
     int rc = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -284,8 +316,10 @@ int chan_hello_recv(int sock, struct chan_hello *h, int *fds, unsigned max)
                 close(fd);
         }
     }
-    if ((size_t)r != sizeof(got) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        got.magic != CHAN_MAGIC || got.version != CHAN_VERSION)
+    if (r == 0 && msg.msg_controllen == 0)
+        rc = -ECONNRESET;
+    else if ((size_t)r != sizeof(got) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+             got.magic != CHAN_MAGIC || got.version != CHAN_VERSION)
         rc = -EBADMSG;
     if (rc != 0) {
         for (unsigned i = 0; i < n; i++)

@@ -168,9 +168,10 @@ int chan_create(uint32_t owner, uint32_t task_slots, uint32_t result_slots, stru
 
 /**
  * Map the channel file fd received in a handshake, for the control side (consumer of TASKS,
- * producer of RESULTS). Checks the file's size against `expect_bytes` (fstat) and its
- * header (magic, version, geometry) before using any of it. Returns 0, -EBADMSG for a file
- * that is not a channel of this version, or -errno of fstat/mmap. Does not close fd.
+ * producer of RESULTS). Checks the file's size against `expect_bytes` (fstat), that it is
+ * sealed against shrinking (a mapped file that shrinks faults the reader), and its header
+ * (magic, version, geometry) before using any of it. Returns 0, -EBADMSG for a file that is
+ * not a channel of this version, or -errno of fstat/fcntl/mmap. Does not close fd.
  */
 int chan_attach(int fd, size_t expect_bytes, struct chan *ch);
 
@@ -178,8 +179,8 @@ int chan_attach(int fd, size_t expect_bytes, struct chan *ch);
 void chan_detach(struct chan *ch);
 
 /** Push one slot (len ≤ the ring's slot size; the rest of the slot is zeroed).
- *  Returns 0, -ENOSPC when the ring is full, -EBADMSG when the consumer's head is not
- *  within the ring (a broken peer). */
+ *  Returns 0, -EINVAL when len is larger than a slot, -ENOSPC when the ring is full,
+ *  -EBADMSG when the consumer's head is not within the ring (a broken peer). */
 int chan_push(struct chan_end *e, const void *msg, size_t len);
 
 /** Copy the oldest slot out (cap bytes at most). Returns 0, -ENOENT when the ring is empty,
@@ -215,8 +216,9 @@ int chan_hello_send(int sock, const struct chan_hello *h, const int *fds, unsign
 /**
  * Receive a hello and up to max descriptors. Returns the number of descriptors received
  * (closing any beyond max or of a truncated message), -EBADMSG for a message that is not
- * a hello of this version (its descriptors closed), -ECONNRESET when the peer closed, or
- * -errno of recvmsg.
+ * a hello of this version (its descriptors closed, also for an empty message that carried
+ * some), -ECONNRESET when the peer closed (or sent an empty message without descriptors:
+ * SEQPACKET reads both as 0 bytes), or -errno of recvmsg.
  */
 int chan_hello_recv(int sock, struct chan_hello *h, int *fds, unsigned max);
 

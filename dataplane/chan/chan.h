@@ -9,7 +9,7 @@
  *
  * Why shared memory and not a SEQPACKET socket: the owner core polls its inbound work
  * every loop pass; a ring costs it one cache line read when empty, a socket a syscall
- * (perf/chan/bench_chan measures both; docs/architecture.md "The activity channel").
+ * (perf/chan/README.md has the figures; docs/control.md "The channel").
  *
  * FILE LAYOUT (both processes on one host: native byte order, one ABI; CHAN_VERSION names it)
  *

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Live view of a sigflow node for `./sigflow demo`: once a second, what the node does —
 event and packet rates, workflows, drops by reason, per-core work — from the control
-socket (`stats` and, when the runtime reports them, workflows by type and state).
+socket (`stats` and, when the runtime reports them, workflows by type and state), and the
+activities sigflow-control executed, retried and failed (its DIR/control.sock, when it runs).
 
 usage: demo_view.py SOCKET DURATION_S   (DURATION_S 0 = until interrupted)"""
+import os
 import json
 import socket
 import sys
@@ -58,6 +60,30 @@ def line(prev, cur, dt):
                json.dumps(drops) if drops else "0", cores))
 
 
+def activities(path, prev, cur, dt):
+    """Tasks the owners dispatched and the outcomes they logged (per second), what
+    sigflow-control has in flight, and its newest dead letter."""
+    t, p = cur["total"], prev["total"]
+    rate = lambda k: (t.get(k, 0) - p.get(k, 0)) / dt
+    out = ("dispatched %.0f/s  done %.0f/s  attempts retried %.0f/s  failed %.0f/s  "
+           "(total: done %d, retried %d, failed %d, expired %d)"
+           % (rate("tasks_dispatched"), rate("tasks_done"), rate("task_attempts_failed"),
+              rate("tasks_failed"), t.get("tasks_done", 0), t.get("task_attempts_failed", 0),
+              t.get("tasks_failed", 0), t.get("tasks_expired", 0)))
+    ctl = os.path.join(os.path.dirname(path), "control.sock")
+    try:
+        ex = ask(ctl, {"cmd": "executors"}).get("executors", [])
+        dead = ask(ctl, {"cmd": "failed"}).get("failed", [])
+    except (OSError, ValueError):
+        return out + "  [sigflow-control not running]"
+    out += "  in flight: " + " ".join("%s=%d" % (x["name"], x["inflight"]) for x in ex)
+    if dead:
+        d = dead[-1]
+        out += "\n         last failed: %s %s %s seq %d after %d attempts: %s" % (
+            d["type"], d["id"], d["activity"], d["seq"], d["attempts"], d["reason"][:80])
+    return out
+
+
 def main():
     path, duration = sys.argv[1], float(sys.argv[2])
     start = time.time()
@@ -70,6 +96,7 @@ def main():
             now = time.time()
             print(time.strftime("%H:%M:%S"), line(prev, cur, now - last), flush=True)
             print("         workflows by state: " + states(path), flush=True)
+            print("         activities: " + activities(path, prev, cur, now - last), flush=True)
             prev, last = cur, now
     except KeyboardInterrupt:
         pass

@@ -322,7 +322,7 @@ static int cp_listen(struct cp_main *m)
     int n = snprintf(m->ctl_path, sizeof(m->ctl_path), "%s/control.sock", m->cfg.dir);
     if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
         return -ENAMETOOLONG;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", m->ctl_path);
+    memcpy(sa.sun_path, m->ctl_path, (size_t)n + 1); /* n + 1 <= sizeof(sun_path): checked */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -errno;

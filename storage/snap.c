@@ -71,7 +71,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <nmmintrin.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -83,6 +82,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sf_crc32c.h"
 #include "sf_io.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -143,40 +143,13 @@ _Static_assert(SNAP_PARTS_MAX % 64 == 0, "bitmap words");
 
 /* ---- checksums ------------------------------------------------------------------------- */
 
-uint32_t snap_crc32c(uint32_t crc, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint64_t c = (uint32_t)~crc;
-    while (len >= 32) { /* one dependency chain; 4 loads per trip keep the loop short */
-        uint64_t v[4];
-        memcpy(v, p, sizeof(v));
-        c = _mm_crc32_u64(c, v[0]);
-        c = _mm_crc32_u64(c, v[1]);
-        c = _mm_crc32_u64(c, v[2]);
-        c = _mm_crc32_u64(c, v[3]);
-        p += 32;
-        len -= 32;
-    }
-    while (len >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        c = _mm_crc32_u64(c, v);
-        p += 8;
-        len -= 8;
-    }
-    uint32_t c32 = (uint32_t)c;
-    while (len--)
-        c32 = _mm_crc32_u8(c32, *p++);
-    return ~c32;
-}
-
 /* crc of a 64-byte structure whose crc field sits at bytes 4..7 */
 static uint32_t snap_block_crc(const void *block)
 {
     uint8_t tmp[SNAP_BLOCK];
     memcpy(tmp, block, SNAP_BLOCK);
     memset(tmp + 4, 0, 4);
-    return snap_crc32c(0, tmp, SNAP_BLOCK);
+    return sf_crc32c(0, tmp, SNAP_BLOCK);
 }
 
 uint64_t snap_log_release_lsn(const uint64_t *part_lsn, size_t n)
@@ -377,7 +350,7 @@ static const char *snap_check_ends(struct snap_image *im, const struct snap_expe
         im->size - im->f.table_offset != table_bytes + SNAP_BLOCK)
         return "footer: section table out of place";
     *bad = im->f.table_offset;
-    if (snap_crc32c(0, im->base + im->f.table_offset, table_bytes) != im->f.table_crc)
+    if (sf_crc32c(0, im->base + im->f.table_offset, table_bytes) != im->f.table_crc)
         return "section table: checksum mismatch";
     return NULL;
 }
@@ -413,7 +386,7 @@ static const char *snap_check_section(const struct snap_image *im, const struct 
     if (!data)
         return NULL;
     *bad = e->data_offset;
-    if (snap_crc32c(0, im->base + e->data_offset, e->data_bytes) != e->data_crc)
+    if (sf_crc32c(0, im->base + e->data_offset, e->data_bytes) != e->data_crc)
         return "section data: checksum mismatch";
     *bad = e->data_offset + e->data_bytes;
     if (!snap_all_zero(im->base + *bad, snap_round_up(e->data_bytes) - e->data_bytes))
@@ -645,7 +618,7 @@ static void snap_io_data(struct snap_writer *w, const struct snap_op *op)
     assert(w->file != NULL && op->section < w->parts_max && op->len <= SNAP_SLICE_BYTES_MAX);
     struct snap_section *s = &w->sec[op->section];
     uint64_t t0 = snap_now_ns(CLOCK_MONOTONIC);
-    s->data_crc = snap_crc32c(s->data_crc, op->data, op->len);
+    s->data_crc = sf_crc32c(s->data_crc, op->data, op->len);
     int rc = sf_io_pwrite_all(w->file, op->data, op->len, op->offset);
     uint64_t dt = snap_now_ns(CLOCK_MONOTONIC) - t0;
     uint64_t m = atomic_load_explicit(&w->slice_ns_max, memory_order_relaxed);
@@ -678,7 +651,7 @@ static int snap_io_write_index(struct snap_writer *w)
     struct snap_footer f = {
         .magic = SNAP_MAGIC_FOOTER,
         .part_count = w->nsec,
-        .table_crc = snap_crc32c(0, w->sec, table_bytes),
+        .table_crc = sf_crc32c(0, w->sec, table_bytes),
         .table_offset = w->cursor,
         .file_bytes = w->cursor + table_bytes + SNAP_BLOCK,
         .epoch = w->epoch,
@@ -1223,7 +1196,7 @@ int snap_manifest_write(const char *dir, const struct snap_manifest *m)
         memcpy(buf + SNAP_BLOCK + (size_t)p * SNAP_MANIFEST_ENTRY, &e, sizeof(e));
     }
     memcpy(buf, &h, sizeof(h));
-    h.crc = snap_crc32c(0, buf, bytes);
+    h.crc = sf_crc32c(0, buf, bytes);
     memcpy(buf, &h, sizeof(h));
     struct sf_io_file *f;
     int rc = sf_io_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &f);
@@ -1254,9 +1227,9 @@ static int snap_manifest_parse(const uint8_t *buf, uint64_t size, struct snap_ma
         h.file_bytes != size || size != snap_manifest_bytes(h.parts))
         return -EBADMSG;
     uint32_t crc = h.crc;
-    uint32_t c = snap_crc32c(0, buf, 4);
-    c = snap_crc32c(c, "\0\0\0\0", 4);
-    c = snap_crc32c(c, buf + 8, size - 8);
+    uint32_t c = sf_crc32c(0, buf, 4);
+    c = sf_crc32c(c, "\0\0\0\0", 4);
+    c = sf_crc32c(c, buf + 8, size - 8);
     if (c != crc)
         return -EBADMSG;
     m->epoch = h.epoch;

@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sf_crc32c.h"
 #include "snap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -173,7 +174,7 @@ static uint32_t fs_block_crc(const uint8_t *block)
     uint8_t tmp[FS_BLOCK];
     memcpy(tmp, block, FS_BLOCK);
     memset(tmp + 4, 0, 4);
-    return snap_crc32c(0, tmp, FS_BLOCK);
+    return sf_crc32c(0, tmp, FS_BLOCK);
 }
 
 static void fs_put32(uint8_t *p, uint32_t v)
@@ -203,12 +204,12 @@ static void fs_repair_snapshot(uint8_t *img, size_t len)
             uint8_t *e = img + table + (uint64_t)i * FS_BLOCK;
             uint64_t off = fs_get64(e + 24), bytes = fs_get64(e + 32);
             if (off <= len && bytes <= len - off)
-                fs_put32(e + 48, snap_crc32c(0, img + off, bytes));
+                fs_put32(e + 48, sf_crc32c(0, img + off, bytes));
             fs_put32(e + 4, fs_block_crc(e));
             if (off >= FS_BLOCK && off <= table)
                 memcpy(img + off - FS_BLOCK, e, FS_BLOCK);
         }
-        fs_put32(foot + 12, snap_crc32c(0, img + table, (uint64_t)parts * FS_BLOCK));
+        fs_put32(foot + 12, sf_crc32c(0, img + table, (uint64_t)parts * FS_BLOCK));
     }
     fs_put32(foot + 4, fs_block_crc(foot));
     fs_put32(img + 4, fs_block_crc(img));
@@ -219,7 +220,7 @@ static void fs_repair_manifest(uint8_t *img, size_t len)
     if (len < FS_BLOCK)
         return;
     fs_put32(img + 4, 0);
-    fs_put32(img + 4, snap_crc32c(0, img, len));
+    fs_put32(img + 4, sf_crc32c(0, img, len));
 }
 
 static void fs_manifest(void)

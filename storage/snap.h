@@ -6,7 +6,7 @@
  * partition's snapshot LSN and its digest (rt_part_digest). It bounds recovery time: load
  * the newest valid snapshot, then replay from the core's log only the records of partition
  * p whose LSN is greater than p's snapshot LSN. The byte layout and validity rules are at
- * the top of snap.c. Nothing here uses DPDK.
+ * the top of snap_format.c. Nothing here uses DPDK.
  *
  * FILES (DIR = the node's data directory)
  *   DIR/MANIFEST                                  the layout and retention floors (below)

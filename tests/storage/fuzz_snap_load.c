@@ -1,6 +1,6 @@
 /*
  * fuzz_snap_load — libFuzzer target for the snapshot loader and the MANIFEST reader
- * (storage/snap.c), the calls the daemon makes at start-up.
+ * (storage/snap_load.c, snap_manifest.c), the calls the daemon makes at start-up.
  *
  * INPUT FRAMING (little-endian)
  *   byte 0     flags: bit 0 repair the snapshot's checksums (so mutations reach the checks

@@ -83,8 +83,20 @@ uint32_t sf_crc32c(uint32_t crc, const void *data, size_t len)
         len -= 8;
     }
     uint32_t c32 = (uint32_t)c;
-    while (len--)
-        c32 = _mm_crc32_u8(c32, *p++);
+    if (len & 4) { /* the last 0..7 bytes in at most three steps, not one per byte */
+        uint32_t v;
+        memcpy(&v, p, 4);
+        c32 = _mm_crc32_u32(c32, v);
+        p += 4;
+    }
+    if (len & 2) {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        c32 = _mm_crc32_u16(c32, v);
+        p += 2;
+    }
+    if (len & 1)
+        c32 = _mm_crc32_u8(c32, *p);
     return ~c32;
 #else
     return sf_crc32c_portable(crc, data, len);

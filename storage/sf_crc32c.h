@@ -10,7 +10,8 @@
  *
  * Plain C on plain buffers, no dependencies. Built with SSE4.2 (the top meson.build passes
  * -msse4.2 to the whole project) it runs on the CRC32 instruction, 8 bytes per step in one
- * dependency chain; otherwise on a 256-entry table, a byte per step.
+ * dependency chain and the last 0..7 bytes in at most three steps (4, 2, 1); otherwise on a
+ * 256-entry table, a byte per step.
  */
 #ifndef SF_CRC32C_H
 #define SF_CRC32C_H

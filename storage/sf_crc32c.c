@@ -1,11 +1,7 @@
-/* sf_crc32c.c — CRC32C (sf_crc32c.h). */
+/* sf_crc32c.c — CRC32C by table (sf_crc32c.h; the instruction path is inline there). */
 #include "sf_crc32c.h"
 
 #include <assert.h>
-#include <string.h>
-#ifdef __SSE4_2__
-#include <nmmintrin.h>
-#endif
 
 /* sf_crc32c_bytes[b]: the CRC register after shifting byte b through it (reflected
  * polynomial 0x82F63B78), for the table path. */
@@ -57,48 +53,4 @@ uint32_t sf_crc32c_portable(uint32_t crc, const void *data, size_t len)
     while (len--)
         c = sf_crc32c_bytes[(c ^ *p++) & 0xffu] ^ c >> 8;
     return ~c;
-}
-
-uint32_t sf_crc32c(uint32_t crc, const void *data, size_t len)
-{
-#ifdef __SSE4_2__
-    assert(data != NULL || len == 0);
-    const uint8_t *p = data;
-    uint64_t c = (uint32_t)~crc;
-    while (len >= 32) { /* one dependency chain; 4 loads per trip keep the loop short */
-        uint64_t v[4];
-        memcpy(v, p, sizeof(v));
-        c = _mm_crc32_u64(c, v[0]);
-        c = _mm_crc32_u64(c, v[1]);
-        c = _mm_crc32_u64(c, v[2]);
-        c = _mm_crc32_u64(c, v[3]);
-        p += 32;
-        len -= 32;
-    }
-    while (len >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        c = _mm_crc32_u64(c, v);
-        p += 8;
-        len -= 8;
-    }
-    uint32_t c32 = (uint32_t)c;
-    if (len & 4) { /* the last 0..7 bytes in at most three steps, not one per byte */
-        uint32_t v;
-        memcpy(&v, p, 4);
-        c32 = _mm_crc32_u32(c32, v);
-        p += 4;
-    }
-    if (len & 2) {
-        uint16_t v;
-        memcpy(&v, p, 2);
-        c32 = _mm_crc32_u16(c32, v);
-        p += 2;
-    }
-    if (len & 1)
-        c32 = _mm_crc32_u8(c32, *p);
-    return ~c32;
-#else
-    return sf_crc32c_portable(crc, data, len);
-#endif
 }

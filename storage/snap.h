@@ -6,7 +6,7 @@
  * partition's snapshot LSN and its digest (rt_part_digest). It bounds recovery time: load
  * the newest valid snapshot, then replay from the core's log only the records of partition
  * p whose LSN is greater than p's snapshot LSN. The byte layout and validity rules are at
- * the top of snap.c. Nothing here uses DPDK.
+ * the top of snap_format.c. Nothing here uses DPDK.
  *
  * FILES (DIR = the node's data directory)
  *   DIR/MANIFEST                                  the layout and retention floors (below)
@@ -106,14 +106,7 @@
 _Static_assert((SNAP_SLICE_BYTES_MAX & (SNAP_SLICE_BYTES_MAX - 1)) == 0, "slice pow2");
 _Static_assert(SNAP_KEEP >= 2, "a fallback snapshot must be kept");
 
-/* ---- checksums and retention (pure) ------------------------------------------------------ */
-
-/**
- * CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start), with the SSE4.2
- * instruction; standard init/final inversion, so snap_crc32c(0, d, n) equals wal_crc32c(d, n)
- * and snap_crc32c(snap_crc32c(0, a, n), b, m) is the CRC of a followed by b. Can't fail.
- */
-uint32_t snap_crc32c(uint32_t crc, const void *data, size_t len);
+/* ---- retention (pure) ------------------------------------------------------------------- */
 
 /**
  * The LSN below which a core's log may be released (to pass to wal_release_before), given

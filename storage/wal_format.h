@@ -5,11 +5,11 @@
 #ifndef SF_WAL_FORMAT_H
 #define SF_WAL_FORMAT_H
 
-#include <nmmintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "sf_crc32c.h"
 #include "wal.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the WAL format is little-endian");
@@ -68,37 +68,19 @@ _Static_assert(sizeof(struct wal_record_header) == WAL_RECORD_HEADER_BYTES, "rec
 _Static_assert((WAL_BLOCK_BYTES & (WAL_BLOCK_BYTES - 1)) == 0, "block is a power of two");
 _Static_assert(WAL_INFLIGHT_LIMIT <= 0xffff, "inflight_window is 16 bits");
 
-/** CRC32C (Castagnoli) with the SSE4.2 instruction; standard init/final inversion. */
-static inline uint32_t wal_crc32c(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint64_t crc = 0xffffffffu;
-    while (len >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        crc = _mm_crc32_u64(crc, v);
-        p += 8;
-        len -= 8;
-    }
-    uint32_t c = (uint32_t)crc;
-    while (len--)
-        c = _mm_crc32_u8(c, *p++);
-    return ~c;
-}
-
 /** CRC of a 64-byte header whose crc field sits at bytes 4..7. */
 static inline uint32_t wal_header_crc(const void *header)
 {
     uint8_t tmp[WAL_HEADER_BYTES];
     memcpy(tmp, header, WAL_HEADER_BYTES);
     memset(tmp + 4, 0, 4);
-    return wal_crc32c(tmp, WAL_HEADER_BYTES);
+    return sf_crc32c(0, tmp, WAL_HEADER_BYTES);
 }
 
 /** CRC of a record (header + payload) as stored in its crc field. */
 static inline uint32_t wal_record_crc(const void *record, uint32_t payload_len)
 {
-    return wal_crc32c((const uint8_t *)record + 4, WAL_RECORD_HEADER_BYTES - 4 + payload_len);
+    return sf_crc32c(0, (const uint8_t *)record + 4, WAL_RECORD_HEADER_BYTES - 4 + payload_len);
 }
 
 static inline uint64_t wal_round_up(uint64_t v, uint64_t to)

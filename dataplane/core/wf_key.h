@@ -8,7 +8,7 @@
  * The seed carries the boundary, so the definition is unambiguous: ("ab","c") and
  * ("a","bc") hash the same bytes with different seeds. In a binary frame the id follows
  * the type (docs/protocol.md), so the common case hashes the packet's bytes in place, one
- * XXH3 call over ~20 bytes (perf/table measured the alternatives: a length-prefixed copy
+ * XXH3 call over ~20 bytes (a benchmark measured the alternatives: a length-prefixed copy
  * on the stack, 45 cycles, stalls on store-to-load forwarding; XXH3-128 of the id seeded
  * by XXH3-64 of the type, 25 cycles and 117 instructions). Strings from elsewhere (the
  * JSON form) are copied once. This public definition is stable across runs, versions and

@@ -41,17 +41,17 @@
  * search finds no free slot (not observed at or below 93 % load in 16 M simulated inserts;
  * about 1 in 10^5 random fills of a 10-key table).
  *
- * Trade-off, measured (tests/core, perf/table): with 3 slots per line, at 90 % load about
- * 71 % of keys sit in their primary line (the Poisson overflow bound for 3-slot buckets at
- * 90 % load is 81 %), so ~29 % of hits at full load read a second line; tables sized with
- * slack (wf_part_capacity_for) run below full load and do better. A separate tag array
- * (1-byte tags + 20-byte slots, ~23 B/workflow) would make every hit touch two lines (tag
- * line, then slot line); linear probing over the same buckets keeps ~75 % in the home line
- * but has an unbounded tail (probe lengths of 300+ buckets at 90 % load). 4 slots per line
- * would need a 12-byte identity, weaker than the 128-bit key (docs/architecture.md#event-path).
- * Keys in a secondary line cost a second, dependent miss unless the caller defers them
- * (wf_ref_find_primary / wf_burst_apply do); prefetching both lines of every key instead
- * was slower in perf/table (one more line of bandwidth per event).
+ * Trade-off, measured (tests/core and a table benchmark since removed): with 3 slots per
+ * line, at 90 % load about 71 % of keys sit in their primary line (the Poisson overflow
+ * bound for 3-slot buckets at 90 % load is 81 %), so ~29 % of hits at full load read a
+ * second line; tables sized with slack (the daemon's per-partition capacity) run below full
+ * load and do better. A separate tag array (1-byte tags + 20-byte slots, ~23 B/workflow)
+ * would make every hit touch two lines (tag line, then slot line); linear probing over the
+ * same buckets keeps ~75 % in the home line but has an unbounded tail (probe lengths of
+ * 300+ buckets at 90 % load). 4 slots per line would need a 12-byte identity, weaker than
+ * the 128-bit key (docs/architecture.md#event-path). Keys in a secondary line cost a second,
+ * dependent miss unless the caller defers them; prefetching both lines of every key instead
+ * was slower (one more line of bandwidth per event).
  *
  * Iteration (wf_table_next) walks slots in bucket order; a cursor stays valid across calls
  * as long as no insert or delete happens in between (an insert may move keys between
@@ -70,7 +70,6 @@
 #include "wf_key.h"
 
 #define WF_REC_NONE            UINT32_MAX
-#define WF_REC_PENDING         (UINT32_MAX - 1) /* wf_ref_find_primary: look again later */
 #define WF_TABLE_BUCKET_SLOTS  3u
 #define WF_TABLE_LOAD_PCT      90u  /* fill limit at capacity, percent of slots */
 #define WF_TABLE_BFS_NODES_MAX 256u /* buckets examined by one insert's eviction search */
@@ -86,7 +85,7 @@ struct wf_bucket {
     uint16_t overflow;
 } __attribute__((aligned(WF_TABLE_LINE_BYTES)));
 _Static_assert(sizeof(struct wf_bucket) == WF_TABLE_LINE_BYTES, "a bucket is one cache line");
-_Static_assert(WF_TABLE_CAPACITY_MAX < WF_REC_PENDING, "record indices never look special");
+_Static_assert(WF_TABLE_CAPACITY_MAX < WF_REC_NONE, "record indices never look special");
 _Static_assert(offsetof(struct wf_bucket, rec) == 48, "keys first, 16-byte aligned");
 _Static_assert(offsetof(struct wf_bucket, overflow) == 62, "header in the last 4 bytes");
 

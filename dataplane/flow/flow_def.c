@@ -36,30 +36,14 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <nmmintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "flow_internal.h"
+#include "sf_crc32c.h"
 
 #define FB_BLOB_LEN_MAX (16u << 20)
-
-uint32_t fb_crc32c(const uint8_t *p, size_t n)
-{
-    uint64_t crc = 0xFFFFFFFFu;
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        crc = _mm_crc32_u64(crc, v);
-        p += 8;
-        n -= 8;
-    }
-    uint32_t c = (uint32_t)crc;
-    while (n--)
-        c = _mm_crc32_u8(c, *p++);
-    return c ^ 0xFFFFFFFFu;
-}
 
 static uint32_t blob_checksum(const uint8_t *blob, size_t len)
 {
@@ -67,8 +51,8 @@ static uint32_t blob_checksum(const uint8_t *blob, size_t len)
     uint8_t head[16];
     memcpy(head, blob, 16);
     memset(head + 12, 0, 4);
-    uint32_t c1 = fb_crc32c(head, 16);
-    uint32_t c2 = fb_crc32c(blob + 16, len - 16);
+    uint32_t c1 = sf_crc32c(0, head, 16);
+    uint32_t c2 = sf_crc32c(0, blob + 16, len - 16);
     return c1 ^ (c2 * 0x9E3779B1u) ^ (uint32_t)len;
 }
 

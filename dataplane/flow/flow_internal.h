@@ -288,7 +288,6 @@ int fb_load(const void *blob, size_t len, struct flow_def **out);
 /** Recompute bounds/cmds of every handler and cmds_max of a blob in place, then its
  *  checksum (used by the code generator). Returns 0 or -EINVAL when the blob is invalid. */
 int fb_finalize(uint8_t *blob, size_t len);
-uint32_t fb_crc32c(const uint8_t *p, size_t n);
 const char *fb_trigger_text(const struct flow_def *def, unsigned trigger, char *buf, size_t cap);
 
 /* ---- compiler: diagnostics --------------------------------------------------------------- */

@@ -69,20 +69,20 @@ int sf_ack_encode(uint8_t *out, size_t cap, const struct sf_ack_hdr *hdr,
     if (total > cap)
         return SF_ERR_NO_SPACE;
 
-    sf_st_le16(out + SF_OFF_MAGIC, SF_PROTO_MAGIC);
+    sf_le16_put(out + SF_OFF_MAGIC, SF_PROTO_MAGIC);
     out[SF_OFF_VERSION] = SF_PROTO_VERSION;
     out[SF_OFF_FLAGS] = SF_FLAG_ACK;
-    sf_st_le32(out + SF_OFF_SENDER_ID, hdr->sender_id);
-    sf_st_le64(out + SF_OFF_FRAME_SEQ, hdr->frame_seq);
-    sf_st_le16(out + SF_OFF_COUNT, (uint16_t)n);
-    sf_st_le16(out + SF_OFF_HDR_LEN, SF_ACK_HDR_LEN);
-    sf_st_le16(out + SF_OFF_ACK_OWNER, hdr->owner);
-    sf_st_le16(out + SF_OFF_ACK_RESERVED, 0);
-    sf_st_le64(out + SF_OFF_ACK_LSN, hdr->durable_lsn);
+    sf_le32_put(out + SF_OFF_SENDER_ID, hdr->sender_id);
+    sf_le64_put(out + SF_OFF_FRAME_SEQ, hdr->frame_seq);
+    sf_le16_put(out + SF_OFF_COUNT, (uint16_t)n);
+    sf_le16_put(out + SF_OFF_HDR_LEN, SF_ACK_HDR_LEN);
+    sf_le16_put(out + SF_OFF_ACK_OWNER, hdr->owner);
+    sf_le16_put(out + SF_OFF_ACK_RESERVED, 0);
+    sf_le64_put(out + SF_OFF_ACK_LSN, hdr->durable_lsn);
     uint8_t *p = out + SF_ACK_HDR_LEN;
     for (unsigned i = 0; i < n; i++, p += SF_ACK_ENTRY_LEN) {
-        sf_st_le64(p + SF_ACK_OFF_EVENT_ID, entries[i].event_id);
-        sf_st_le16(p + SF_ACK_OFF_INDEX, entries[i].event_index);
+        sf_le64_put(p + SF_ACK_OFF_EVENT_ID, entries[i].event_id);
+        sf_le16_put(p + SF_ACK_OFF_INDEX, entries[i].event_index);
         p[SF_ACK_OFF_STATUS] = entries[i].status;
         p[SF_ACK_OFF_RESERVED] = 0;
     }
@@ -94,32 +94,32 @@ int sf_ack_decode(const uint8_t *buf, size_t len, struct sf_ack_hdr *hdr,
                   struct sf_ack_entry *entries, unsigned max)
 {
     assert(hdr != NULL && (entries != NULL || max == 0));
-    if (len < SF_ACK_HDR_LEN || sf_ld_le16(buf + SF_OFF_MAGIC) != SF_PROTO_MAGIC ||
+    if (len < SF_ACK_HDR_LEN || sf_le16_get(buf + SF_OFF_MAGIC) != SF_PROTO_MAGIC ||
         buf[SF_OFF_VERSION] != SF_PROTO_VERSION || buf[SF_OFF_FLAGS] != SF_FLAG_ACK ||
-        sf_ld_le16(buf + SF_OFF_HDR_LEN) != SF_ACK_HDR_LEN ||
-        sf_ld_le16(buf + SF_OFF_ACK_RESERVED) != 0)
+        sf_le16_get(buf + SF_OFF_HDR_LEN) != SF_ACK_HDR_LEN ||
+        sf_le16_get(buf + SF_OFF_ACK_RESERVED) != 0)
         return SF_ERR_BAD_ACK;
-    unsigned n = sf_ld_le16(buf + SF_OFF_COUNT);
+    unsigned n = sf_le16_get(buf + SF_OFF_COUNT);
     if (n == 0 || n > SF_ACK_ENTRIES_MAX || len != SF_ACK_HDR_LEN + (size_t)n * SF_ACK_ENTRY_LEN)
         return SF_ERR_BAD_ACK;
     const uint8_t *p = buf + SF_ACK_HDR_LEN;
     for (unsigned i = 0; i < n; i++, p += SF_ACK_ENTRY_LEN) {
-        if (sf_ld_le16(p + SF_ACK_OFF_INDEX) >= SF_FRAME_EVENTS_MAX ||
+        if (sf_le16_get(p + SF_ACK_OFF_INDEX) >= SF_FRAME_EVENTS_MAX ||
             p[SF_ACK_OFF_STATUS] >= SF_ACK_STATUS_COUNT || p[SF_ACK_OFF_RESERVED] != 0)
             return SF_ERR_BAD_ACK;
     }
     if (n > max)
         return SF_ERR_NO_SPACE;
 
-    hdr->sender_id = sf_ld_le32(buf + SF_OFF_SENDER_ID);
-    hdr->frame_seq = sf_ld_le64(buf + SF_OFF_FRAME_SEQ);
+    hdr->sender_id = sf_le32_get(buf + SF_OFF_SENDER_ID);
+    hdr->frame_seq = sf_le64_get(buf + SF_OFF_FRAME_SEQ);
     hdr->entry_count = (uint16_t)n;
-    hdr->owner = sf_ld_le16(buf + SF_OFF_ACK_OWNER);
-    hdr->durable_lsn = sf_ld_le64(buf + SF_OFF_ACK_LSN);
+    hdr->owner = sf_le16_get(buf + SF_OFF_ACK_OWNER);
+    hdr->durable_lsn = sf_le64_get(buf + SF_OFF_ACK_LSN);
     p = buf + SF_ACK_HDR_LEN;
     for (unsigned i = 0; i < n; i++, p += SF_ACK_ENTRY_LEN) {
-        entries[i].event_id = sf_ld_le64(p + SF_ACK_OFF_EVENT_ID);
-        entries[i].event_index = sf_ld_le16(p + SF_ACK_OFF_INDEX);
+        entries[i].event_id = sf_le64_get(p + SF_ACK_OFF_EVENT_ID);
+        entries[i].event_index = sf_le16_get(p + SF_ACK_OFF_INDEX);
         entries[i].status = p[SF_ACK_OFF_STATUS];
     }
     assert(p == buf + len);

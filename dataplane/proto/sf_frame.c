@@ -213,7 +213,7 @@ sf_frame_header_check(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr, 
         return SF_ERR_TOO_LONG;
     if (len < 2)
         return buf[0] == 'S' ? SF_ERR_TRUNC_HEADER : SF_ERR_BAD_MAGIC;
-    if (sf_ld_le16(buf + SF_OFF_MAGIC) != SF_PROTO_MAGIC)
+    if (sf_le16_get(buf + SF_OFF_MAGIC) != SF_PROTO_MAGIC)
         return SF_ERR_BAD_MAGIC;
     /* The version decides the rest of the layout, so it is judged before the length. */
     if (len < 3)
@@ -224,8 +224,8 @@ sf_frame_header_check(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr, 
         return SF_ERR_TRUNC_HEADER;
 
     uint8_t flags = buf[SF_OFF_FLAGS];
-    uint16_t header_len = sf_ld_le16(buf + SF_OFF_HDR_LEN);
-    uint16_t count = sf_ld_le16(buf + SF_OFF_COUNT);
+    uint16_t header_len = sf_le16_get(buf + SF_OFF_HDR_LEN);
+    uint16_t count = sf_le16_get(buf + SF_OFF_COUNT);
     if (header_len < SF_FRAME_HDR_LEN || header_len > SF_FRAME_HDR_LEN_MAX || header_len % 8 != 0)
         return SF_ERR_BAD_HEADER_LEN;
     size_t fixed = header_len + ((flags & SF_FLAG_AUTH) ? SF_AUTH_TAG_LEN : 0);
@@ -239,10 +239,10 @@ sf_frame_header_check(const uint8_t *buf, size_t len, struct sf_frame_hdr *hdr, 
     hdr->version = SF_PROTO_VERSION;
     hdr->flags = flags;
     hdr->event_count = count;
-    hdr->sender_id = sf_ld_le32(buf + SF_OFF_SENDER_ID);
-    hdr->frame_seq = sf_ld_le64(buf + SF_OFF_FRAME_SEQ);
-    hdr->auth_key_id = sf_ld_le32(buf + SF_OFF_AUTH_KEY_ID);
-    hdr->auth_counter = sf_ld_le64(buf + SF_OFF_AUTH_COUNTER);
+    hdr->sender_id = sf_le32_get(buf + SF_OFF_SENDER_ID);
+    hdr->frame_seq = sf_le64_get(buf + SF_OFF_FRAME_SEQ);
+    hdr->auth_key_id = sf_le32_get(buf + SF_OFF_AUTH_KEY_ID);
+    hdr->auth_counter = sf_le64_get(buf + SF_OFF_AUTH_COUNTER);
     *events_off = header_len;
     assert(*events_off <= len);
     return SF_OK;
@@ -280,7 +280,7 @@ sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_spa
     if (SF_UNLIKELY(avail < SF_EVENT_HDR_LEN))
         return SF_ERR_TRUNC_EVENT;
     const uint8_t *p = buf + pos;
-    uint64_t word = sf_ld_le64(p);
+    uint64_t word = sf_le64_get(p);
     unsigned event_len = (unsigned)(word & 0xffffu);
     unsigned type_len = (unsigned)(word >> 16) & 0xffu;
     unsigned id_len = (unsigned)(word >> 24) & 0xffu;
@@ -292,7 +292,7 @@ sf_event_check(const uint8_t *buf, size_t pos, size_t avail, struct sf_event_spa
     if (SF_UNLIKELY(event_len > avail))
         return SF_ERR_TRUNC_EVENT;
     /* Fill the span now, while the lengths are in registers (on error it is ignored). */
-    span->event_id = sf_ld_le64(p + SF_EV_OFF_EVENT_ID);
+    span->event_id = sf_le64_get(p + SF_EV_OFF_EVENT_ID);
     span->type_off = (uint16_t)(pos + SF_EVENT_HDR_LEN);
     span->fields_len = (uint16_t)fields_len;
     span->type_len = (uint8_t)type_len;
@@ -345,7 +345,7 @@ int sf_frame_next_event(const uint8_t *buf, size_t end, size_t *off, struct sf_e
     ev->signal = ev->id + span.id_len;
     ev->fields = (const uint8_t *)ev->signal + span.signal_len;
     ev->event_id = span.event_id;
-    ev->ts_ns = sf_ld_le64(buf + pos + SF_EV_OFF_TS_NS);
+    ev->ts_ns = sf_le64_get(buf + pos + SF_EV_OFF_TS_NS);
     ev->fields_len = span.fields_len;
     ev->type_len = span.type_len;
     ev->id_len = span.id_len;
@@ -426,15 +426,15 @@ int sf_frame_begin(uint8_t *out, size_t cap, const struct sf_frame_hdr *hdr)
         return SF_ERR_BAD_FLAGS;
     if (cap < SF_FRAME_HDR_LEN)
         return SF_ERR_NO_SPACE;
-    sf_st_le16(out + SF_OFF_MAGIC, SF_PROTO_MAGIC);
+    sf_le16_put(out + SF_OFF_MAGIC, SF_PROTO_MAGIC);
     out[SF_OFF_VERSION] = SF_PROTO_VERSION;
     out[SF_OFF_FLAGS] = hdr->flags;
-    sf_st_le32(out + SF_OFF_SENDER_ID, hdr->sender_id);
-    sf_st_le64(out + SF_OFF_FRAME_SEQ, hdr->frame_seq);
-    sf_st_le16(out + SF_OFF_COUNT, 0);
-    sf_st_le16(out + SF_OFF_HDR_LEN, SF_FRAME_HDR_LEN);
-    sf_st_le32(out + SF_OFF_AUTH_KEY_ID, hdr->auth_key_id);
-    sf_st_le64(out + SF_OFF_AUTH_COUNTER, hdr->auth_counter);
+    sf_le32_put(out + SF_OFF_SENDER_ID, hdr->sender_id);
+    sf_le64_put(out + SF_OFF_FRAME_SEQ, hdr->frame_seq);
+    sf_le16_put(out + SF_OFF_COUNT, 0);
+    sf_le16_put(out + SF_OFF_HDR_LEN, SF_FRAME_HDR_LEN);
+    sf_le32_put(out + SF_OFF_AUTH_KEY_ID, hdr->auth_key_id);
+    sf_le64_put(out + SF_OFF_AUTH_COUNTER, hdr->auth_counter);
     return SF_FRAME_HDR_LEN;
 }
 
@@ -450,8 +450,8 @@ int sf_frame_add_event(uint8_t *out, size_t cap, size_t len, const struct sf_eve
 {
     assert(out != NULL && ev != NULL);
     assert(len >= SF_FRAME_HDR_LEN && len <= cap);
-    assert(sf_ld_le16(out + SF_OFF_MAGIC) == SF_PROTO_MAGIC);
-    uint16_t count = sf_ld_le16(out + SF_OFF_COUNT);
+    assert(sf_le16_get(out + SF_OFF_MAGIC) == SF_PROTO_MAGIC);
+    uint16_t count = sf_le16_get(out + SF_OFF_COUNT);
     if (count >= SF_FRAME_EVENTS_MAX)
         return SF_ERR_BAD_COUNT;
     if (!sf_name_valid_type(ev->type, ev->type_len) || !sf_name_valid_id(ev->id, ev->id_len) ||
@@ -467,14 +467,14 @@ int sf_frame_add_event(uint8_t *out, size_t cap, size_t len, const struct sf_eve
         return SF_ERR_NO_SPACE;
 
     uint8_t *p = out + len;
-    sf_st_le16(p + SF_EV_OFF_LEN, (uint16_t)event_len);
+    sf_le16_put(p + SF_EV_OFF_LEN, (uint16_t)event_len);
     p[SF_EV_OFF_TYPE_LEN] = ev->type_len;
     p[SF_EV_OFF_ID_LEN] = ev->id_len;
     p[SF_EV_OFF_SIGNAL_LEN] = ev->signal_len;
     p[SF_EV_OFF_RESERVED] = 0;
-    sf_st_le16(p + SF_EV_OFF_FIELDS_LEN, ev->fields_len);
-    sf_st_le64(p + SF_EV_OFF_EVENT_ID, ev->event_id);
-    sf_st_le64(p + SF_EV_OFF_TS_NS, ev->ts_ns);
+    sf_le16_put(p + SF_EV_OFF_FIELDS_LEN, ev->fields_len);
+    sf_le64_put(p + SF_EV_OFF_EVENT_ID, ev->event_id);
+    sf_le64_put(p + SF_EV_OFF_TS_NS, ev->ts_ns);
     p += SF_EVENT_HDR_LEN;
     memcpy(p, ev->type, ev->type_len);
     p += ev->type_len;
@@ -484,7 +484,7 @@ int sf_frame_add_event(uint8_t *out, size_t cap, size_t len, const struct sf_eve
     p += ev->signal_len;
     if (ev->fields_len > 0)
         memcpy(p, ev->fields, ev->fields_len);
-    sf_st_le16(out + SF_OFF_COUNT, (uint16_t)(count + 1));
+    sf_le16_put(out + SF_OFF_COUNT, (uint16_t)(count + 1));
     assert((size_t)(p + ev->fields_len - out) == len + event_len);
     return (int)(len + event_len);
 }
@@ -492,7 +492,7 @@ int sf_frame_add_event(uint8_t *out, size_t cap, size_t len, const struct sf_eve
 int sf_frame_end(uint8_t *out, size_t cap, size_t len)
 {
     assert(out != NULL && len >= SF_FRAME_HDR_LEN && len <= cap);
-    if (sf_ld_le16(out + SF_OFF_COUNT) == 0)
+    if (sf_le16_get(out + SF_OFF_COUNT) == 0)
         return SF_ERR_BAD_COUNT;
     if ((out[SF_OFF_FLAGS] & SF_FLAG_AUTH) == 0)
         return (int)len;

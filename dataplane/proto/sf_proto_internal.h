@@ -1,8 +1,8 @@
 /*
  * sf_proto_internal.h — helpers shared by the protocol's .c files (not installed, not part
- * of the API). Byte order is explicit: frames and ACKs are little-endian, CBOR is
- * big-endian. Loads and stores go through memcpy so that no pointer into a packet is ever
- * cast to a wider type; compilers turn them into single unaligned moves.
+ * of the API). Byte order is explicit: frames and ACKs are little-endian (sf_le.h), CBOR is
+ * big-endian (the loads below). Loads and stores go through memcpy so that no pointer into
+ * a packet is ever cast to a wider type; compilers turn them into single unaligned moves.
  */
 #ifndef SF_PROTO_INTERNAL_H
 #define SF_PROTO_INTERNAL_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "sf_le.h"
 #include "sf_proto.h"
 
 #define SF_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -26,45 +27,6 @@
 #else
 #define SF_ASSERT_HOT(x) ((void)sizeof(x))
 #endif
-
-static inline uint16_t sf_ld_le16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof(v));
-    return le16toh(v);
-}
-
-static inline uint32_t sf_ld_le32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof(v));
-    return le32toh(v);
-}
-
-static inline uint64_t sf_ld_le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-    return le64toh(v);
-}
-
-static inline void sf_st_le16(uint8_t *p, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static inline void sf_st_le32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static inline void sf_st_le64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, sizeof(v));
-}
 
 static inline uint16_t sf_ld_be16(const uint8_t *p)
 {

@@ -4,7 +4,6 @@
 #include <xxhash.h>
 
 #include "rt_internal.h"
-#include "sf_wfstore.h"
 
 #define RT_ALIGN 64u
 

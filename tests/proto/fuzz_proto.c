@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sf_le.h"
 #include "sf_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -97,7 +98,7 @@ static void check_frame_round_trip(const uint8_t *buf, size_t len, const struct 
                                    const struct sf_event *evs, int n)
 {
     static uint8_t out[SF_DATAGRAM_LEN_MAX];
-    size_t header_len = (size_t)buf[18] | (size_t)buf[19] << 8;
+    size_t header_len = sf_le16_get(buf + 18);
     size_t end = sf_frame_events_end(hdr, len);
     int olen = sf_frame_begin(out, sizeof(out), hdr);
     FUZZ_CHECK(olen == SF_FRAME_HDR_LEN);

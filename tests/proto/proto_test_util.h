@@ -1,7 +1,8 @@
 /*
  * proto_test_util.h — byte-level builders for protocol tests, written from docs/protocol.md
  * independently of the library's encoder, so that tests check the layout, not the
- * encoder against itself.
+ * encoder against itself. Fields are stored with sf_le.h, whose byte layout
+ * tests/storage/test_le pins.
  */
 #ifndef PROTO_TEST_UTIL_H
 #define PROTO_TEST_UTIL_H
@@ -10,30 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "sf_le.h"
 #include "sf_proto.h"
-
-static inline void t_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void t_put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void t_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t t_get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
 
 /* Frame header by hand. Returns 32. */
 static inline size_t t_frame_hdr(uint8_t *b, uint8_t flags, uint32_t sender, uint64_t seq,
@@ -43,12 +22,12 @@ static inline size_t t_frame_hdr(uint8_t *b, uint8_t flags, uint32_t sender, uin
     b[1] = 'F';
     b[2] = 1;
     b[3] = flags;
-    t_put32(b + 4, sender);
-    t_put64(b + 8, seq);
-    t_put16(b + 16, count);
-    t_put16(b + 18, 32);
-    t_put32(b + 20, 0);
-    t_put64(b + 24, 0);
+    sf_le32_put(b + 4, sender);
+    sf_le64_put(b + 8, seq);
+    sf_le16_put(b + 16, count);
+    sf_le16_put(b + 18, 32);
+    sf_le32_put(b + 20, 0);
+    sf_le64_put(b + 24, 0);
     return 32;
 }
 
@@ -58,14 +37,14 @@ static inline size_t t_event_raw(uint8_t *b, const char *type, size_t tl, const 
                                  uint64_t event_id, uint64_t ts_ns)
 {
     size_t len = 24 + tl + il + sl + fl;
-    t_put16(b, (uint16_t)len);
+    sf_le16_put(b, (uint16_t)len);
     b[2] = (uint8_t)tl;
     b[3] = (uint8_t)il;
     b[4] = (uint8_t)sl;
     b[5] = 0;
-    t_put16(b + 6, (uint16_t)fl);
-    t_put64(b + 8, event_id);
-    t_put64(b + 16, ts_ns);
+    sf_le16_put(b + 6, (uint16_t)fl);
+    sf_le64_put(b + 8, event_id);
+    sf_le64_put(b + 16, ts_ns);
     uint8_t *p = b + 24;
     memcpy(p, type, tl);
     p += tl;

@@ -40,12 +40,12 @@ static void test_round_trip_and_layout(void **state)
     assert_int_equal(b[3], SF_FLAG_ACK);
     assert_int_equal(b[4], 0xef);
     assert_int_equal(b[8], 0x08);
-    assert_int_equal(t_get16(b + 16), 3);
-    assert_int_equal(t_get16(b + 18), SF_ACK_HDR_LEN);
-    assert_int_equal(t_get16(b + 20), 1);
+    assert_int_equal(sf_le16_get(b + 16), 3);
+    assert_int_equal(sf_le16_get(b + 18), SF_ACK_HDR_LEN);
+    assert_int_equal(sf_le16_get(b + 20), 1);
     assert_int_equal(b[24], 0x88);
     assert_int_equal(b[32], 100);
-    assert_int_equal(t_get16(b + 32 + 12 + 8), 5);
+    assert_int_equal(sf_le16_get(b + 32 + 12 + 8), 5);
     assert_int_equal(b[32 + 12 + 10], SF_ACK_OVERLOADED);
 
     struct sf_ack_hdr h;
@@ -91,7 +91,7 @@ static void test_max_entries(void **state)
     /* Patch the count to 65 on the wire (with the length to match): refused. */
     len = SF_ACK_HDR_LEN + (SF_ACK_ENTRIES_MAX + 1) * SF_ACK_ENTRY_LEN;
     memset(b + len - SF_ACK_ENTRY_LEN, 0, SF_ACK_ENTRY_LEN);
-    t_put16(b + 16, SF_ACK_ENTRIES_MAX + 1);
+    sf_le16_put(b + 16, SF_ACK_ENTRIES_MAX + 1);
     assert_int_equal(sf_ack_decode(b, (size_t)len, &back, out, SF_ACK_ENTRIES_MAX), SF_ERR_BAD_ACK);
 }
 

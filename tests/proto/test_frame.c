@@ -188,14 +188,14 @@ static void test_header_extension_skipped(void **state)
 {
     (void)state;
     size_t len = t_frame_hdr(buf, 0, 1, 2, 1);
-    t_put16(buf + 18, 40);
+    sf_le16_put(buf + 18, 40);
     memset(buf + 32, 0xee, 8); /* extension bytes a v1 reader ignores */
     len += 8;
     len += t_event(buf + len, 42);
     assert_int_equal(parse(buf, len), 1);
     assert_int_equal(evs[0].offset, 40);
     assert_int_equal(evs[0].event_id, 42);
-    t_put16(buf + 18, SF_FRAME_HDR_LEN_MAX);
+    sf_le16_put(buf + 18, SF_FRAME_HDR_LEN_MAX);
     assert_int_equal(parse(buf, len), SF_ERR_TRUNC_HEADER); /* header_len > len */
 }
 
@@ -259,19 +259,19 @@ static size_t c_trunc_header_auth(uint8_t *b)
 static size_t c_bad_header_len_small(uint8_t *b)
 {
     size_t len = t_frame(b, 1);
-    t_put16(b + 18, 24);
+    sf_le16_put(b + 18, 24);
     return len;
 }
 static size_t c_bad_header_len_odd(uint8_t *b)
 {
     size_t len = t_frame(b, 1);
-    t_put16(b + 18, 36);
+    sf_le16_put(b + 18, 36);
     return len;
 }
 static size_t c_bad_header_len_big(uint8_t *b)
 {
     size_t len = t_frame(b, 10);
-    t_put16(b + 18, SF_FRAME_HDR_LEN_MAX + 8);
+    sf_le16_put(b + 18, SF_FRAME_HDR_LEN_MAX + 8);
     return len;
 }
 static size_t c_bad_flags(uint8_t *b)
@@ -289,19 +289,19 @@ static size_t c_bad_flags_ack(uint8_t *b)
 static size_t c_bad_count0(uint8_t *b)
 {
     size_t len = t_frame(b, 1);
-    t_put16(b + 16, 0);
+    sf_le16_put(b + 16, 0);
     return len;
 }
 static size_t c_bad_count65(uint8_t *b)
 {
     size_t len = t_frame(b, 1);
-    t_put16(b + 16, SF_FRAME_EVENTS_MAX + 1);
+    sf_le16_put(b + 16, SF_FRAME_EVENTS_MAX + 1);
     return len;
 }
 static size_t c_trunc_event_missing(uint8_t *b)
 {
     size_t len = t_frame(b, 2);
-    t_put16(b + 16, 3); /* says 3, has 2 */
+    sf_le16_put(b + 16, 3); /* says 3, has 2 */
     return len;
 }
 static size_t c_trunc_event_hdr(uint8_t *b)
@@ -317,13 +317,13 @@ static size_t c_trunc_event_body(uint8_t *b)
 static size_t c_bad_event_len(uint8_t *b)
 {
     size_t len = t_frame(b, 1);
-    t_put16(b + 32, (uint16_t)(t_get16(b + 32) - 1));
+    sf_le16_put(b + 32, (uint16_t)(sf_le16_get(b + 32) - 1));
     return len;
 }
 static size_t c_bad_event_len_small(uint8_t *b)
 {
     size_t len = t_frame(b, 1);
-    t_put16(b + 32, 3);
+    sf_le16_put(b + 32, 3);
     return len;
 }
 static size_t c_bad_event_reserved(uint8_t *b)
@@ -641,7 +641,7 @@ static void test_count_and_length_boundaries(void **state)
         memset(f + 4, 'y', fl - 4);
         len += t_event_raw(buf + len, "t", 1, "i", 1, "s", 1, f, fl, n, 0);
     }
-    t_put16(buf + 16, (uint16_t)n);
+    sf_le16_put(buf + 16, (uint16_t)n);
     assert_int_equal(len, SF_DATAGRAM_LEN_MAX);
     assert_int_equal(parse(buf, len), (int)n);
     buf[len] = 0;
@@ -686,10 +686,10 @@ static void test_encoder_errors(void **state)
     /* Exactly enough room, then one byte short; the frame is unchanged on error. */
     assert_int_equal(sf_frame_add_event(out, SF_FRAME_HDR_LEN + 26, (size_t)len, &ev),
                      SF_ERR_NO_SPACE);
-    assert_int_equal(t_get16(out + 16), 0);
+    assert_int_equal(sf_le16_get(out + 16), 0);
     assert_int_equal(sf_frame_add_event(out, SF_FRAME_HDR_LEN + 27, (size_t)len, &ev),
                      SF_FRAME_HDR_LEN + 27);
-    assert_int_equal(t_get16(out + 16), 1);
+    assert_int_equal(sf_le16_get(out + 16), 1);
 }
 
 static void test_encoder_stays_below_datagram_max(void **state)

@@ -84,6 +84,7 @@
 #include "dp_rx.h"
 #include "dp_snap.h"
 #include "dp_wal.h"
+#include "sf_le.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -272,12 +273,6 @@ static int fe_write_seeds(const char *dir)
 
 /* ---- mutator ------------------------------------------------------------------------ */
 
-static void fe_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
 static uint8_t fe_clamp_len(uint8_t len, uint8_t max)
 {
     return len == 0 ? 1 : len > max ? max : len;
@@ -290,7 +285,7 @@ static size_t fe_repair_frame(uint8_t *d, size_t size)
         return size;
     d[2] = SF_PROTO_VERSION;
     d[3] &= SF_FLAG_ACK_REQ;
-    fe_put16(d + 18, SF_FRAME_HDR_LEN);
+    sf_le16_put(d + 18, SF_FRAME_HDR_LEN);
     memset(d + 20, 0, 12); /* auth key id and counter */
     size_t off = SF_FRAME_HDR_LEN;
     unsigned n = 0;
@@ -302,21 +297,21 @@ static size_t fe_repair_frame(uint8_t *d, size_t size)
         e[4] = fe_clamp_len(e[4], SF_SIGNAL_LEN_MAX);
         e[5] = 0;
         size_t names = (size_t)e[2] + e[3] + e[4];
-        size_t fields = (size_t)e[6] | (size_t)e[7] << 8;
+        size_t fields = sf_le16_get(e + 6);
         if (names > avail)
             break;
         if (fields > SF_FIELDS_LEN_MAX)
             fields = SF_FIELDS_LEN_MAX;
         if (names + fields > avail)
             fields = avail - names;
-        fe_put16(e + 6, (uint16_t)fields);
-        fe_put16(e, (uint16_t)(SF_EVENT_HDR_LEN + names + fields));
+        sf_le16_put(e + 6, (uint16_t)fields);
+        sf_le16_put(e, (uint16_t)(SF_EVENT_HDR_LEN + names + fields));
         off += SF_EVENT_HDR_LEN + names + fields;
         n++;
     }
     if (n == 0)
         return size;
-    fe_put16(d + 16, (uint16_t)n);
+    sf_le16_put(d + 16, (uint16_t)n);
     return off;
 }
 
@@ -595,13 +590,11 @@ static void fe_renumber(uint8_t *d, size_t size)
     uint64_t base = fe_inputs << 8;
     size_t off = SF_FRAME_HDR_LEN;
     while (off + SF_EVENT_HDR_LEN <= size) {
-        size_t len = (size_t)d[off] | (size_t)d[off + 1] << 8;
+        size_t len = sf_le16_get(d + off);
         if (len < SF_EVENT_HDR_LEN)
             return;
         uint8_t *id = d + off + 8;
-        uint64_t v = base | id[0];
-        for (unsigned i = 0; i < 8; i++)
-            id[i] = (uint8_t)(v >> (8 * i));
+        sf_le64_put(id, base | id[0]);
         off += len;
     }
 }

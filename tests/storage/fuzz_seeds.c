@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sf_le.h"
 #include "snap.h"
 #include "wal.h"
 #include "wal_format.h"
@@ -174,8 +175,7 @@ static void seed_snap_frame(uint8_t flags, const uint8_t *man, size_t mlen, cons
     uint8_t *in = malloc(3 + mlen + slen);
     SEED_CHECK(in != NULL && mlen <= 0xffff);
     in[0] = flags;
-    in[1] = (uint8_t)mlen;
-    in[2] = (uint8_t)(mlen >> 8);
+    sf_le16_put(in + 1, (uint16_t)mlen);
     if (mlen > 0)
         memcpy(in + 3, man, mlen);
     if (slen > 0)

@@ -1,6 +1,6 @@
 /*
  * fuzz_snap_load — libFuzzer target for the snapshot loader and the MANIFEST reader
- * (storage/snap.c), the calls the daemon makes at start-up.
+ * (storage/snap_load.c, snap_manifest.c), the calls the daemon makes at start-up.
  *
  * INPUT FRAMING (little-endian)
  *   byte 0     flags: bit 0 repair the snapshot's checksums (so mutations reach the checks
@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sf_crc32c.h"
+#include "sf_le.h"
 #include "snap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -173,19 +175,7 @@ static uint32_t fs_block_crc(const uint8_t *block)
     uint8_t tmp[FS_BLOCK];
     memcpy(tmp, block, FS_BLOCK);
     memset(tmp + 4, 0, 4);
-    return snap_crc32c(0, tmp, FS_BLOCK);
-}
-
-static void fs_put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static uint64_t fs_get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
+    return sf_crc32c(0, tmp, FS_BLOCK);
 }
 
 /* Recompute every checksum of a snapshot image that its footer makes findable: data and
@@ -195,31 +185,30 @@ static void fs_repair_snapshot(uint8_t *img, size_t len)
     if (len < 2 * FS_BLOCK)
         return;
     uint8_t *foot = img + len - FS_BLOCK;
-    uint32_t parts;
-    memcpy(&parts, foot + 8, 4);
-    uint64_t table = fs_get64(foot + 16);
+    uint32_t parts = sf_le32_get(foot + 8);
+    uint64_t table = sf_le64_get(foot + 16);
     if (table <= len - FS_BLOCK && parts <= (len - FS_BLOCK - table) / FS_BLOCK) {
         for (uint32_t i = 0; i < parts; i++) {
             uint8_t *e = img + table + (uint64_t)i * FS_BLOCK;
-            uint64_t off = fs_get64(e + 24), bytes = fs_get64(e + 32);
+            uint64_t off = sf_le64_get(e + 24), bytes = sf_le64_get(e + 32);
             if (off <= len && bytes <= len - off)
-                fs_put32(e + 48, snap_crc32c(0, img + off, bytes));
-            fs_put32(e + 4, fs_block_crc(e));
+                sf_le32_put(e + 48, sf_crc32c(0, img + off, bytes));
+            sf_le32_put(e + 4, fs_block_crc(e));
             if (off >= FS_BLOCK && off <= table)
                 memcpy(img + off - FS_BLOCK, e, FS_BLOCK);
         }
-        fs_put32(foot + 12, snap_crc32c(0, img + table, (uint64_t)parts * FS_BLOCK));
+        sf_le32_put(foot + 12, sf_crc32c(0, img + table, (uint64_t)parts * FS_BLOCK));
     }
-    fs_put32(foot + 4, fs_block_crc(foot));
-    fs_put32(img + 4, fs_block_crc(img));
+    sf_le32_put(foot + 4, fs_block_crc(foot));
+    sf_le32_put(img + 4, fs_block_crc(img));
 }
 
 static void fs_repair_manifest(uint8_t *img, size_t len)
 {
     if (len < FS_BLOCK)
         return;
-    fs_put32(img + 4, 0);
-    fs_put32(img + 4, snap_crc32c(0, img, len));
+    sf_le32_put(img + 4, 0);
+    sf_le32_put(img + 4, sf_crc32c(0, img, len));
 }
 
 static void fs_manifest(void)
@@ -257,7 +246,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     fs_setup();
     uint8_t flags = data[0];
-    size_t mlen = (size_t)data[1] | (size_t)data[2] << 8;
+    size_t mlen = sf_le16_get(data + 1);
     size_t left = size - FS_FRAME_BYTES;
     if (mlen > left)
         mlen = left;

@@ -27,20 +27,6 @@ static uint32_t count_files(const char *dir, uint64_t epoch, uint32_t core, cons
     return n;
 }
 
-static void test_crc32c(void **state)
-{
-    (void)state;
-    assert_int_equal(snap_crc32c(0, "123456789", 9), 0xe3069283u); /* RFC 3720 check value */
-    uint8_t buf[1000];
-    st_fill(1, 2, buf, sizeof(buf));
-    for (size_t cut = 0; cut <= sizeof(buf); cut += 37) {
-        uint32_t a = snap_crc32c(0, buf, cut);
-        assert_int_equal(snap_crc32c(a, buf + cut, sizeof(buf) - cut),
-                         snap_crc32c(0, buf, sizeof(buf)));
-    }
-    assert_int_not_equal(snap_crc32c(0, buf, 999), snap_crc32c(0, buf, 1000));
-}
-
 /* many partitions of awkward sizes, around the 64-byte padding and the slice size */
 static void make_snap(struct st_snap *s, uint32_t n, uint32_t gen, uint64_t seed)
 {
@@ -267,7 +253,6 @@ static void test_misuse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_roundtrip_sync),
         cmocka_unit_test(test_roundtrip_thread),
         cmocka_unit_test(test_keep_two_and_release),

@@ -34,6 +34,13 @@
  * (completed, or failed every third time) the way `sigflowctl activity` has the owner do it,
  * so workflows move past their activities, and that settles too.
  *
+ * THE CONTROL PROCESS, simulated (fe_control): the owner has a real activity channel
+ * (chan_create, adopted by dp_chan_poll as from the channel thread); after each input the
+ * harness takes the tasks the owner pushed (each must pass chan_task_valid) and answers
+ * each run done, failed or "attempt failed" by turns, and every FE_HOSTILE_EVERY inputs
+ * writes the input's own bytes as a result slot: the owner must drop what is out of range
+ * or not its own (activity_result_invalid) and log and apply the rest, never crash.
+ *
  * ORACLES (a violation aborts, which libFuzzer reports as a crash)
  *   - the input settles: rings drained, every appended record durable, ACK queue empty,
  *     the node not stopped (node.fatal);
@@ -76,6 +83,7 @@
 
 #include "dp.h"
 #include "dp_ack.h"
+#include "dp_chan.h"
 #include "dp_input.h"
 #include "dp_owner.h"
 #include "dp_recover.h"
@@ -124,6 +132,11 @@ static char fe_eal_dir[FE_PATH_BYTES]; /* EAL's runtime directory (empty with --
 static int fe_reply_fd = -1;           /* lc->sock_fd: one end of a socketpair */
 static int fe_peer_fd = -1;            /* the other end: must never have anything to read */
 static struct dp_lcore *fe_lc;
+static struct chan fe_chan_owner_view;   /* the owner's side of the channel */
+static struct chan fe_chan_control_view; /* the simulated control process's side */
+static struct dp_chan_owner fe_chan_pub; /* what dp_chan's thread would publish */
+#define FE_CHAN_SLOTS    64u
+#define FE_HOSTILE_EVERY 5u
 static uint64_t fe_inputs;
 static const uint8_t fe_secret[WF_KEY_SECRET_LEN] = { 0x5f, 0x1e, 0x77, 0x03, 0xc2, 0x9a };
 
@@ -497,6 +510,65 @@ static int fe_reply_socket(void)
     return sv[0];
 }
 
+/* A channel for the owner, published as the channel thread does (generation 1). */
+static void fe_control_setup(struct dp_lcore *lc)
+{
+    int fd = chan_create(0, FE_CHAN_SLOTS, FE_CHAN_SLOTS, &fe_chan_owner_view);
+    FE_CHECK(fd >= 0);
+    FE_CHECK(
+        chan_attach(fd, chan_file_bytes(FE_CHAN_SLOTS, FE_CHAN_SLOTS), &fe_chan_control_view) == 0);
+    close(fd); /* both mappings stay */
+    fe_chan_pub.pub = &fe_chan_owner_view;
+    fe_chan_pub.pub_gen = 1;
+    lc->chan = &fe_chan_pub;
+    dp_owner_poll(lc); /* adopts it: every run in flight queued again */
+    FE_CHECK(fe_chan_pub.seen_gen == 1 && dp_chan_ready(lc));
+}
+
+/* The control process's turn: answer every task waiting; now and then a hostile slot. */
+static void fe_control(const uint8_t *data, size_t size)
+{
+    struct chan_task t;
+    unsigned answered = 0;
+    while (chan_pop(&fe_chan_control_view.tasks, &t, sizeof(t)) == 0) {
+        FE_CHECK(chan_task_valid(&t)); /* the owner writes only what the contract allows */
+        FE_CHECK(t.owner == 0 && t.part_id < FE_PARTITIONS);
+        if (t.kind != CHAN_TASK_RUN)
+            continue;
+        struct chan_result r = { .act_index = t.act_index,
+                                 .part_id = t.part_id,
+                                 .seq = t.seq,
+                                 .attempt = t.attempt,
+                                 .key_hi = t.key_hi,
+                                 .key_lo = t.key_lo };
+        switch ((fe_inputs + answered++) % 3) {
+        case 0:
+            r.kind = CHAN_RES_DONE;
+            r.has_result = 1;
+            r.result = (int64_t)(fe_inputs % FE_RESULT_MOD);
+            break;
+        case 1:
+            r.kind = CHAN_RES_ATTEMPT_FAILED;
+            r.reason_len = 8;
+            memcpy(r.reason, "HTTP 503", 8);
+            break;
+        default:
+            r.kind = CHAN_RES_FAILED;
+            r.reason_len = 8;
+            memcpy(r.reason, "HTTP 400", 8);
+            break;
+        }
+        if (chan_push(&fe_chan_control_view.results, &r, sizeof(r)) != 0)
+            break; /* full: the owner takes them first */
+    }
+    if (fe_inputs % FE_HOSTILE_EVERY == 0 && size > 0) {
+        struct chan_result r;
+        memset(&r, 0, sizeof(r));
+        memcpy(&r, data, size < sizeof(r) ? size : sizeof(r));
+        chan_push(&fe_chan_control_view.results, &r, sizeof(r));
+    }
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -551,6 +623,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FE_CHECK(fe_lc->rx && fe_lc->owner && fe_lc->wal != NULL);
     fe_lc->sock_fd = fe_reply_socket();
     fe_deploy_examples();
+    fe_control_setup(fe_lc);
     return 0;
 }
 
@@ -643,6 +716,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fe_settle(lc);
     fe_check_after(lc, replies_before);
     fe_finish_one_task(lc);
+    fe_settle(lc);
+    fe_control(data, size);
     fe_settle(lc);
     if (fe_inputs % FE_CHECK_EVERY == 0)
         fe_check_dir_size();

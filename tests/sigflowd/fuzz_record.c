@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 1 + DP_REC_READ_MAX)
         return 0;
-    unsigned type = data[0] % 9; /* 0 and 8: not a type */
+    unsigned type = data[0] % 10; /* 0 and 9: not a type */
     uint32_t len = (uint32_t)(size - 1);
     uint8_t *p = malloc(len ? len : 1); /* its own allocation: ASan sees every overread */
     FR_CHECK(p != NULL);
@@ -62,6 +62,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case DP_REC_DELETE:
             FR_CHECK(fr_inside(r.u.del.id, r.u.del.id_len, p, len));
             n = dp_rec_delete_encode(&r.u.del, out, sizeof(out));
+            break;
+        case DP_REC_ATTEMPT:
+            FR_CHECK(fr_inside(r.u.attempt.reason, r.u.attempt.reason_len, p, len));
+            n = dp_rec_attempt_encode(&r.u.attempt, out, sizeof(out));
             break;
         }
         FR_CHECK(n == len);

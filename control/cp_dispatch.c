@@ -290,6 +290,9 @@ static void cp_run_outcome(struct cp_dispatch *d, struct cp_run *run, const stru
             snprintf(f.reason, sizeof(f.reason), "attempts exhausted (%" PRIu32 "): %.150s",
                      run->a.attempt, o->reason);
         d->stats.failed++;
+        /* the reason goes into the workflow's history as the last attempt's (an ATTEMPT
+         * record: the ACTIVITY record that fails the run carries none), then the failure */
+        cp_result(d, run, CHAN_RES_ATTEMPT_FAILED, &f);
         cp_result(d, run, CHAN_RES_FAILED, &f);
         if (run->dead)
             d->dead[(unsigned)(run->dead - 1)].state = CP_DEAD_RETRY_FAILED;

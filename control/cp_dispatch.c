@@ -260,11 +260,40 @@ static uint64_t cp_backoff_ns(struct cp_dispatch *d, const struct chan_task *t, 
     return base - span + cp_rand(d) % (2 * span + 1);
 }
 
-/* The backoff is over: the run waits for a slot (cp_dispatch_round starts it). */
+/* Past its schedule-to-close deadline? The owner core fails such a run by itself and logs
+ * it (dp_input_deadlines, within 100 ms): another attempt would be a side effect nobody
+ * waits for, and a `retry forever` run would go on for ever. A dead-letter retry ignores
+ * the deadline (the operator asked for it). */
+static bool cp_run_expired(const struct cp_run *run)
+{
+    return run->dead == 0 && run->task.deadline_ns != 0 &&
+           cp_realtime_ns() >= run->task.deadline_ns;
+}
+
+/* End an expired run: no result (the owner has logged or will log its failure; ours would
+ * be a stale record in its log), a dead letter for the operator. */
+static void cp_run_expire(struct cp_dispatch *d, struct cp_run *run, const char *last_reason)
+{
+    char reason[CHAN_REASON_MAX];
+    snprintf(reason, sizeof(reason),
+             "schedule-to-close deadline passed after attempt %" PRIu32 ": %.120s", run->a.attempt,
+             last_reason);
+    d->stats.expired++;
+    cp_dead_add(d, run, reason);
+    cp_run_free(d, run);
+}
+
+/* The backoff is over: the run waits for a slot (cp_dispatch_round starts it), unless its
+ * deadline passed meanwhile. */
 static void cp_on_backoff(struct cp_loop *loop, void *arg)
 {
     (void)loop;
     struct cp_run *run = arg;
+    if (cp_run_expired(run)) {
+        run->a.attempt--; /* the next one never starts */
+        cp_run_expire(run->d, run, "the deadline came during the backoff");
+        return;
+    }
     cp_wait_push(run->d, run);
 }
 
@@ -296,6 +325,10 @@ static void cp_run_outcome(struct cp_dispatch *d, struct cp_run *run, const stru
         else
             cp_dead_add(d, run, f.reason);
         cp_run_free(d, run);
+        return;
+    }
+    if (cp_run_expired(run)) {
+        cp_run_expire(d, run, o->reason);
         return;
     }
     d->stats.retried++;

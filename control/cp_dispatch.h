@@ -33,6 +33,7 @@ struct cp_dispatch;
 struct cp_dispatch_stats {
     uint64_t tasks, cancels, attempts, done, failed, retried, timeouts, results_waiting;
     uint64_t dead, invalid_tasks;
+    uint64_t expired; /* runs ended at their schedule-to-close deadline (no more attempts) */
     uint64_t latency_ns_sum, latency_count; /* durable (dispatched_ns) → first attempt start */
 };
 

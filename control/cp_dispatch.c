@@ -6,6 +6,7 @@
  * owner, or BACKOFF (timer armed) → WAITING again with the next attempt number. A cancel
  * from the owner, a detach or shutdown abandons it wherever it is.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -377,8 +378,12 @@ static void cp_run_start(struct cp_dispatch *d, struct cp_run *run)
         run->started_once = true;
         uint64_t now = cp_realtime_ns();
         if (now > run->task.dispatched_ns) {
-            d->stats.latency_ns_sum += now - run->task.dispatched_ns;
+            uint64_t ns = now - run->task.dispatched_ns;
+            d->stats.latency_ns_sum += ns;
             d->stats.latency_count++;
+            d->stats.latency_hist[cp_latency_bucket(ns / 1000u)]++;
+            if (ns > d->stats.latency_ns_max)
+                d->stats.latency_ns_max = ns;
         }
     }
     int rc = cp_attempt_fill(&run->a);
@@ -591,6 +596,39 @@ void cp_dispatch_get_stats(const struct cp_dispatch *d, struct cp_dispatch_stats
 {
     *out = d->stats;
     out->results_waiting = cp_dispatch_results_waiting(d);
+}
+
+unsigned cp_latency_bucket(uint64_t us)
+{
+    if (us < CP_LATENCY_SUB)
+        return (unsigned)us;
+    unsigned e = 63u - (unsigned)__builtin_clzll(us); /* us in [2^e, 2^(e+1)), e ≥ SUB_BITS */
+    unsigned sub = (unsigned)(us >> (e - CP_LATENCY_SUB_BITS)) & (CP_LATENCY_SUB - 1);
+    unsigned b = (e - CP_LATENCY_SUB_BITS + 1) * CP_LATENCY_SUB + sub;
+    return b < CP_LATENCY_BUCKETS ? b : CP_LATENCY_BUCKETS - 1;
+}
+
+uint64_t cp_latency_bucket_upper_us(unsigned b)
+{
+    assert(b < CP_LATENCY_BUCKETS);
+    if (b < CP_LATENCY_SUB)
+        return b + 1u;
+    unsigned e = b / CP_LATENCY_SUB - 1 + CP_LATENCY_SUB_BITS, sub = b % CP_LATENCY_SUB;
+    return ((uint64_t)(CP_LATENCY_SUB + sub + 1)) << (e - CP_LATENCY_SUB_BITS);
+}
+
+uint64_t cp_dispatch_latency_quantile_us(const struct cp_dispatch_stats *s, double q)
+{
+    assert(q > 0.0 && q <= 1.0);
+    if (s->latency_count == 0)
+        return 0;
+    uint64_t rank = (uint64_t)ceil(q * (double)s->latency_count), seen = 0;
+    for (unsigned b = 0; b < CP_LATENCY_BUCKETS; b++) {
+        seen += s->latency_hist[b];
+        if (seen >= rank)
+            return cp_latency_bucket_upper_us(b);
+    }
+    return cp_latency_bucket_upper_us(CP_LATENCY_BUCKETS - 1);
 }
 
 unsigned cp_dispatch_executor_count(const struct cp_dispatch *d)

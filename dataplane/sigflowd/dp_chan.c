@@ -384,7 +384,7 @@ int dp_chan_push_task(struct dp_lcore *lc, const struct rt_task *t)
     m.backoff_multiplier = info.backoff_multiplier;
     m.start_to_close_ns = info.start_to_close_ns;
     m.deadline_ns = t->deadline_ns;
-    m.dispatched_ns = dp_now_ns();
+    m.dispatched_ns = dp_realtime_ns(); /* realtime (chan.h), which dp_now_ns drifts from */
     memcpy(m.type, t->type, RTE_MIN((size_t)t->type_len, sizeof(m.type)));
     memcpy(m.id, t->id, RTE_MIN((size_t)t->id_len, sizeof(m.id)));
     memcpy(m.activity, t->activity, alen);

@@ -346,8 +346,11 @@ class Env:
         return d
 
     def vars(self, wf_type, wf_id):
+        """The workflow's res, dones and fails (None when it does not exist)."""
         rc, d = self.ctl("workflow", "describe", wf_type, wf_id, ok_codes=(0, 65))
-        return d.get("vars") if rc == 0 and d else None
+        if rc != 0 or not d:
+            return None
+        return {k: v for k, v in d["vars"].items() if k in ("res", "dones", "fails")}
 
     def history(self, wf_type, wf_id):
         """Every retained entry, oldest first."""

@@ -122,8 +122,8 @@ def main():
         check(tasks[0]["idempotency_key"] == key, "activity list key %s != request key %s" %
               (tasks[0]["idempotency_key"], key))
         d = env.describe("ctl", "w-retry")
-        check(d["vars"] == {"res": 7, "dones": 1, "fails": 0} and d["activities"] == [],
-              "w-retry after: %s %s" % (d["vars"], d["activities"]))
+        check(env.vars("ctl", "w-retry") == {"res": 7, "dones": 1, "fails": 0} and
+              d["activities"] == [], "w-retry after: %s %s" % (d["vars"], d["activities"]))
         h = env.history("ctl", "w-retry")
         check(kinds(h) == ["signal", "effects", "attempt_failed", "activity_done"],
               "w-retry history: %s" % kinds(h))

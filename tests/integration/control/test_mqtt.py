@@ -7,7 +7,7 @@ when the device answers with the same idempotency key).
        documented body; the device simulator answers (result 42): the result is applied
        once and the workflow moves on (reprovisioning -> online), history activity_done 42
   d-2  no device answers: the attempt times out (`timeout 3s`) and is retried; a device
-       started meanwhile answers attempt 2: done
+       started during the backoff (1s) answers attempt 2: done
   d-3  the device answers "ok": false: the run fails at once (offline), the device's error
        is the dead letter's reason
 
@@ -115,6 +115,8 @@ def main():
         v = env.wait_vars("dev", "d-2", lambda v: v["dones"] >= 1, 15, "attempt 2 answered")
         check(v == {"res": 43, "dones": 1, "fails": 0} and state(env, "d-2") == "online",
               "d-2 vars %s state %s" % (v, state(env, "d-2")))
+        check(len(entries_of(env.history("dev", "d-2"), "attempt_failed")) == 1,
+              "d-2: attempt 2 was not the one answered (backoff 1s: the device was there)")
         line = ce._read_line(sim.stdout, 5).split()
         check(line[:1] == ["d-2"] and line[2:] == ["ok", "43"], "device sim printed %s" % line)
         ce.say("mqtt", "d-2: attempt 1 timed out after %.1f s, attempt 2 answered" % took)

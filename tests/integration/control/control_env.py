@@ -248,7 +248,9 @@ class Env:
         self.work = tempfile.mkdtemp(prefix="sigflow-ctl-%s-" % tag, dir=workdir)
         self.data = os.path.join(self.work, "data")
         os.makedirs(self.data)
-        self.control_bin = os.path.join(self.build, "control", "sigflow-control")
+        # SIGFLOW_CONTROL_BIN: another sigflow-control (e.g. of an ASan build) on this node
+        self.control_bin = os.environ.get("SIGFLOW_CONTROL_BIN") or os.path.join(
+            self.build, "control", "sigflow-control")
         self.devsim_bin = os.path.join(self.build, "control", "sigflow-device-sim")
         self.node = cn.Node(self.build, self.work, self.data, tag, config_extra=node_extra)
         self.receiver = None

@@ -6,6 +6,7 @@
  * owner, or BACKOFF (timer armed) → WAITING again with the next attempt number. A cancel
  * from the owner, a detach or shutdown abandons it wherever it is.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -260,11 +261,40 @@ static uint64_t cp_backoff_ns(struct cp_dispatch *d, const struct chan_task *t, 
     return base - span + cp_rand(d) % (2 * span + 1);
 }
 
-/* The backoff is over: the run waits for a slot (cp_dispatch_round starts it). */
+/* Past its schedule-to-close deadline? The owner core fails such a run by itself and logs
+ * it (dp_input_deadlines, within 100 ms): another attempt would be a side effect nobody
+ * waits for, and a `retry forever` run would go on for ever. A dead-letter retry ignores
+ * the deadline (the operator asked for it). */
+static bool cp_run_expired(const struct cp_run *run)
+{
+    return run->dead == 0 && run->task.deadline_ns != 0 &&
+           cp_realtime_ns() >= run->task.deadline_ns;
+}
+
+/* End an expired run: no result (the owner has logged or will log its failure; ours would
+ * be a stale record in its log), a dead letter for the operator. */
+static void cp_run_expire(struct cp_dispatch *d, struct cp_run *run, const char *last_reason)
+{
+    char reason[CHAN_REASON_MAX];
+    snprintf(reason, sizeof(reason),
+             "schedule-to-close deadline passed after attempt %" PRIu32 ": %.120s", run->a.attempt,
+             last_reason);
+    d->stats.expired++;
+    cp_dead_add(d, run, reason);
+    cp_run_free(d, run);
+}
+
+/* The backoff is over: the run waits for a slot (cp_dispatch_round starts it), unless its
+ * deadline passed meanwhile. */
 static void cp_on_backoff(struct cp_loop *loop, void *arg)
 {
     (void)loop;
     struct cp_run *run = arg;
+    if (cp_run_expired(run)) {
+        run->a.attempt--; /* the next one never starts */
+        cp_run_expire(run->d, run, "the deadline came during the backoff");
+        return;
+    }
     cp_wait_push(run->d, run);
 }
 
@@ -299,6 +329,10 @@ static void cp_run_outcome(struct cp_dispatch *d, struct cp_run *run, const stru
         else
             cp_dead_add(d, run, f.reason);
         cp_run_free(d, run);
+        return;
+    }
+    if (cp_run_expired(run)) {
+        cp_run_expire(d, run, o->reason);
         return;
     }
     d->stats.retried++;
@@ -347,8 +381,12 @@ static void cp_run_start(struct cp_dispatch *d, struct cp_run *run)
         run->started_once = true;
         uint64_t now = cp_realtime_ns();
         if (now > run->task.dispatched_ns) {
-            d->stats.latency_ns_sum += now - run->task.dispatched_ns;
+            uint64_t ns = now - run->task.dispatched_ns;
+            d->stats.latency_ns_sum += ns;
             d->stats.latency_count++;
+            d->stats.latency_hist[cp_latency_bucket(ns / 1000u)]++;
+            if (ns > d->stats.latency_ns_max)
+                d->stats.latency_ns_max = ns;
         }
     }
     int rc = cp_attempt_fill(&run->a);
@@ -561,6 +599,39 @@ void cp_dispatch_get_stats(const struct cp_dispatch *d, struct cp_dispatch_stats
 {
     *out = d->stats;
     out->results_waiting = cp_dispatch_results_waiting(d);
+}
+
+unsigned cp_latency_bucket(uint64_t us)
+{
+    if (us < CP_LATENCY_SUB)
+        return (unsigned)us;
+    unsigned e = 63u - (unsigned)__builtin_clzll(us); /* us in [2^e, 2^(e+1)), e ≥ SUB_BITS */
+    unsigned sub = (unsigned)(us >> (e - CP_LATENCY_SUB_BITS)) & (CP_LATENCY_SUB - 1);
+    unsigned b = (e - CP_LATENCY_SUB_BITS + 1) * CP_LATENCY_SUB + sub;
+    return b < CP_LATENCY_BUCKETS ? b : CP_LATENCY_BUCKETS - 1;
+}
+
+uint64_t cp_latency_bucket_upper_us(unsigned b)
+{
+    assert(b < CP_LATENCY_BUCKETS);
+    if (b < CP_LATENCY_SUB)
+        return b + 1u;
+    unsigned e = b / CP_LATENCY_SUB - 1 + CP_LATENCY_SUB_BITS, sub = b % CP_LATENCY_SUB;
+    return ((uint64_t)(CP_LATENCY_SUB + sub + 1)) << (e - CP_LATENCY_SUB_BITS);
+}
+
+uint64_t cp_dispatch_latency_quantile_us(const struct cp_dispatch_stats *s, double q)
+{
+    assert(q > 0.0 && q <= 1.0);
+    if (s->latency_count == 0)
+        return 0;
+    uint64_t rank = (uint64_t)ceil(q * (double)s->latency_count), seen = 0;
+    for (unsigned b = 0; b < CP_LATENCY_BUCKETS; b++) {
+        seen += s->latency_hist[b];
+        if (seen >= rank)
+            return cp_latency_bucket_upper_us(b);
+    }
+    return cp_latency_bucket_upper_us(CP_LATENCY_BUCKETS - 1);
 }
 
 unsigned cp_dispatch_executor_count(const struct cp_dispatch *d)

@@ -27,14 +27,32 @@
 #define CP_DEAD_MAX          10000u /* dead-letter entries kept in memory (newest) */
 #define CP_TASKS_PER_ROUND   256u   /* tasks taken from one owner's ring per round */
 #define CP_BACKOFF_JITTER_PC 20u    /* a backoff delay is randomized by ± this percent */
+/* Dispatch latency histogram: microseconds, log-linear, CP_LATENCY_SUB buckets per power
+ * of two (a value is known within 1/CP_LATENCY_SUB of itself), the last bucket open-ended. */
+#define CP_LATENCY_SUB_BITS 3u
+#define CP_LATENCY_SUB      (1u << CP_LATENCY_SUB_BITS)
+#define CP_LATENCY_BUCKETS  256u
 
 struct cp_dispatch;
 
 struct cp_dispatch_stats {
     uint64_t tasks, cancels, attempts, done, failed, retried, timeouts, results_waiting;
     uint64_t dead, invalid_tasks;
+    uint64_t expired; /* runs ended at their schedule-to-close deadline (no more attempts) */
     uint64_t latency_ns_sum, latency_count; /* durable (dispatched_ns) → first attempt start */
+    uint64_t latency_ns_max;
+    uint64_t latency_hist[CP_LATENCY_BUCKETS]; /* the same, by cp_latency_bucket */
 };
+
+/** The histogram bucket of a latency of `us` microseconds. Can't fail. */
+unsigned cp_latency_bucket(uint64_t us);
+
+/** The upper bound (µs, exclusive) of bucket b < CP_LATENCY_BUCKETS. Can't fail. */
+uint64_t cp_latency_bucket_upper_us(unsigned b);
+
+/** The q-quantile (0 < q ≤ 1) of stats' dispatch latencies in µs: the upper bound of the
+ *  bucket it falls in (so it is never under-reported); 0 without samples. */
+uint64_t cp_dispatch_latency_quantile_us(const struct cp_dispatch_stats *s, double q);
 
 /** One dead-letter entry (a run that failed for good). */
 struct cp_dead {

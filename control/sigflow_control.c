@@ -150,17 +150,28 @@ static json_t *cp_req_stats(struct cp_main *m)
 {
     struct cp_dispatch_stats s;
     cp_dispatch_get_stats(m->d, &s);
-    return json_pack(
-        "{s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I, s:f}",
-        "ok", 1, "connected", m->sock >= 0, "connects", (json_int_t)m->connects, "runs",
-        (json_int_t)cp_dispatch_runs(m->d), "tasks", (json_int_t)s.tasks, "cancels",
-        (json_int_t)s.cancels, "attempts", (json_int_t)s.attempts, "done", (json_int_t)s.done,
-        "failed", (json_int_t)s.failed, "retried", (json_int_t)s.retried, "timeouts",
-        (json_int_t)s.timeouts, "dead", (json_int_t)s.dead, "invalid_tasks",
-        (json_int_t)s.invalid_tasks, "results_waiting", (json_int_t)s.results_waiting,
-        "dispatch_latency_count", (json_int_t)s.latency_count, "dispatch_latency_mean_us",
-        s.latency_count ? (double)s.latency_ns_sum / (double)s.latency_count / 1e3 : 0.0);
+    json_t *out =
+        json_pack("{s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                  "s:I, s:I, s:f}",
+                  "ok", 1, "connected", m->sock >= 0, "connects", (json_int_t)m->connects, "runs",
+                  (json_int_t)cp_dispatch_runs(m->d), "tasks", (json_int_t)s.tasks, "cancels",
+                  (json_int_t)s.cancels, "attempts", (json_int_t)s.attempts, "done",
+                  (json_int_t)s.done, "failed", (json_int_t)s.failed, "retried",
+                  (json_int_t)s.retried, "timeouts", (json_int_t)s.timeouts, "expired",
+                  (json_int_t)s.expired, "dead", (json_int_t)s.dead, "invalid_tasks",
+                  (json_int_t)s.invalid_tasks, "results_waiting", (json_int_t)s.results_waiting,
+                  "dispatch_latency_count", (json_int_t)s.latency_count, "dispatch_latency_mean_us",
+                  s.latency_count ? (double)s.latency_ns_sum / (double)s.latency_count / 1e3 : 0.0);
+    /* percentiles: the upper bound of their histogram bucket (within 12.5 %) */
+    json_object_set_new(out, "dispatch_latency_p50_us",
+                        json_integer((json_int_t)cp_dispatch_latency_quantile_us(&s, 0.50)));
+    json_object_set_new(out, "dispatch_latency_p99_us",
+                        json_integer((json_int_t)cp_dispatch_latency_quantile_us(&s, 0.99)));
+    json_object_set_new(out, "dispatch_latency_p999_us",
+                        json_integer((json_int_t)cp_dispatch_latency_quantile_us(&s, 0.999)));
+    json_object_set_new(out, "dispatch_latency_max_us",
+                        json_integer((json_int_t)(s.latency_ns_max / 1000u)));
+    return out;
 }
 
 static json_t *cp_req_executors(struct cp_main *m)

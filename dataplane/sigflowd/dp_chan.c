@@ -250,15 +250,13 @@ bool dp_chan_ready(const struct dp_lcore *lc)
     return lc->chan && lc->chan->cur;
 }
 
-/* Adopt the newest generation. On connect every run in flight is queued again. */
-static void dp_chan_adopt(struct dp_lcore *lc, struct dp_chan_owner *co)
+/* Adopt generation gen. On connect every run in flight is queued again. A result held
+ * (the log was behind) stays held: it is a copy, valid whatever the channel. */
+static void dp_chan_adopt(struct dp_lcore *lc, struct dp_chan_owner *co, uint64_t gen)
 {
-    uint64_t gen = __atomic_load_n(&co->pub_gen, __ATOMIC_ACQUIRE);
-    if (likely(gen == co->gen))
-        return;
     co->cur = __atomic_load_n(&co->pub, __ATOMIC_RELAXED);
     co->gen = gen;
-    co->holding = false; /* its sender is gone or replaced: it resends what it has */
+    co->draining = false;
     if (co->cur)
         rt_tasks_reset(lc->rt);
     __atomic_store_n(&co->seen_gen, gen, __ATOMIC_RELEASE);
@@ -289,40 +287,71 @@ static int dp_chan_apply(struct dp_lcore *lc, const struct chan_result *r)
     return rc;
 }
 
-unsigned dp_chan_poll(struct dp_lcore *lc)
+/* Take up to max results (the held one first, then co->cur's ring): each is logged and
+ * applied. Returns how many were taken (applied or dropped); *more is false when there is
+ * nothing left to take now (ring empty or broken, no channel, the log behind or failed). */
+static unsigned dp_chan_take(struct dp_lcore *lc, struct dp_chan_owner *co, unsigned max,
+                             bool *more)
 {
-    struct dp_chan_owner *co = lc->chan;
-    if (!co)
-        return 0;
-    dp_chan_adopt(lc, co);
-    if (!co->cur)
-        return 0;
     unsigned n = 0;
-    while (n < DP_CHAN_RESULTS_PER_POLL) {
+    *more = false;
+    while (n < max) {
         if (!co->holding) {
+            if (!co->cur)
+                return n;
             int rc = chan_pop(&co->cur->results, &co->held, sizeof(co->held));
             if (rc == -ENOENT)
-                break;
+                return n;
             if (rc != 0) {
                 __atomic_store_n(&co->broken, true, __ATOMIC_RELAXED);
-                break;
+                return n;
             }
             if (!chan_result_valid(&co->held)) {
                 lc->drop[DP_DROP_CHAN_RESULT]++;
+                n++;
                 continue;
             }
             co->holding = true;
         }
         int rc = dp_chan_apply(lc, &co->held);
         if (rc == -EAGAIN)
-            break; /* the log is behind: the same result on the next pass */
+            return n; /* the log is behind: the same result on the next pass */
         co->holding = false;
         if (rc == -EINVAL)
             lc->drop[DP_DROP_CHAN_RESULT]++;
         else if (rc != 0)
-            break; /* the log failed: the node stops */
+            return n; /* the log failed: the node stops */
         n++;
     }
+    *more = true;
+    return n;
+}
+
+unsigned dp_chan_poll(struct dp_lcore *lc)
+{
+    struct dp_chan_owner *co = lc->chan;
+    if (!co)
+        return 0;
+    bool more;
+    uint64_t gen = __atomic_load_n(&co->pub_gen, __ATOMIC_ACQUIRE);
+    if (likely(gen == co->gen))
+        return dp_chan_take(lc, co, DP_CHAN_RESULTS_PER_POLL, &more);
+    /* The connection ended (or was replaced). What its control process wrote before it went
+     * are outcomes like any other: dropping them would run those activities again. Take
+     * them first — at most one ring's worth, so that a peer still writing cannot hold the
+     * channel thread, which waits for this adoption — then let go of the channel. */
+    if (co->cur && !co->draining) {
+        co->draining = true;
+        co->drain_left = co->cur->results.mask + 1;
+    }
+    unsigned n = 0;
+    if (co->cur && co->drain_left > 0) {
+        n = dp_chan_take(lc, co, RTE_MIN(DP_CHAN_RESULTS_PER_POLL, co->drain_left), &more);
+        co->drain_left -= n;
+        if (more || (co->holding && co->drain_left > 0))
+            return n; /* more to take, or the log is behind: on the next pass */
+    }
+    dp_chan_adopt(lc, co, gen);
     return n;
 }
 
@@ -355,7 +384,7 @@ int dp_chan_push_task(struct dp_lcore *lc, const struct rt_task *t)
     m.backoff_multiplier = info.backoff_multiplier;
     m.start_to_close_ns = info.start_to_close_ns;
     m.deadline_ns = t->deadline_ns;
-    m.dispatched_ns = dp_now_ns();
+    m.dispatched_ns = dp_realtime_ns(); /* realtime (chan.h), which dp_now_ns drifts from */
     memcpy(m.type, t->type, RTE_MIN((size_t)t->type_len, sizeof(m.type)));
     memcpy(m.id, t->id, RTE_MIN((size_t)t->id_len, sizeof(m.id)));
     memcpy(m.activity, t->activity, alen);

@@ -8,14 +8,17 @@
  * closes, or an owner finds the peer broken, it unpublishes them, waits until every owner
  * has let go, and unmaps them. Each publication is a new generation.
  *
- * Owner side, every loop pass (dp_chan_poll): adopt a new generation — on connect, every
- * run in flight is queued again (rt_tasks_reset), so that a restarted control process gets
- * every task without a logged outcome (at least once) — then take results: each is checked
+ * Owner side, every loop pass (dp_chan_poll): take results: each is checked
  * (chan_result_valid, the partition is this owner's and the key's) and logged and applied
  * like any input (dp_input_activity, dp_input_attempt); a result the log cannot take yet
- * (-EAGAIN) is held and retried on the next pass, never dropped. dp_chan_push_task puts
- * one task into the ring. Without a connection, tasks stay queued in the runtime (counted
- * by `stats` as tasks_queued/flagged; `activity list` lists every run in flight).
+ * (-EAGAIN) is held and retried on the next pass, never dropped. When a new generation is
+ * published, the results the old connection's control process wrote are taken first (up
+ * to one ring's worth: a control process that stops pushes its last outcomes and closes
+ * at once), then the owner adopts it — on connect, every run in flight is queued again
+ * (rt_tasks_reset), so that a restarted control process gets every task without a logged
+ * outcome (at least once). dp_chan_push_task puts one task into the ring. Without a connection,
+ * tasks stay queued in the runtime (counted by `stats` as tasks_queued/flagged; `activity list`
+ * lists every run in flight).
  */
 #ifndef DP_CHAN_H
 #define DP_CHAN_H
@@ -44,6 +47,8 @@ struct dp_chan_owner {
     uint64_t gen;
     struct chan_result held; /* a result the log could not take yet */
     bool holding;
+    bool draining;       /* a new generation is published: the old results ring first */
+    uint32_t drain_left; /* results still taken from the old ring before adopting */
 };
 
 /**
@@ -60,9 +65,10 @@ void dp_chan_stop(void);
 bool dp_chan_connected(void);
 
 /**
- * Owner, each loop pass: adopt a new generation, then log and apply up to
- * DP_CHAN_RESULTS_PER_POLL results. Returns the results applied. Can't fail: a broken
- * peer is flagged for the thread, the log's failure stops the node as any input's does.
+ * Owner, each loop pass: log and apply up to DP_CHAN_RESULTS_PER_POLL results; on a new
+ * generation, those left in the old ring first, then adopt it. Returns the results taken
+ * (applied, or dropped as invalid). Can't fail: a broken peer is flagged for the thread,
+ * the log's failure stops the node as any input's does.
  */
 unsigned dp_chan_poll(struct dp_lcore *lc);
 

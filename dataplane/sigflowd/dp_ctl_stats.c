@@ -52,6 +52,25 @@ static void dp_ctl_sum_into(json_t *dst, json_t *src)
     }
 }
 
+/* An owner's outbound activity tasks and armed timers (asked of the owner): tasks_queued
+ * wait for the channel (sigflow-control away, or the ring full), tasks_flagged found the
+ * runtime's queue full and wait for room in it. Left out when the owner does not answer. */
+static void dp_ctl_core_tasks(const struct dp_lcore *lc, json_t *c)
+{
+    struct dp_req *req = dp_ctl_req_new(DP_REQ_COUNTS);
+    if (!req)
+        return;
+    int rc = dp_ctl_ask(lc->owner_index, req);
+    if (rc == 0) {
+        const struct dp_req_counts *r = &req->u.counts;
+        json_object_set_new(c, "tasks_queued", json_integer((json_int_t)r->tasks_queued));
+        json_object_set_new(c, "tasks_flagged", json_integer((json_int_t)r->tasks_flagged));
+        json_object_set_new(c, "timers_armed", json_integer((json_int_t)r->timers_armed));
+    }
+    if (rc != -ETIMEDOUT)
+        dp_ctl_req_free(req); /* on a timeout the owner frees it */
+}
+
 static json_t *dp_ctl_core(const struct dp_lcore *lc)
 {
     json_t *c =
@@ -71,6 +90,7 @@ static json_t *dp_ctl_core(const struct dp_lcore *lc)
             json_object_set_new(st, rt_status_name((int)i),
                                 json_integer((json_int_t)lc->rt_status[i]));
         json_object_set_new(c, "signals", st);
+        dp_ctl_core_tasks(lc, c);
     }
     if (lc->owner) {
         struct dp_req *req = dp_ctl_req_new(DP_REQ_WAL_STATS);

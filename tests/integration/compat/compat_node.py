@@ -78,7 +78,8 @@ def lcore_map():
 class Node:
     """The one sigflowd this script started on DIR (only that one, by its pid)."""
 
-    def __init__(self, build, workdir, data_dir, tag, env_extra=None):
+    def __init__(self, build, workdir, data_dir, tag, env_extra=None, config_extra=""):
+        """config_extra: INI text appended to CONFIG (a later key wins)."""
         self.build, self.workdir, self.dir, self.tag = build, workdir, data_dir, tag
         self.sigflowd = os.path.join(build, "dataplane", "sigflowd", "sigflowd")
         self.ctl_bin = os.path.join(build, "control", "sigflowctl")
@@ -87,6 +88,7 @@ class Node:
             if not os.access(b, os.X_OK):
                 raise NodeError("%s is missing: build the tree first" % b)
         self.env_extra = env_extra or {}
+        self.config_extra = config_extra
         self.proc = None
         self.logf = None
         self.port = free_udp_port()
@@ -95,7 +97,7 @@ class Node:
     def start(self, timeout=60):
         conf = os.path.join(self.workdir, "sigflowd-%s.conf" % self.tag)
         with open(conf, "w") as f:
-            f.write(CONFIG.format(port=self.port))
+            f.write(CONFIG.format(port=self.port) + self.config_extra)
         self.prefix = "sfcompat%d%s" % (os.getpid(), self.tag)
         cmd = [self.sigflowd, "--no-huge", "-m", "512", "--no-shconf", "--file-prefix",
                self.prefix, "--lcores", lcore_map(), "--no-pci",

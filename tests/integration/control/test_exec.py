@@ -88,8 +88,10 @@ def main():
                       af[0]["attempt"] == 1 and af[0]["reason"] == "exit 75: busy",
                       "%s history %s %s" % (wf, kinds, af))
             elif mode == 3:
-                check(kinds == ["signal", "effects", "activity_failed"],
-                      "%s history %s" % (wf, kinds))
+                af = entries_of(h, "attempt_failed")
+                check(kinds == ["signal", "effects", "attempt_failed", "activity_failed"] and
+                      af[0]["attempt"] == 1 and af[0]["reason"].startswith("exit 3"),
+                      "%s history %s %s" % (wf, kinds, af))
             else:
                 check(kinds == ["signal", "effects", "activity_done"] and
                       h[-1]["result"] == 100 + len(note), "%s history %s" % (wf, kinds))

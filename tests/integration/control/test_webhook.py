@@ -6,7 +6,8 @@ receiver (control_env). Five workflows of ctl.flow, started together, each a sce
               and headers; attempt 2 is visible in `workflow describe` (attempts 1 logged) and
               `activity list` (attempt 2) while it runs; history: attempt_failed, then
               activity_done with result 7, applied once (res 7, dones 1)
-  w-400       400: failed at once, no retry (1 request, activity_failed, no attempt_failed)
+  w-400       400: failed at once, no retry (1 request; history: the one attempt's reason, then
+              activity_failed)
   w-slow      the receiver sleeps past `timeout 1s`: start-to-close timeout, retried, done
   w-forever   `retry forever`: five 503s, then 200 {"result": 11} on attempt 6
   w-deadline  `schedule_to_close 2s`, the receiver always 503: the owner fails the run by
@@ -139,7 +140,10 @@ def main():
         check(len(reqs) == 1, "w-400: %d requests, expected 1 (no retry)" % len(reqs))
         check_request(reqs[0], "w-400", "hook", {"customer": "w-400", "n": 42}, 1)
         h = env.history("ctl", "w-400")
-        check(kinds(h) == ["signal", "effects", "activity_failed"], "w-400 history: %s" % kinds(h))
+        check(kinds(h) == ["signal", "effects", "attempt_failed", "activity_failed"],
+              "w-400 history: %s" % kinds(h))
+        check(h[2]["attempt"] == 1 and h[2]["reason"].startswith("HTTP 400"),
+              "w-400 attempt_failed (the reason of the failure): %s" % h[2])
         check(env.vars("ctl", "w-400") == {"res": -1, "dones": 0, "fails": 1},
               "w-400 vars: %s" % env.vars("ctl", "w-400"))
         ce.say("webhook", "w-400: failed without retry")

@@ -254,6 +254,20 @@ int cp_template_check(const char *tmpl)
     return n < 0 && n != -ENOSPC ? n : 0;
 }
 
+int cp_kv_error(char *err, size_t err_cap, const struct cp_kv *kv, const char *fmt, ...)
+{
+    if (err_cap == 0)
+        return -EINVAL;
+    int n = kv ? snprintf(err, err_cap, "line %u: ", kv->line) : 0;
+    if (n < 0 || (size_t)n >= err_cap)
+        n = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, err_cap - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
 void cp_outcome_set(struct cp_outcome *o, enum cp_outcome_kind kind, const char *fmt, ...)
 {
     memset(o, 0, sizeof(*o));

@@ -127,6 +127,14 @@ int cp_template_check(const char *tmpl);
  */
 int cp_attempt_fill(struct cp_attempt *a);
 
+/**
+ * An executor's configuration error: err gets "line N: " (kv's line; nothing when kv is
+ * NULL) and the formatted message, cut to err_cap. Returns -EINVAL, for `return
+ * cp_kv_error(...)` in init.
+ */
+int cp_kv_error(char *err, size_t err_cap, const struct cp_kv *kv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /** Fill o: kind and reason (printf-style, truncated to fit). */
 void cp_outcome_set(struct cp_outcome *o, enum cp_outcome_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -190,21 +190,6 @@ struct exec_spawn {
 
 /* ---- configuration ------------------------------------------------------------------- */
 
-/* Fill err with "line N: <message>". Returns -EINVAL. */
-static int exec_err(char *err, size_t cap, const struct cp_kv *kv, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int exec_err(char *err, size_t cap, const struct cp_kv *kv, const char *fmt, ...)
-{
-    int n = snprintf(err, cap, "line %u: ", kv->line);
-    if (n >= 0 && (size_t)n < cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + n, cap - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    return -EINVAL;
-}
-
 /* argv: a JSON array of templates, the first an absolute literal path. 0 or -EINVAL. */
 static int exec_parse_argv(struct exec_state *s, const struct cp_kv *kv, char *err, size_t cap)
 {
@@ -214,13 +199,13 @@ static int exec_parse_argv(struct exec_state *s, const struct cp_kv *kv, char *e
     int rc = 0;
 
     if (!arr || !json_is_array(arr)) {
-        rc = exec_err(err, cap, kv, "argv must be a JSON array of strings%s%s", arr ? "" : ": ",
-                      arr ? "" : jerr.text);
+        rc = cp_kv_error(err, cap, kv, "argv must be a JSON array of strings%s%s", arr ? "" : ": ",
+                         arr ? "" : jerr.text);
         goto out_free;
     }
     size_t count = json_array_size(arr);
     if (count == 0 || count > EXEC_ARGV_MAX) {
-        rc = exec_err(err, cap, kv, "argv must hold 1 to %u strings", EXEC_ARGV_MAX);
+        rc = cp_kv_error(err, cap, kv, "argv must hold 1 to %u strings", EXEC_ARGV_MAX);
         goto out_free;
     }
     for (size_t i = 0; i < count; i++) {
@@ -228,15 +213,16 @@ static int exec_parse_argv(struct exec_state *s, const struct cp_kv *kv, char *e
         const char *str = json_string_value(e);
         size_t len = str ? json_string_length(e) : 0;
         if (!str || strlen(str) != len) {
-            rc = exec_err(err, cap, kv, "argv[%zu] must be a string without NUL bytes", i);
+            rc = cp_kv_error(err, cap, kv, "argv[%zu] must be a string without NUL bytes", i);
             goto out_free;
         }
         if (cp_template_check(str) != 0) {
-            rc = exec_err(err, cap, kv, "argv[%zu] has an unknown or unterminated placeholder", i);
+            rc = cp_kv_error(err, cap, kv, "argv[%zu] has an unknown or unterminated placeholder",
+                             i);
             goto out_free;
         }
         if (used + len + 1 > sizeof(s->argv_text)) { /* not past the JSON text's own size */
-            rc = exec_err(err, cap, kv, "argv too long");
+            rc = cp_kv_error(err, cap, kv, "argv too long");
             goto out_free;
         }
         memcpy(s->argv_text + used, str, len + 1);
@@ -245,7 +231,7 @@ static int exec_parse_argv(struct exec_state *s, const struct cp_kv *kv, char *e
     }
     s->argc = (unsigned)count;
     if (s->argv_tmpl[0][0] != '/' || strpbrk(s->argv_tmpl[0], "{}"))
-        rc = exec_err(err, cap, kv, "argv[0] must be an absolute path without placeholders");
+        rc = cp_kv_error(err, cap, kv, "argv[0] must be an absolute path without placeholders");
 out_free:
     json_decref(arr);
     return rc;
@@ -259,27 +245,27 @@ static int exec_parse_user(struct exec_state *s, const struct cp_kv *kv, char *e
     int rc = 0;
 
     if (!buf) {
-        rc = exec_err(err, cap, kv, "user %s: out of memory", kv->value);
+        rc = cp_kv_error(err, cap, kv, "user %s: out of memory", kv->value);
         goto out_free;
     }
     int e = getpwnam_r(kv->value, &pw, buf, EXEC_PWBUF_BYTES, &found);
     if (e != 0 || !found) {
-        rc = exec_err(err, cap, kv, "no user %s%s%s", kv->value, e ? ": " : "",
-                      e ? strerror(e) : "");
+        rc = cp_kv_error(err, cap, kv, "no user %s%s%s", kv->value, e ? ": " : "",
+                         e ? strerror(e) : "");
         goto out_free;
     }
     if (pw.pw_uid == 0 || pw.pw_gid == 0) {
-        rc = exec_err(err, cap, kv, "user %s has uid or gid 0: refused", kv->value);
+        rc = cp_kv_error(err, cap, kv, "user %s has uid or gid 0: refused", kv->value);
         goto out_free;
     }
     if (strlen(pw.pw_dir) >= sizeof(s->home)) {
-        rc = exec_err(err, cap, kv, "user %s: home directory too long", kv->value);
+        rc = cp_kv_error(err, cap, kv, "user %s: home directory too long", kv->value);
         goto out_free;
     }
     s->ngroups = (int)EXEC_GROUPS_MAX;
     if (getgrouplist(kv->value, pw.pw_gid, s->groups, &s->ngroups) < 0) {
-        rc =
-            exec_err(err, cap, kv, "user %s is in more than %u groups", kv->value, EXEC_GROUPS_MAX);
+        rc = cp_kv_error(err, cap, kv, "user %s is in more than %u groups", kv->value,
+                         EXEC_GROUPS_MAX);
         goto out_free;
     }
     s->has_user = true;
@@ -321,16 +307,16 @@ static int exec_parse_env(struct exec_state *s, const struct cp_kv *kv, char *er
 {
     size_t n = exec_env_name_len(kv->value);
     if (n == 0)
-        return exec_err(err, cap, kv, "env must be NAME=value");
+        return cp_kv_error(err, cap, kv, "env must be NAME=value");
     if (strncmp(kv->value, EXEC_ENV_RESERVED, strlen(EXEC_ENV_RESERVED)) == 0)
-        return exec_err(err, cap, kv, "env: %s* variables are sigflow's", EXEC_ENV_RESERVED);
+        return cp_kv_error(err, cap, kv, "env: %s* variables are sigflow's", EXEC_ENV_RESERVED);
     if (s->nenv == EXEC_ENV_LINES_MAX)
-        return exec_err(err, cap, kv, "more than %u env lines", EXEC_ENV_LINES_MAX);
+        return cp_kv_error(err, cap, kv, "more than %u env lines", EXEC_ENV_LINES_MAX);
     char name[CP_KV_VALUE_MAX];
     memcpy(name, kv->value, n);
     name[n] = '\0';
     if (exec_env_configured(s, name))
-        return exec_err(err, cap, kv, "env %s given twice", name);
+        return cp_kv_error(err, cap, kv, "env %s given twice", name);
     snprintf(s->env_line[s->nenv++], sizeof(s->env_line[0]), "%s", kv->value);
     return 0;
 }
@@ -341,7 +327,7 @@ static int exec_parse_scalar(struct exec_state *s, const struct cp_kv *kv, enum 
 {
     if (key == EXEC_KEY_CWD) {
         if (kv->value[0] != '/')
-            return exec_err(err, cap, kv, "cwd must be an absolute path");
+            return cp_kv_error(err, cap, kv, "cwd must be an absolute path");
         snprintf(s->cwd, sizeof(s->cwd), "%s", kv->value);
         return 0;
     }
@@ -351,7 +337,7 @@ static int exec_parse_scalar(struct exec_state *s, const struct cp_kv *kv, enum 
     unsigned long long v = strtoull(kv->value, &end, 10);
     if (kv->value[0] < '0' || kv->value[0] > '9' || *end != '\0' || errno != 0 ||
         v > EXEC_OUTPUT_BYTES_MAX)
-        return exec_err(err, cap, kv, "max_output_bytes must be 0 to %u", EXEC_OUTPUT_BYTES_MAX);
+        return cp_kv_error(err, cap, kv, "max_output_bytes must be 0 to %u", EXEC_OUTPUT_BYTES_MAX);
     s->max_output_bytes = (size_t)v;
     return 0;
 }
@@ -372,9 +358,9 @@ static int exec_parse_key(struct exec_state *s, const struct cp_kv *kv, unsigned
     else if (strcmp(kv->key, "max_output_bytes") == 0)
         key = EXEC_KEY_OUTPUT;
     else
-        return exec_err(err, cap, kv, "unknown key %s for an exec executor", kv->key);
+        return cp_kv_error(err, cap, kv, "unknown key %s for an exec executor", kv->key);
     if (*seen & key)
-        return exec_err(err, cap, kv, "%s given twice", kv->key);
+        return cp_kv_error(err, cap, kv, "%s given twice", kv->key);
     *seen |= key;
     if (key == EXEC_KEY_ARGV)
         return exec_parse_argv(s, kv, err, cap);

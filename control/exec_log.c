@@ -47,46 +47,31 @@ struct exec_log_attempt {
     struct cp_attempt *a;
 };
 
-/* Fill err with "line N: <message>". Returns -EINVAL. */
-static int exec_log_err(char *err, size_t cap, const struct cp_kv *kv, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int exec_log_err(char *err, size_t cap, const struct cp_kv *kv, const char *fmt, ...)
-{
-    int n = snprintf(err, cap, "line %u: ", kv->line);
-    if (n >= 0 && (size_t)n < cap) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + n, cap - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    return -EINVAL;
-}
-
 /* One key of the section (path, result). 0 or -EINVAL. */
 static int exec_log_parse_key(struct exec_log_state *s, const struct cp_kv *kv, char *err,
                               size_t cap)
 {
     if (strcmp(kv->key, "path") == 0) {
         if (s->path[0])
-            return exec_log_err(err, cap, kv, "path given twice");
+            return cp_kv_error(err, cap, kv, "path given twice");
         if (kv->value[0] == '\0')
-            return exec_log_err(err, cap, kv, "path is empty");
+            return cp_kv_error(err, cap, kv, "path is empty");
         snprintf(s->path, sizeof(s->path), "%s", kv->value);
         return 0;
     }
     if (strcmp(kv->key, "result") == 0) {
         char *end = NULL;
         if (s->has_result)
-            return exec_log_err(err, cap, kv, "result given twice");
+            return cp_kv_error(err, cap, kv, "result given twice");
         errno = 0;
         long long v = strtoll(kv->value, &end, 10);
         if (kv->value[0] == '\0' || *end != '\0' || errno != 0)
-            return exec_log_err(err, cap, kv, "result must be an integer (int64)");
+            return cp_kv_error(err, cap, kv, "result must be an integer (int64)");
         s->has_result = true;
         s->result = (int64_t)v;
         return 0;
     }
-    return exec_log_err(err, cap, kv, "unknown key %s for a log executor", kv->key);
+    return cp_kv_error(err, cap, kv, "unknown key %s for a log executor", kv->key);
 }
 
 /*

@@ -230,6 +230,20 @@ static void rt_task_fill(const struct rt_core *c, const struct rt_part *p, struc
     out->attempt = attempts + 1;
 }
 
+/* A run of slot t, as the control plane gets it. */
+static void rt_task_fill_run(const struct rt_core *c, const struct rt_part *p,
+                             const struct rt_task_slot *t, struct rt_task *out)
+{
+    rt_task_fill(c, p, rt_part_inst(p, t->inst_ref), t->act, t->seq, out);
+    out->kind = RT_TASK_RUN;
+    out->deadline_ns = (uint64_t)t->deadline_s * 1000000000u;
+    out->nargs = t->nargs;
+    out->args = t->args;
+    out->args_len = t->args_len;
+    out->cause = t->cause;
+    out->serial = t->serial;
+}
+
 int rt_tasks_peek(struct rt_core *c, struct rt_task *out)
 {
     for (;;) {
@@ -261,14 +275,7 @@ int rt_tasks_peek(struct rt_core *c, struct rt_task *out)
             rt_tasks_refill(c);
             continue;
         }
-        rt_task_fill(c, p, rt_part_inst(p, t->inst_ref), t->act, t->seq, out);
-        out->kind = RT_TASK_RUN;
-        out->deadline_ns = (uint64_t)t->deadline_s * 1000000000u;
-        out->nargs = t->nargs;
-        out->args = t->args;
-        out->args_len = t->args_len;
-        out->cause = t->cause;
-        out->serial = t->serial;
+        rt_task_fill_run(c, p, t, out);
         return 0;
     }
 }
@@ -312,16 +319,8 @@ unsigned rt_tasks_list(const struct rt_core *c, uint64_t skip, struct rt_task *o
                 continue;
             }
             const struct rt_task_slot *t = &ts[ti];
-            struct rt_task *o = &out[n++];
-            memset(o, 0, sizeof(*o));
-            rt_task_fill(c, p, rt_part_inst(p, t->inst_ref), t->act, t->seq, o);
-            o->kind = RT_TASK_RUN;
-            o->deadline_ns = (uint64_t)t->deadline_s * 1000000000u;
-            o->nargs = t->nargs;
-            o->args = t->args;
-            o->args_len = t->args_len;
-            o->cause = t->cause;
-            o->serial = t->serial;
+            memset(&out[n], 0, sizeof(out[n]));
+            rt_task_fill_run(c, p, t, &out[n++]);
         }
     }
     return n;

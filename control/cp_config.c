@@ -1,6 +1,7 @@
 /*
  * cp_config.c — sigflow-control's configuration file (cp_config.h), read with inih.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -73,6 +74,37 @@ static bool cp_uint(const char *s, unsigned long max, unsigned *out)
         return false;
     *out = (unsigned)v;
     return true;
+}
+
+/* [control] http: "off", "" (the default) or IPv4ADDRESS:PORT. 1 (inih: go on), or 0 with
+ * the error recorded. */
+static int cp_on_http(struct cp_parse *p, const char *value, int line)
+{
+    struct cp_config *cfg = p->cfg;
+    if (strcmp(value, "off") == 0) {
+        cfg->http_enabled = false;
+        return 1;
+    }
+    cfg->http_enabled = true;
+    if (value[0] == '\0') {
+        snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CP_HTTP_ADDR_DEFAULT);
+        cfg->http_port = CP_HTTP_PORT_DEFAULT;
+        return 1;
+    }
+    const char *colon = strrchr(value, ':');
+    size_t addr_len = colon ? (size_t)(colon - value) : 0;
+    struct in_addr in;
+    unsigned port = 0;
+    if (!colon || addr_len == 0 || addr_len >= sizeof(cfg->http_addr) ||
+        !cp_uint(colon + 1, 65535u, &port) || port == 0)
+        return cp_fail(p, line, "http '%s' is not ADDRESS:PORT (IPv4, port 1..65535) or off%s",
+                       value, "");
+    memcpy(cfg->http_addr, value, addr_len); /* addr_len < sizeof(http_addr): checked */
+    cfg->http_addr[addr_len] = '\0';
+    if (inet_pton(AF_INET, cfg->http_addr, &in) != 1)
+        return cp_fail(p, line, "http '%s': '%s' is not an IPv4 address", value, cfg->http_addr);
+    cfg->http_port = port;
+    return 1;
 }
 
 static int cp_find_executor(const struct cp_config *cfg, const char *name)
@@ -155,6 +187,8 @@ static int cp_on_key(void *user, const char *section, const char *name, const ch
                 return cp_fail(p, line, "grace_s '%s' is not 0..3600%s", value, "");
             return 1;
         }
+        if (strcmp(name, "http") == 0)
+            return cp_on_http(p, value, line);
         return cp_fail(p, line, "unknown key %s in [control]%s", name, "");
     }
     if (strcmp(section, "route") == 0)
@@ -190,6 +224,9 @@ int cp_config_load(const char *path, struct cp_config *cfg, char *err, size_t er
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->grace_s = CP_GRACE_S_DEFAULT;
+    cfg->http_enabled = true;
+    snprintf(cfg->http_addr, sizeof(cfg->http_addr), "%s", CP_HTTP_ADDR_DEFAULT);
+    cfg->http_port = CP_HTTP_PORT_DEFAULT;
     struct cp_parse p = { .cfg = cfg, .path = path, .err = err, .err_cap = err_cap, .current = -1 };
     p.file = fopen(path, "re");
     if (!p.file) {

@@ -6,6 +6,8 @@
  *   dir = /var/lib/sigflow          the node's directory: DIR/activity.sock is sigflowd's end
  *                                   of the channel, DIR/control.sock ours, DIR/dead-letter.jsonl
  *   grace_s = 10                    at SIGTERM: how long attempts in flight may finish
+ *   http = 127.0.0.1:7780           health and metrics over HTTP (IPv4 ADDRESS:PORT, bound
+ *                                   to that address only); empty: this default; off: none
  *
  *   [executor NAME]                 one per executor: kind and its own keys (cp_exec.h)
  *   kind = webhook | mqtt | exec | log
@@ -22,15 +24,18 @@
 #ifndef CP_CONFIG_H
 #define CP_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cp_exec.h"
 
-#define CP_EXECUTORS_MAX   64u
-#define CP_ROUTES_MAX      256u
-#define CP_PATH_MAX        512u
-#define CP_GRACE_S_DEFAULT 10u
-#define CP_GRACE_S_MAX     3600u
+#define CP_EXECUTORS_MAX     64u
+#define CP_ROUTES_MAX        256u
+#define CP_PATH_MAX          512u
+#define CP_GRACE_S_DEFAULT   10u
+#define CP_GRACE_S_MAX       3600u
+#define CP_HTTP_ADDR_DEFAULT "127.0.0.1"
+#define CP_HTTP_PORT_DEFAULT 7780u
 
 struct cp_executor_config {
     char name[CP_EXEC_NAME_MAX];
@@ -51,6 +56,9 @@ struct cp_route {
 struct cp_config {
     char dir[CP_PATH_MAX];
     unsigned grace_s;
+    bool http_enabled;  /* [control] http is not off */
+    char http_addr[16]; /* IPv4 dotted quad */
+    unsigned http_port; /* 1..65535 */
     struct cp_executor_config executors[CP_EXECUTORS_MAX];
     unsigned executor_count;
     struct cp_route routes[CP_ROUTES_MAX];

@@ -17,6 +17,9 @@
  * with one JSON line: {"cmd":"stats"}, {"cmd":"executors"}, {"cmd":"failed"},
  * {"cmd":"retry","type":T,"id":I,"seq":N}, {"cmd":"tune","executor":X,"concurrency":N}
  * (sigflowctl activity failed|retry, sigflowctl executor list|tune).
+ *
+ * [control] http (default 127.0.0.1:7780, `off`): GET /healthz, /readyz, /metrics on the
+ * same loop (cp_ops.h; libmicrohttpd in its external epoll mode, no thread).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +42,7 @@
 #include "cp_config.h"
 #include "cp_dispatch.h"
 #include "cp_loop.h"
+#include "cp_ops.h"
 
 #define CP_POLL_MS         1u  /* an idle pass waits this long for descriptors and timers */
 #define CP_IDLE_POLL_MS    20u /* ... after CP_IDLE_PASSES passes without work */
@@ -60,8 +64,9 @@ struct cp_main {
     struct cp_config cfg;
     struct cp_loop *loop;
     struct cp_dispatch *d;
-    int sock;      /* to sigflowd, -1 when not connected */
-    int listen_fd; /* control.sock */
+    struct cp_ops *ops; /* [control] http; NULL when off */
+    int sock;           /* to sigflowd, -1 when not connected */
+    int listen_fd;      /* control.sock */
     int signal_fd;
     struct chan chans[CHAN_OWNERS_MAX];
     unsigned owner_count;
@@ -383,6 +388,13 @@ static int cp_signals(struct cp_main *m)
     return cp_loop_watch(m->loop, m->signal_fd, EPOLLIN, cp_on_signal, m);
 }
 
+/* cp_ops_connected_fn: the channel is held. */
+static bool cp_is_connected(void *arg)
+{
+    const struct cp_main *m = arg;
+    return m->sock >= 0;
+}
+
 static void cp_usage(FILE *f)
 {
     fprintf(f, "usage: sigflow-control --config FILE\n"
@@ -466,8 +478,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "sigflow-control: %s/control.sock: %s\n", m.cfg.dir, strerror(-rc));
         return 1;
     }
-    fprintf(stderr, "sigflow-control: ready: %u executors, node directory %s\n",
-            cp_dispatch_executor_count(m.d), m.cfg.dir);
+    if (m.cfg.http_enabled) {
+        m.ops = cp_ops_new(m.loop, &m.cfg, m.d, cp_is_connected, &m, err, sizeof(err));
+        if (!m.ops) {
+            fprintf(stderr, "sigflow-control: %s\n", err);
+            return 1;
+        }
+    }
+    char http[sizeof(m.cfg.http_addr) + 8] = "off";
+    if (m.cfg.http_enabled)
+        snprintf(http, sizeof(http), "%s:%u", m.cfg.http_addr, m.cfg.http_port);
+    fprintf(stderr, "sigflow-control: ready: %u executors, node directory %s, http %s\n",
+            cp_dispatch_executor_count(m.d), m.cfg.dir, http);
     rc = cp_run(&m);
     unsigned left = cp_dispatch_runs(m.d);
     if (left)
@@ -475,6 +497,7 @@ int main(int argc, char **argv)
                 "sigflow-control: %u runs abandoned at stop: sigflowd dispatches them "
                 "again to the next control process\n",
                 left);
+    cp_ops_free(m.ops);
     cp_disconnect(&m, "stopping");
     cp_dispatch_free(m.d);
     cp_loop_watch(m.loop, m.listen_fd, 0, NULL, NULL);

@@ -277,7 +277,10 @@ class Env:
 
     def write_config(self, executors, routes, grace_s=10):
         hook_url = "http://127.0.0.1:%d/hooks/{type}/{activity}/{id}" % self.receiver.port
-        text = "[control]\ndir = %s\ngrace_s = %d\n\n" % (self.data, grace_s)
+        # the HTTP surface on a free port of ours (the default 7780 may be taken)
+        self.http_port = free_tcp_port()
+        text = "[control]\ndir = %s\ngrace_s = %d\nhttp = 127.0.0.1:%d\n\n" % (
+            self.data, grace_s, self.http_port)
         for k, v in (("@HOOK_URL@", hook_url), ("@WORK@", self.work), ("@PROG@", PROG),
                      ("@MQTT_PORT@", str(self.broker.port if self.broker else 0))):
             executors = executors.replace(k, v)
